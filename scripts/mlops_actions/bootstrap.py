@@ -1,0 +1,28 @@
+"""Run a plain training script inside an MLflow run with autologging switched on.
+
+``python -m mlops_actions.bootstrap [--autolog|--no-autolog] SCRIPT [ARGS...]``: the run to
+attach to comes from ``MLFLOW_RUN_ID`` (set by the train stage), so ``mlflow.start_run()`` in
+the script resumes it instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+
+def main(argv: list[str]) -> None:
+    autolog = True
+    if argv and argv[0] in ("--autolog", "--no-autolog"):
+        autolog = argv.pop(0) == "--autolog"
+    script = argv[0]
+    sys.argv = argv
+    if autolog:
+        import mlflow
+
+        mlflow.autolog(log_input_examples=True, log_model_signatures=True, silent=True)
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

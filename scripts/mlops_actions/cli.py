@@ -1,0 +1,221 @@
+"""``mlops``: one command per pipeline stage. Each command is a thin layer over a pure function:
+it turns flags into a request, writes step outputs and a job-summary section, and turns every
+failure into one ``::error::`` line and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from . import __version__, gha
+from .errors import MlopsError
+
+_BOOL = click.Choice(["true", "false"], case_sensitive=False)
+
+
+def _truthy(value: str | bool) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def stage(fn):
+    """Run a command body; outputs dict → $GITHUB_OUTPUT; errors → one line, exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            outputs = fn(*args, **kwargs)
+        except MlopsError as exc:
+            gha.error(exc.line(), title=f"mlops {click.get_current_context().info_name}")
+            gha.add_summary(f"❌ **{click.get_current_context().info_name}**: {exc.line()}")
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last resort: still one line, plus the trace for a bug report
+            if os.environ.get("MLOPS_DEBUG") or os.environ.get("RUNNER_DEBUG") == "1":
+                traceback.print_exc()
+            gha.error(f"unexpected {exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''} (re-run with MLOPS_DEBUG=1 for the trace)")
+            sys.exit(1)
+        if outputs:
+            gha.set_outputs(outputs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="mlops")
+def main() -> None:
+    """mlops-actions: train, fetch, propose, package and ship ML models from CI."""
+
+
+def tracking_options(fn):
+    fn = click.option("--dagshub-repo", default="", help="owner/name of a DagsHub repository; derives the tracking URI.")(fn)
+    fn = click.option("--tracking-uri", default="", help="MLflow tracking URI; empty → sqlite store in the workspace.")(fn)
+    return fn
+
+
+@main.command()
+@click.option("--project-path", default=".", show_default=True, help="Folder of the model project.")
+@click.option("--entry-point", default="main", show_default=True, help="MLproject entry point.")
+@click.option("--script", default="", help="A plain Python script to run instead of an MLproject entry point.")
+@click.option("--params", default="", help="key=value lines passed as parameters.")
+@click.option("--experiment", default="mlops-actions", show_default=True)
+@click.option("--run-name", default="")
+@click.option("--model-name", default="", help="Name of the logged model to report when the run logs several.")
+@click.option("--autolog", type=_BOOL, default="true", show_default=True, help="mlflow.autolog() for plain scripts.")
+@tracking_options
+@stage
+def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, tracking_uri, dagshub_repo):
+    """Run a model project under MLflow tracking."""
+    from . import tracking as trk
+    from .train import parse_params, train as do_train
+
+    parsed = parse_params(params)
+    tracking = trk.resolve(tracking_uri, dagshub_repo)
+    result = do_train(project_path, entry_point=entry_point, script=script or None, params=parsed,
+                      experiment=experiment, run_name=run_name or None, tracking=tracking,
+                      autolog=_truthy(autolog), model_name=model_name or None)
+    link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
+    rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
+    gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
+    return result.outputs()
+
+
+@main.command("fetch-artifacts")
+@click.option("--run-id", required=True, help="MLflow run id (the train step's run-id output).")
+@click.option("--path", "dest", default="artifacts", show_default=True, help="Destination directory (replaced atomically).")
+@click.option("--artifact-path", default="", help="Only this sub-path of the run's artifacts.")
+@click.option("--model-uri", default="", help="Model to download when the run's artifacts hold none (default: the run's logged model).")
+@click.option("--include-model", type=_BOOL, default="true", show_default=True)
+@tracking_options
+@stage
+def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, tracking_uri, dagshub_repo):
+    """Download a run's artifacts and model; write and verify a sha256 manifest."""
+    from . import tracking as trk
+    from .artifacts import fetch
+
+    tracking = trk.resolve(tracking_uri, dagshub_repo)
+    result = fetch(run_id, dest, tracking=tracking, artifact_path=artifact_path, model_uri=model_uri, include_model=_truthy(include_model))
+    count = sum(1 for _ in open(result.manifest, encoding="utf-8"))
+    gha.add_summary(f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{result.path}` (verified against `{result.manifest.name}`); model flavor `{result.flavor or '—'}`, Python {result.python_version or '—'}")
+    return result.outputs()
+
+
+@main.command("verify-manifest")
+@click.argument("directory", type=click.Path(file_okay=False))
+@stage
+def verify_manifest(directory):
+    """Check DIRECTORY against its MANIFEST.sha256."""
+    from . import manifest
+
+    entries = manifest.verify(Path(directory), "directory")
+    print(f"{len(entries)} files match {manifest.NAME}")
+    return {}
+
+
+@main.command("open-pr")
+@click.option("--source-dir", required=True, help="Fetched artifacts (with MANIFEST.sha256).")
+@click.option("--repo-path", required=True, help="Folder in the repository that receives them.")
+@click.option("--workdir", default=".", show_default=True, help="The git checkout.")
+@click.option("--remote", default="origin", show_default=True)
+@click.option("--branch", default="mlops/model-update", show_default=True, help="The one bot branch for these updates.")
+@click.option("--base", default="", help="Base branch (default: the remote's default branch).")
+@click.option("--title", default="")
+@click.option("--commit-message", default="")
+@click.option("--labels", default="", help="Comma- or newline-separated labels.")
+@click.option("--reviewers", default="", help="Comma- or newline-separated logins or org/team.")
+@click.option("--draft", type=_BOOL, default="false")
+@click.option("--repository", default=lambda: os.environ.get("GITHUB_REPOSITORY", ""), help="owner/name (default GITHUB_REPOSITORY).")
+@click.option("--api-url", default=lambda: os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+@click.option("--server-url", default=lambda: os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
+@click.option("--open-pull-request", type=_BOOL, default="true", show_default=True, help="false: push the branch and render the body only.")
+@click.option("--template", default="", help="Jinja2 template for the PR body.")
+@click.option("--body-file", default="", help="Also write the rendered body here.")
+@stage
+def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, commit_message, labels, reviewers, draft,
+                repository, api_url, server_url, open_pull_request, template, body_file):
+    """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
+    from .pr import PrRequest, open_pr, split_list
+
+    req = PrRequest(
+        source_dir=Path(source_dir), repo_path=repo_path, workdir=Path(workdir), remote=remote, branch=branch, base=base,
+        title=title, commit_message=commit_message, labels=split_list(labels), reviewers=split_list(reviewers),
+        draft=_truthy(draft), repository=repository, api_url=api_url, server_url=server_url,
+        token=os.environ.get("GITHUB_TOKEN", ""), open_pull_request=_truthy(open_pull_request),
+        template=Path(template) if template else None, body_file=Path(body_file) if body_file else None,
+    )
+    result = open_pr(req)
+    where = f"[#{result.pr_number}]({result.pr_url})" if result.pr_url else f"branch `{result.branch}`"
+    gha.add_summary(f"### 🔀 open-pr\n{result.operation}: {where} at `{result.head_sha[:7]}`")
+    return result.outputs()
+
+
+@main.command("render-dockerfile")
+@click.option("--model-dir", required=True, help="Folder with MLmodel (fetch-artifacts' model-path).")
+@click.option("--output-dir", default="build/image", show_default=True, help="Where the build context is written.")
+@click.option("--template", default="", help="Dockerfile Jinja2 template (default: Dockerfile.tmpl).")
+@click.option("--base-image", default="", help="Default python:<model's X.Y>-slim.")
+@click.option("--ca-bundle", default=lambda: os.environ.get("MLOPS_CA_BUNDLE", ""), help="PEM bundle trusted by pip in the builder stage only.")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--version", "version", default="")
+@click.option("--run-id", default="")
+@stage
+def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, port, version, run_id):
+    """Render the serving image's Dockerfile and build context for a model."""
+    from .dockerfile import render
+
+    result = render(model_dir, output_dir, template=template or None, base_image=base_image, ca_bundle=ca_bundle,
+                    port=port, version=version, run_id=run_id)
+    gha.add_summary(f"### 🐳 render-dockerfile\n`{result.dockerfile}` for a `{result.flavor}` model (sha256 `{result.model_sha256[:12]}…`)")
+    return result.outputs()
+
+
+@main.command("push-image")
+@click.option("--context", required=True, help="Build context (render-dockerfile's context output).")
+@click.option("--image", required=True, help="registry/name without tag, e.g. ghcr.io/owner/model.")
+@click.option("--version", default="", help="Semantic version X.Y.Z → tag vX.Y.Z.")
+@click.option("--tags", default="", help="Extra tags, comma- or newline-separated.")
+@click.option("--registry", default="", help="Registry to log in to (default: from image).")
+@click.option("--username", default="")
+@click.option("--push", type=_BOOL, default="true", show_default=True)
+@click.option("--smoke-test", type=_BOOL, default="true", show_default=True)
+@click.option("--smoke-payload", default="", help="JSON body for /invocations (default: the model's input example).")
+@click.option("--smoke-timeout", default=180.0, show_default=True, type=float)
+@click.option("--default-branch", default="", help="Branch that gets 'latest' (default: the repository's).")
+@click.option("--network", default="", help="Network for RUN steps of the build (e.g. host).")
+@stage
+def push_image_cmd(context, image, version, tags, registry, username, push, smoke_test, smoke_payload, smoke_timeout, default_branch, network):
+    """Build, smoke-test, tag and push the serving image. Password: REGISTRY_PASSWORD env."""
+    from .image import PushRequest, push_image
+    from .pr import split_list
+
+    req = PushRequest(
+        context=Path(context), image=image, version=version, extra_tags=split_list(tags), registry=registry,
+        username=username, password=os.environ.get("REGISTRY_PASSWORD", ""), push=_truthy(push),
+        smoke_test=_truthy(smoke_test), smoke_payload=Path(smoke_payload) if smoke_payload else None,
+        smoke_timeout=smoke_timeout, default_branch=default_branch, network=network,
+    )
+    result = push_image(req)
+    rows = [[f"`{t}`"] for t in result.tags]
+    gha.add_summary(f"### 🚀 push-image\n{'pushed' if result.digest else 'built (not pushed)'} `{result.image}`\n\n" + gha.md_table(["tag"], rows))
+    return result.outputs()
+
+
+@main.command()
+@click.option("--workspace", default=".mlops/demo", show_default=True, help="Where the demo writes everything.")
+@click.option("--registry", default="127.0.0.1:5000", show_default=True)
+@click.option("--skip-image", is_flag=True, help="Stop after render-dockerfile.")
+@stage
+def demo(workspace, registry, skip_image):
+    """All five stages on the embedded defaults: sentiment model, local MLflow, local git, local registry."""
+    from .demo import run_demo
+
+    return run_demo(Path(workspace), registry=registry, skip_image=skip_image)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Stage 4, render-dockerfile: a build context (Dockerfile, requirements, server, model) for a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from . import __version__, gha, images, modelinfo
+from .errors import InputError
+from .paths import resource
+from .pr import render_template
+
+UID = 10001
+# What the scoring server itself imports, besides the flavor's libraries.
+SERVER_REQUIREMENTS = ("pyyaml", "pandas", "numpy")
+# Packages the model lists that serving does not need (the server loads models natively).
+DROP = {"mlflow", "mlflow-skinny", "mlflow-tracing"}
+
+
+@dataclass
+class RenderResult:
+    dockerfile: Path
+    context: Path
+    flavor: str
+    model_sha256: str
+
+    def outputs(self) -> dict[str, object]:
+        return {"dockerfile": str(self.dockerfile), "context": str(self.context), "flavor": self.flavor, "model-sha256": self.model_sha256}
+
+
+def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:
+    """The model's requirements.txt, checked line by line, without mlflow, plus the server's own."""
+    path = Path(model_dir) / "requirements.txt"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    reqs: dict[str, str] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"requirements.txt line {number} '{line[:60]}'"
+        if line.startswith("-"):
+            raise InputError(input_name, f"{where} is a pip option", "remove index/find-links/editable options; the image installs from the default index only")
+        if line.startswith((".", "/", "~")) or "file:" in line or "://" in line:
+            raise InputError(input_name, f"{where} points at a local path or URL", "pin a released package version instead")
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise InputError(input_name, f"{where} is not a valid requirement", "use the form name==version") from exc
+        name = req.name.lower().replace("_", "-")
+        if name in DROP:
+            continue
+        reqs[name] = str(req)
+    if "tensorflow-cpu" in reqs:
+        reqs.pop("tensorflow", None)  # mlflow lists both; the CPU wheel is the lean one
+    for name in SERVER_REQUIREMENTS:
+        reqs.setdefault(name, name)
+    if flavor == "sklearn":
+        reqs.setdefault("scikit-learn", "scikit-learn")
+        reqs.setdefault("cloudpickle", "cloudpickle")
+    return [reqs[k] for k in sorted(reqs)]
+
+
+def render(
+    model_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    template: str | None = None,
+    base_image: str = "",
+    ca_bundle: str = "",
+    port: int = 8080,
+    version: str = "",
+    source: str = "",
+    revision: str = "",
+    run_id: str = "",
+) -> RenderResult:
+    info = modelinfo.read(Path(model_dir), "model-dir")
+    modelinfo.require_servable(info, "model-dir")
+    if not (1 <= int(port) <= 65535):
+        raise InputError("port", f"{port} is not a TCP port", "use a number from 1 to 65535")
+    pyver = ".".join(info.python_version.split(".")[:2]) or "3.11"
+    base = base_image.strip() or f"python:{pyver}-slim"
+    images.parse(base, "base-image")
+    ca_path = Path(ca_bundle) if ca_bundle else None
+    if ca_path is not None:
+        if not ca_path.is_file():
+            raise InputError("ca-bundle", f"'{ca_bundle}' not found", "give the path of a PEM CA bundle on the runner, or leave it empty")
+        head = ca_path.read_bytes()[:4096]
+        if b"-----BEGIN CERTIFICATE-----" not in head:
+            raise InputError("ca-bundle", f"'{ca_bundle}' is not a PEM certificate bundle", "give a file with -----BEGIN CERTIFICATE----- blocks")
+    requirements = serving_requirements(info.path, info.flavor)
+    ctx = gha.github_context()
+    model_sha = modelinfo.tree_sha256(info.path)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = {
+        "org.opencontainers.image.title": f"{info.flavor} model {run_id or info.run_id}".strip(),
+        "org.opencontainers.image.source": source or (f"{ctx['server_url']}/{ctx['repository']}" if ctx["repository"] else ""),
+        "org.opencontainers.image.revision": revision or ctx["sha"],
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.base.name": base,
+        "dev.mlflow.run-id": run_id or info.run_id,
+        "dev.mlflow.flavor": info.flavor,
+        "dev.mlflow.model-sha256": model_sha,
+        "io.github.mlops-actions.version": __version__,
+    }
+    labels = {k: v for k, v in labels.items() if v}
+    text = render_template(
+        Path(template) if template else resource("Dockerfile.tmpl"),
+        {"base_image": base, "flavor": info.flavor, "python_version": pyver, "port": int(port), "uid": UID,
+         "ca_bundle": ca_path is not None, "labels": labels},
+        "template",
+    )
+    out = Path(output_dir)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        (staging / "Dockerfile").write_text(text, encoding="utf-8")
+        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        (staging / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+        shutil.copytree(resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(info.path, staging / "model", ignore=shutil.ignore_patterns("__pycache__"))
+        if ca_path is not None:
+            shutil.copyfile(ca_path, staging / "ca-bundle.crt")
+        model_info = {
+            "flavor": info.flavor,
+            "run_id": run_id or info.run_id,
+            "model_sha256": model_sha,
+            "model_uuid": info.model_uuid,
+            "python_version": info.python_version,
+            "version": version,
+            "revision": labels.get("org.opencontainers.image.revision", ""),
+            "created": created,
+            "serving": f"mlops-actions {__version__}",
+        }
+        (staging / "model-info.json").write_text(json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RenderResult(dockerfile=out / "Dockerfile", context=out, flavor=info.flavor, model_sha256=model_sha)

@@ -1,0 +1,147 @@
+"""The one place that speaks the GitHub Actions runner protocol.
+
+Outputs go to ``$GITHUB_OUTPUT`` (heredoc form for multi-line values), Markdown to
+``$GITHUB_STEP_SUMMARY``, log groups and masks to stdout as workflow commands. Outside Actions
+(no ``GITHUB_ACTIONS``) the file-based calls are no-ops and groups print a plain heading, so the
+same code runs from a laptop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Iterator, Mapping
+
+
+def in_actions() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _append(env_var: str, text: str) -> bool:
+    path = os.environ.get(env_var)
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+    return True
+
+
+def format_output(name: str, value: object) -> str:
+    """One ``$GITHUB_OUTPUT`` record; non-strings are written as compact JSON."""
+    if not isinstance(value, str):
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if "\n" in value or "\r" in value:
+        delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+        return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
+    return f"{name}={value}\n"
+
+
+def set_outputs(outputs: Mapping[str, object]) -> None:
+    """Write step outputs; outside Actions print them as ``name=value`` lines for a person."""
+    text = "".join(format_output(k, v) for k, v in outputs.items())
+    if not _append("GITHUB_OUTPUT", text):
+        for name, value in outputs.items():
+            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            print(f"{name}={shown}")
+
+
+def add_summary(markdown: str) -> None:
+    if not markdown.endswith("\n"):
+        markdown += "\n"
+    _append("GITHUB_STEP_SUMMARY", markdown)
+
+
+def mask(value: str | None) -> None:
+    """Register a secret with the runner so it is replaced by *** in every log line."""
+    if not value:
+        return
+    if in_actions():
+        for line in str(value).splitlines():
+            if line.strip():
+                sys.stdout.write(f"::add-mask::{line}\n")
+        sys.stdout.flush()
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def error(message: str, title: str | None = None) -> None:
+    if in_actions():
+        prefix = f"::error title={_escape_data(title)}::" if title else "::error::"
+        sys.stdout.write(prefix + _escape_data(message) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stderr.write(f"error: {message}\n")
+
+
+def warning(message: str) -> None:
+    if in_actions():
+        sys.stdout.write("::warning::" + _escape_data(message) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stderr.write(f"warning: {message}\n")
+
+
+def notice(message: str) -> None:
+    if in_actions():
+        sys.stdout.write("::notice::" + _escape_data(message) + "\n")
+    else:
+        sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def group(title: str) -> Iterator[None]:
+    """A collapsible log group in Actions; a timed heading elsewhere."""
+    start = time.monotonic()
+    if in_actions():
+        sys.stdout.write(f"::group::{title}\n")
+    else:
+        sys.stdout.write(f"== {title}\n")
+    sys.stdout.flush()
+    try:
+        yield
+    finally:
+        elapsed = time.monotonic() - start
+        if in_actions():
+            sys.stdout.write(f"{title}: {elapsed:.1f}s\n::endgroup::\n")
+        else:
+            sys.stdout.write(f"   ({elapsed:.1f}s)\n")
+        sys.stdout.flush()
+
+
+def md_table(headers: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table; pipes in cells are escaped."""
+
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def github_context() -> dict[str, str]:
+    """The run's identity from the default environment variables (empty strings outside Actions)."""
+    env = os.environ
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    repo = env.get("GITHUB_REPOSITORY", "")
+    run_id = env.get("GITHUB_RUN_ID", "")
+    return {
+        "sha": env.get("GITHUB_SHA", ""),
+        "ref": env.get("GITHUB_REF", ""),
+        "ref_name": env.get("GITHUB_REF_NAME", ""),
+        "repository": repo,
+        "server_url": server,
+        "workflow": env.get("GITHUB_WORKFLOW", ""),
+        "run_id": run_id,
+        "run_number": env.get("GITHUB_RUN_NUMBER", ""),
+        "actor": env.get("GITHUB_ACTOR", ""),
+        "event_name": env.get("GITHUB_EVENT_NAME", ""),
+        "run_url": f"{server}/{repo}/actions/runs/{run_id}" if repo and run_id else "",
+    }

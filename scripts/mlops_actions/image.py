@@ -1,0 +1,365 @@
+"""Stage 5, push-image: build the context with the Docker engine, smoke-test the image, tag it and
+push it. Nothing is tagged under the target name, and nothing pushed, unless the smoke test passed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import gha, images
+from .errors import InputError, StageError, TransientError
+from .retry import retry
+
+_SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
+_ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$")
+CANDIDATE = "mlops-actions-candidate"
+
+
+@dataclass
+class PushRequest:
+    context: Path
+    image: str
+    version: str = ""
+    extra_tags: list[str] = field(default_factory=list)
+    registry: str = ""
+    username: str = ""
+    password: str = ""
+    push: bool = True
+    smoke_test: bool = True
+    smoke_payload: Path | None = None
+    smoke_timeout: float = 180.0
+    default_branch: str = ""
+    ref: str = ""
+    sha: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    network: str = ""
+
+
+@dataclass
+class PushResult:
+    image: str
+    digest: str
+    tags: list[str]
+    image_id: str
+    smoke: dict
+
+    def outputs(self) -> dict[str, object]:
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "tags": "\n".join(self.tags),
+            "image-id": self.image_id,
+        }
+
+
+def normalize_version(version: str, input_name: str = "version") -> str:
+    version = (version or "").strip()
+    if not version:
+        return ""
+    m = _SEMVER.match(version)
+    if not m:
+        raise InputError(input_name, f"'{version}' is not semantic version X.Y.Z", "write e.g. 1.4.0 or v1.4.0 (pre-release: 1.4.0-rc.1)")
+    return "v" + version.lstrip("v")
+
+
+def branch_tag(branch: str) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).strip(".-")[:128]
+    return tag or "branch"
+
+
+def compute_tags(ref: str, sha: str, default_branch: str, version: str, extra: list[str]) -> list[str]:
+    """latest on the default branch, sha-<7>, the branch name, vX.Y.Z (given or from a tag ref)."""
+    tags: list[str] = []
+    if ref.startswith("refs/heads/"):
+        branch = ref[len("refs/heads/"):]
+        if branch == (default_branch or "main"):
+            tags.append("latest")
+        tags.append(branch_tag(branch))
+    elif ref.startswith("refs/pull/"):
+        tags.append("pr-" + ref.split("/")[2])
+    elif ref.startswith("refs/tags/") and not version and _SEMVER.match(ref[len("refs/tags/"):]):
+        version = ref[len("refs/tags/"):]
+    if sha:
+        tags.append(f"sha-{sha[:7]}")
+    if version:
+        tags.append(normalize_version(version))
+    for t in extra:
+        images.check_tag(t, "tags")
+        tags.append(t)
+    unique: list[str] = []
+    for t in tags:
+        if t not in unique:
+            unique.append(t)
+    return unique
+
+
+def _default_branch() -> str:
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if path and Path(path).is_file():
+        try:
+            event = json.loads(Path(path).read_text())
+            return str((event.get("repository") or {}).get("default_branch") or "")
+        except (OSError, ValueError):
+            return ""
+    return ""
+
+
+def _local_git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def login_registry(ref: images.ImageRef, registry_input: str) -> str:
+    registry = (registry_input or "").strip() or ref.registry
+    if registry == images.DOCKER_HUB:
+        return "https://index.docker.io/v1/"
+    return registry
+
+
+def _docker():
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+        return client
+    except DockerException as exc:
+        raise StageError(f"no Docker engine answers ({str(exc).splitlines()[0][:120]})", "run on a runner with Docker (ubuntu-latest) or start dockerd") from exc
+
+
+def _ecr_password(registry: str) -> tuple[str, str]:
+    try:
+        import boto3
+    except ImportError as exc:
+        raise InputError("password", f"no password for ECR registry {registry}", "pass one (aws ecr get-login-password) or install mlops-actions[ecr] with AWS credentials") from exc
+    import base64
+
+    region = registry.split(".")[3]
+    token = boto3.client("ecr", region_name=region).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    return user, password
+
+
+def login(client, registry: str, username: str, password: str) -> None:
+    from docker.errors import APIError
+
+    if _ECR.match(registry) and not password:
+        username, password = _ecr_password(registry)
+    if not password:
+        return
+    gha.mask(password)
+    if not username:
+        raise InputError("username", f"a password was given for {registry} but no username", "set username (for GHCR: github.actor)")
+
+    def attempt():
+        try:
+            return client.login(username=username, password=password, registry=registry, reauth=True)
+        except APIError as exc:
+            text = _scrub(str(exc.explanation or exc), password)
+            if exc.status_code in (401, 403) or "unauthorized" in text.lower() or "denied" in text.lower():
+                raise InputError("password", f"registry {registry} refused the login for '{username}' ({text[:120]})", "check the registry username/password secrets") from exc
+            raise TransientError(f"login to {registry}: {text[:160]}") from exc
+
+    try:
+        retry(attempt, what=f"login to {registry}")
+    except TransientError as exc:
+        raise InputError("registry", f"{exc.problem} after retries", "check the registry address and that it is reachable from the runner") from exc
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def build(client, context: Path, build_args: dict[str, str], network: str) -> tuple[str, str]:
+    from docker.errors import APIError, BuildError
+
+    candidate = f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
+    log: list[str] = []
+    kwargs = dict(path=str(context), tag=candidate, rm=True, forcerm=True, pull=False, decode=True, buildargs=build_args or None)
+    if network:
+        kwargs["network_mode"] = network
+    try:
+        for chunk in client.api.build(**kwargs):
+            if "stream" in chunk:
+                line = chunk["stream"].rstrip()
+                if line:
+                    log.append(line)
+                    print(line, flush=True)
+            if "error" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                raise StageError(f"docker build failed: {detail.strip().splitlines()[-1][:300]}", "read the build log above")
+    except (APIError, BuildError) as exc:
+        raise StageError(f"docker build failed: {str(exc)[:300]}", "read the build log above") from exc
+    image = client.images.get(candidate)
+    return candidate, image.id
+
+
+def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
+    """Start the image, wait for /ping, POST the input example to /invocations, check the answer."""
+    info = json.loads((context / "model-info.json").read_text()) if (context / "model-info.json").is_file() else {}
+    payload_path = payload_path or (context / "model" / "serving_input_example.json")
+    if not payload_path.is_file():
+        payload_path = None
+    container = client.containers.run(image_tag, detach=True, ports={"8080/tcp": ("127.0.0.1", None)})
+    started = time.monotonic()
+    result: dict = {"ping_seconds": None, "predictions": None}
+    try:
+        host = os.environ.get("MLOPS_SMOKE_HOST", "127.0.0.1")
+        port = None
+        while port is None and time.monotonic() - started < 30:
+            container.reload()
+            bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+            if bindings.get("8080/tcp"):
+                port = bindings["8080/tcp"][0]["HostPort"]
+            elif container.status == "exited":
+                break
+            else:
+                time.sleep(0.2)
+        base = f"http://{host}:{port}"
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise StageError(f"smoke test: the container exited (code {container.attrs['State'].get('ExitCode')}): {_tail(container)}", "run the image locally to see why the server does not start")
+            if port and _get(base + "/ping") == 200:
+                break
+            if time.monotonic() - started > timeout:
+                raise StageError(f"smoke test: /ping did not answer 200 within {timeout:.0f}s: {_tail(container)}", "check that the model loads; raise smoke-timeout for slow models")
+            time.sleep(0.5)
+        result["ping_seconds"] = round(time.monotonic() - started, 2)
+        version = _get_json(base + "/version")
+        if info.get("model_sha256") and version.get("model_sha256") != info["model_sha256"]:
+            raise StageError("smoke test: /version reports another model than the one built", "rebuild without cache")
+        if payload_path is None:
+            gha.warning("smoke test: the model has no input example (serving_input_example.json); only /ping and /version were checked")
+            return result
+        body = payload_path.read_bytes()
+        req = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise StageError(f"smoke test: /invocations answered {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the input example matches the model's signature") from exc
+        preds = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(preds, list) or not preds:
+            raise StageError(f"smoke test: /invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output")
+        result["predictions"] = preds[:5]
+        return result
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001 - cleanup must not mask the real error
+            pass
+
+
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _get_json(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
+def _tail(container, lines: int = 5) -> str:
+    try:
+        text = container.logs(tail=lines).decode(errors="replace").strip()
+        return " | ".join(text.splitlines()[-lines:])[:400]
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def push_tag(client, name: str, tag: str, secret: str) -> str:
+    def attempt() -> str:
+        digest = ""
+        for chunk in client.api.push(name, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                text = _scrub((chunk.get("errorDetail") or {}).get("message") or chunk["error"], secret)
+                if any(w in text.lower() for w in ("unauthorized", "denied", "authentication required")):
+                    raise InputError("password", f"registry refused the push of {name}:{tag} ({text[:120]})", "check the credentials and their push permission")
+                raise TransientError(f"push {name}:{tag}: {text[:160]}")
+            aux = chunk.get("aux") or {}
+            if aux.get("Digest"):
+                digest = aux["Digest"]
+        if not digest:
+            raise TransientError(f"push {name}:{tag}: the registry reported no digest")
+        return digest
+
+    from docker.errors import APIError
+
+    def guarded() -> str:
+        try:
+            return attempt()
+        except APIError as exc:
+            raise TransientError(f"push {name}:{tag}: {_scrub(str(exc), secret)[:160]}") from exc
+
+    try:
+        return retry(guarded, what=f"push {name}:{tag}")
+    except TransientError as exc:
+        raise StageError(exc.problem + " after retries", "check that the registry is up; nothing else was tagged remotely") from exc
+
+
+def push_image(req: PushRequest) -> PushResult:
+    context = Path(req.context)
+    if not (context / "Dockerfile").is_file():
+        raise InputError("context", f"'{context}' has no Dockerfile", "pass the context output of render-dockerfile")
+    ref = images.parse(req.image, "image", allow_tag=False)
+    version = normalize_version(req.version)
+    sha = req.sha or os.environ.get("GITHUB_SHA") or _local_git("rev-parse", "HEAD")
+    git_ref = req.ref or os.environ.get("GITHUB_REF") or (f"refs/heads/{_local_git('rev-parse', '--abbrev-ref', 'HEAD')}" if _local_git("rev-parse", "--abbrev-ref", "HEAD") not in ("", "HEAD") else "")
+    tags = compute_tags(git_ref, sha, req.default_branch or _default_branch(), version, req.extra_tags)
+    if not tags:
+        raise InputError("tags", "no tag could be computed (no ref, sha or version)", "set version or tags")
+    if req.smoke_payload and not Path(req.smoke_payload).is_file():
+        raise InputError("smoke-payload", f"'{req.smoke_payload}' not found", "give a JSON request body file or leave it empty for the model's input example")
+    if req.password:
+        gha.mask(req.password)
+    client = _docker()
+    registry = login_registry(ref, req.registry)
+    if req.push:
+        with gha.group(f"login to {registry}"):
+            login(client, registry, req.username, req.password)
+    with gha.group(f"docker build {context}"):
+        candidate, image_id = build(client, context, req.build_args, req.network)
+    try:
+        smoke: dict = {}
+        if req.smoke_test:
+            with gha.group("smoke test"):
+                smoke = smoke_test(client, candidate, context, Path(req.smoke_payload) if req.smoke_payload else None, req.smoke_timeout)
+                print(f"smoke test passed: /ping after {smoke['ping_seconds']}s, predictions {smoke.get('predictions')}")
+        image = client.images.get(candidate)
+        for t in tags:
+            image.tag(ref.name, tag=t)
+    finally:
+        try:
+            client.images.remove(candidate, noprune=True)
+        except Exception:  # noqa: BLE001 - the candidate tag is scratch
+            pass
+    full_tags = [f"{ref.name}:{t}" for t in tags]
+    digest = ""
+    if req.push:
+        with gha.group(f"push {ref.name} ({', '.join(tags)})"):
+            digests = {t: push_tag(client, ref.name, t, req.password) for t in tags}
+        if len(set(digests.values())) != 1:
+            raise StageError(f"tags were pushed with different digests: {digests}", "re-run; another build raced this one")
+        digest = next(iter(digests.values()))
+    return PushResult(image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}", digest=digest, tags=full_tags, image_id=image_id, smoke=smoke)

@@ -1,0 +1,400 @@
+"""Stage 3, open-pr: commit fetched artifacts into a repo path on one bot branch, push it and open
+(or update) the pull request. Reruns are idempotent: same content → nothing pushed, the open PR is
+reused, never duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from . import gha, manifest
+from .artifacts import RUN_FILE, safe_relative
+from .errors import InputError, StageError, TransientError
+from .git import Git, validate_branch
+from .paths import resource
+from .retry import retry
+
+MARKER = "<!-- mlops-actions:open-pr -->"
+_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_PLOT_EXT = (".png", ".svg", ".jpg", ".jpeg", ".gif")
+
+
+@dataclass
+class PrRequest:
+    source_dir: Path
+    repo_path: str
+    workdir: Path = Path(".")
+    remote: str = "origin"
+    branch: str = "mlops/model-update"
+    base: str = ""
+    title: str = ""
+    commit_message: str = ""
+    labels: list[str] = field(default_factory=list)
+    reviewers: list[str] = field(default_factory=list)
+    draft: bool = False
+    repository: str = ""
+    api_url: str = "https://api.github.com"
+    server_url: str = "https://github.com"
+    token: str = ""
+    open_pull_request: bool = True
+    template: Path | None = None
+    body_file: Path | None = None
+
+
+@dataclass
+class PrResult:
+    operation: str
+    branch: str
+    head_sha: str = ""
+    pr_number: int | None = None
+    pr_url: str = ""
+    body_file: str = ""
+
+    def outputs(self) -> dict[str, object]:
+        return {
+            "pr-number": str(self.pr_number or ""),
+            "pr-url": self.pr_url,
+            "operation": self.operation,
+            "head-sha": self.head_sha,
+            "branch": self.branch,
+            "body-file": self.body_file,
+        }
+
+
+def split_list(text: str | None) -> list[str]:
+    """Comma- or newline-separated values, trimmed, empty ones dropped, order kept, no duplicates."""
+    seen: list[str] = []
+    for part in re.split(r"[,\n]", text or ""):
+        part = part.strip()
+        if part and part not in seen:
+            seen.append(part)
+    return seen
+
+
+def validate(req: PrRequest) -> PrRequest:
+    if req.open_pull_request and not req.token:
+        raise InputError("token", "no GitHub token given", "pass token: ${{ secrets.GITHUB_TOKEN }} (or a PAT / App token to trigger other workflows) with contents:write and pull-requests:write")
+    if req.open_pull_request and not _REPO_RE.match(req.repository or ""):
+        raise InputError("repository", f"'{req.repository}' is not owner/name", "leave it empty to use GITHUB_REPOSITORY or write owner/name")
+    req.repo_path = safe_relative(req.repo_path, "repo-path")
+    if not req.repo_path:
+        raise InputError("repo-path", "is empty", "give the folder in the repository that receives the artifacts, e.g. models/sentiment")
+    if req.repo_path.split("/")[0] == ".git":
+        raise InputError("repo-path", "points into .git", "give a folder of the working tree")
+    req.branch = validate_branch(req.branch, "branch")
+    if req.base:
+        req.base = validate_branch(req.base, "base")
+        if req.base == req.branch:
+            raise InputError("branch", f"'{req.branch}' is the base branch too", "use a dedicated bot branch such as mlops/model-update")
+    for label in req.labels:
+        if len(label) > 50:
+            raise InputError("labels", f"label '{label[:20]}…' is longer than 50 characters", "shorten it")
+    for user in req.reviewers:
+        if not re.match(r"^[A-Za-z0-9-]+(/[A-Za-z0-9_.-]+)?$", user):
+            raise InputError("reviewers", f"'{user}' is not a GitHub login or org/team", "list logins separated by commas")
+    src = Path(req.source_dir)
+    if not src.is_dir():
+        raise InputError("source-dir", f"'{src}' is not a directory", "pass the path output of fetch-artifacts")
+    manifest.verify(src, "source-dir")
+    if not (Path(req.workdir) / ".git").exists():
+        raise InputError("workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir")
+    return req
+
+
+def open_pr(req: PrRequest, github_factory=None) -> PrResult:
+    req = validate(req)
+    if req.token:
+        gha.mask(req.token)
+    git = Git(Path(req.workdir), token=req.token or None, remote=req.remote)
+    git.remote_url()
+    git.authenticate()
+    base = req.base or _default_base(git)
+    with gha.group(f"commit {req.source_dir} → {req.repo_path} on {req.branch} (base {base})"):
+        for attempt in range(3):
+            try:
+                head_sha, pushed, differs = _commit_and_push(git, req, base)
+                break
+            except _PushRace:
+                if attempt == 2:
+                    raise StageError(f"branch {req.branch} kept moving while pushing", "re-run the job")
+    result = PrResult(operation="unchanged", branch=req.branch, head_sha=head_sha)
+    if not differs:
+        gha.notice(f"{req.repo_path} on {base} already holds these artifacts: no pull request needed")
+        return result
+    body = render_body(req, git, base, head_sha)
+    if req.body_file:
+        req.body_file.parent.mkdir(parents=True, exist_ok=True)
+        req.body_file.write_text(body, encoding="utf-8")
+        result.body_file = str(req.body_file)
+    if not req.open_pull_request:
+        result.operation = "pushed" if pushed else "unchanged"
+        return result
+    with gha.group(f"pull request {req.repository}: {req.branch} → {base}"):
+        _upsert_pull(req, base, body, pushed, result, github_factory)
+    return result
+
+
+class _PushRace(Exception):
+    pass
+
+
+def _default_base(git: Git) -> str:
+    env_base = os.environ.get("GITHUB_BASE_REF") or ""
+    if env_base:
+        return env_base
+    proc = git.run("ls-remote", "--symref", git.remote, "HEAD", check=False)
+    m = re.search(r"ref: refs/heads/(\S+)\s+HEAD", proc.stdout or "")
+    return m.group(1) if m else "main"
+
+
+def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bool]:
+    """Returns (head sha of the bot branch, whether we pushed, whether it differs from base)."""
+    heads = git.remote_branches(base, req.branch)
+    if base not in heads:
+        raise InputError("base", f"branch '{base}' does not exist on {git.remote}", "set base to an existing branch, e.g. main")
+    depth = ["--depth=1"] if git.is_shallow() else []
+    refs = [f"+refs/heads/{base}:refs/remotes/{git.remote}/{base}"]
+    if req.branch in heads:
+        refs.append(f"+refs/heads/{req.branch}:refs/remotes/{git.remote}/{req.branch}")
+    git.network("fetch", "--no-tags", *depth, git.remote, *refs, what="fetch")
+    start = f"refs/remotes/{git.remote}/{req.branch if req.branch in heads else base}"
+    base_ref = f"refs/remotes/{git.remote}/{base}"
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-pr-"))
+    tree = tmp / "tree"
+    try:
+        git.run("worktree", "add", "--detach", str(tree), start)
+        target = tree / req.repo_path
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(req.source_dir, target, symlinks=False)
+        git.run("add", "--all", "--", req.repo_path, cwd=tree)
+        changed = git.run("diff", "--cached", "--quiet", cwd=tree, check=False).returncode != 0
+        pushed = False
+        if changed:
+            message = req.commit_message or _default_commit_message(req)
+            git.run("commit", "--quiet", "--no-verify", "-m", message, cwd=tree)
+            head = git.out("rev-parse", "HEAD", cwd=tree)
+            proc = git.run("push", "--porcelain", git.remote, f"HEAD:refs/heads/{req.branch}", cwd=tree, check=False)
+            if proc.returncode != 0:
+                err = proc.stderr + proc.stdout
+                if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
+                    raise _PushRace()
+                git.network("push", git.remote, f"{head}:refs/heads/{req.branch}", what="push")
+            pushed = True
+        head = git.out("rev-parse", "HEAD", cwd=tree)
+        differs = _tree_of(git, head, req.repo_path) != _tree_of(git, base_ref, req.repo_path)
+        return head, pushed, differs
+    finally:
+        git.run("worktree", "remove", "--force", str(tree), check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tree_of(git: Git, rev: str, path: str) -> str:
+    proc = git.run("rev-parse", f"{rev}:{path}", check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _default_commit_message(req: PrRequest) -> str:
+    run = _read_json(Path(req.source_dir) / RUN_FILE)
+    rid = run.get("run_id", "")
+    return f"mlops: update {req.repo_path} from MLflow run {rid[:12]}".strip()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _fmt(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def metric_rows(new: dict, old: dict) -> list[dict]:
+    rows = []
+    for name in sorted(set(new) | set(old)):
+        a, b = new.get(name), old.get(name)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            d = a - b
+            arrow = "▲" if d > 0 else "▼" if d < 0 else "＝"
+            delta = f"{arrow} {d:+.4g}"
+        elif b is None:
+            delta = "new"
+        else:
+            delta = "removed" if a is None else "—"
+        rows.append({"name": name, "new": _fmt(a), "old": _fmt(b), "delta": delta})
+    return rows
+
+
+def render_body(req: PrRequest, git: Git, base: str, head_sha: str) -> str:
+    src = Path(req.source_dir)
+    run = _read_json(src / RUN_FILE)
+    base_run = {}
+    proc = git.run("show", f"refs/remotes/{git.remote}/{base}:{req.repo_path}/{RUN_FILE}", check=False)
+    if proc.returncode == 0:
+        try:
+            base_run = json.loads(proc.stdout)
+        except ValueError:
+            base_run = {}
+    entries = manifest.read(src / manifest.NAME)
+    files = [{"path": rel, "size": _human((src / rel).stat().st_size), "sha256": digest} for rel, digest in entries.items()]
+    repo_url = f"{req.server_url.rstrip('/')}/{req.repository}" if req.repository else ""
+    plots = []
+    for rel in entries:
+        if rel.lower().endswith(_PLOT_EXT):
+            path = f"{req.repo_path}/{rel}"
+            url = f"{repo_url}/blob/{head_sha}/{path}?raw=true" if repo_url else path
+            plots.append({"name": rel, "url": url})
+    diffstat = git.run("diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False).stdout.strip()
+    context = {
+        "marker": MARKER,
+        "run": {"run_id": run.get("run_id", ""), "run_name": run.get("run_name", ""), "run_url": run.get("run_url", "")},
+        "metrics": metric_rows(run.get("metrics") or {}, base_run.get("metrics") or {}),
+        "params": run.get("params") or {},
+        "files": files,
+        "plots": plots,
+        "base": base,
+        "branch": req.branch,
+        "repo_path": req.repo_path,
+        "github": gha.github_context() | {"run_number": os.environ.get("GITHUB_RUN_NUMBER", "")},
+        "head_sha": head_sha,
+        "diffstat": diffstat,
+    }
+    return render_template(req.template or resource("templates/pr_body.md.j2"), context, "template")
+
+
+def render_template(path: Path, context: dict, input_name: str) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(input_name, f"'{path}' not found", "leave it empty for the built-in template or give an existing file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(input_name, f"'{path}' is not UTF-8 text", "give a Jinja2 text template") from exc
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        return env.from_string(text).render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(input_name, f"'{path}' line {exc.lineno}: {exc.message}", "fix the Jinja2 syntax") from exc
+    except jinja2.UndefinedError as exc:
+        raise InputError(input_name, f"'{path}' uses an undefined variable ({exc.message})", f"use only: {', '.join(sorted(context))}") from exc
+
+
+def _github(req: PrRequest):
+    from github import Auth, Github, GithubRetry
+
+    retry_cfg = GithubRetry(total=int(os.environ.get("MLOPS_RETRY_ATTEMPTS", "4")),
+                            backoff_factor=float(os.environ.get("MLOPS_RETRY_BASE_DELAY", "1.0")))
+    return Github(base_url=req.api_url.rstrip("/"), auth=Auth.Token(req.token), retry=retry_cfg, timeout=30)
+
+
+def _upsert_pull(req: PrRequest, base: str, body: str, pushed: bool, result: PrResult, github_factory) -> None:
+    from github import GithubException
+
+    gh = (github_factory or _github)(req)
+    owner = req.repository.split("/")[0]
+    title = req.title or f"mlops: update {req.repo_path}"
+
+    def api(fn, what):
+        def attempt():
+            try:
+                return fn()
+            except GithubException as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise TransientError(f"GitHub API {what}: HTTP {exc.status}") from exc
+                raise
+        try:
+            return retry(attempt, what=f"GitHub API {what}")
+        except TransientError as exc:
+            raise StageError(exc.problem + " after retries", "re-run the job; GitHub may be degraded") from exc
+        except GithubException as exc:
+            raise _api_error(exc, what, req) from exc
+
+    repo = api(lambda: gh.get_repo(req.repository), "get repository")
+
+    def find_open():
+        pulls = api(lambda: list(repo.get_pulls(state="open", head=f"{owner}:{req.branch}", base=base)), "list pull requests")
+        return pulls[0] if pulls else None
+
+    pull = find_open()
+    if pull is None:
+        try:
+            pull = retry(lambda: _create(repo, title, body, base, req), what="GitHub API create pull request")
+            result.operation = "created"
+        except GithubException as exc:
+            if exc.status == 422 and "already exists" in json.dumps(exc.data or {}):
+                pull = find_open()
+            if pull is None:
+                raise _api_error(exc, "create pull request", req) from exc
+        except TransientError as exc:
+            pull = find_open()  # the create may have landed before the error
+            if pull is None:
+                raise StageError(exc.problem + " after retries", "re-run the job; GitHub may be degraded") from exc
+            result.operation = "created"
+    if result.operation != "created":
+        if (pull.body or "") != body or pull.title != title:
+            api(lambda: pull.edit(title=title, body=body), "update pull request")
+            result.operation = "updated"
+        else:
+            result.operation = "updated" if pushed else "unchanged"
+    current = {label.name for label in pull.labels}
+    missing = [label for label in req.labels if label not in current]
+    if missing:
+        api(lambda: pull.add_to_labels(*missing), "add labels")
+    if req.reviewers and result.operation == "created":
+        users = [r for r in req.reviewers if "/" not in r]
+        teams = [r.split("/", 1)[1] for r in req.reviewers if "/" in r]
+        api(lambda: pull.create_review_request(reviewers=users, team_reviewers=teams), "request reviewers")
+    result.pr_number = pull.number
+    result.pr_url = pull.html_url
+
+
+def _create(repo, title, body, base, req):
+    from github import GithubException
+
+    try:
+        return repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft)
+    except GithubException as exc:
+        if exc.status >= 500 or exc.status == 429:
+            raise TransientError(f"GitHub API create pull request: HTTP {exc.status}") from exc
+        raise
+
+
+def _api_error(exc, what: str, req: PrRequest) -> Exception:
+    message = ""
+    if isinstance(exc.data, dict):
+        message = str(exc.data.get("message") or "")
+        errors = exc.data.get("errors") or []
+        if errors and isinstance(errors[0], dict) and errors[0].get("message"):
+            message += f": {errors[0]['message']}"
+    if exc.status == 401:
+        return InputError("token", f"GitHub answered 401 to {what} ({message or 'bad credentials'})", "pass a valid token")
+    if exc.status == 403:
+        return InputError("token", f"GitHub answered 403 to {what} ({message})", "grant the job permissions contents: write and pull-requests: write")
+    if exc.status == 404:
+        return InputError("repository", f"GitHub answered 404 to {what} for '{req.repository}'", "check the owner/name and that the token can see it")
+    return StageError(f"GitHub API {what} failed: HTTP {exc.status} {message}", "read the message above")

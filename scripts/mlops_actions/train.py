@@ -1,0 +1,237 @@
+"""Stage 1, train: run a model project under MLflow tracking and report what it logged."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import gha, tracking as trk
+from .errors import InputError, StageError
+
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+DEFAULT_EXPERIMENT = "mlops-actions"
+
+
+def parse_params(text: str | None, input_name: str = "params") -> dict[str, str]:
+    """``key=value`` lines (blank lines and ``#`` comments skipped) into a dict, strictly."""
+    params: dict[str, str] = {}
+    for number, raw in enumerate((text or "").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise InputError(input_name, f"line {number} '{_clip(line)}' has no '='", "write one key=value per line")
+        key, value = (part.strip() for part in line.split("=", 1))
+        if not key:
+            raise InputError(input_name, f"line {number} '{_clip(line)}' has an empty key", "write one key=value per line")
+        if not _KEY_RE.match(key):
+            raise InputError(input_name, f"line {number}: '{_clip(key)}' is not a valid parameter name", "use letters, digits, _ . - and start with a letter")
+        if value == "":
+            raise InputError(input_name, f"line {number}: '{key}' has an empty value", "give a value or remove the line to use the default")
+        if key in params:
+            raise InputError(input_name, f"line {number}: '{key}' is given twice", "keep one line per parameter")
+        params[key] = value
+    return params
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_url: str = ""
+    tracking_uri: str = ""
+
+    def outputs(self) -> dict[str, object]:
+        return {
+            "run-id": self.run_id,
+            "experiment-id": self.experiment_id,
+            "model-uri": self.model_uri,
+            "metrics": self.metrics,
+            "run-url": self.run_url,
+            "tracking-uri": self.tracking_uri,
+        }
+
+
+def run_tags() -> dict[str, str]:
+    ctx = gha.github_context()
+    tags = {
+        "github.sha": ctx["sha"],
+        "github.ref": ctx["ref"],
+        "github.repository": ctx["repository"],
+        "github.workflow": ctx["workflow"],
+        "github.run_id": ctx["run_id"],
+        "github.run_url": ctx["run_url"],
+        "github.actor": ctx["actor"],
+        "github.event_name": ctx["event_name"],
+        "mlops_actions.stage": "train",
+    }
+    if not tags["github.sha"]:
+        sha = _git(["rev-parse", "HEAD"])
+        tags["github.sha"] = sha
+    return {k: v for k, v in tags.items() if v}
+
+
+def _git(args: list[str], cwd: str | None = None) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _ensure_experiment(name: str, tracking: trk.Tracking) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = trk.call(lambda: client.get_experiment_by_name(name), "get experiment", tracking)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise InputError("experiment", f"experiment '{name}' is deleted on the server", "restore it in the MLflow UI or choose another name")
+        return exp.experiment_id
+    location = tracking.local_artifact_root()
+    return trk.call(lambda: client.create_experiment(name, artifact_location=location), "create experiment", tracking)
+
+
+def _validate_project(project: Path, script: str | None) -> tuple[str, Path | None]:
+    if not project.is_dir():
+        raise InputError("project-path", f"'{project}' is not a directory", "give the folder of the model project relative to the repository root")
+    if script:
+        path = (project / script).resolve()
+        if not path.is_relative_to(project.resolve()):
+            raise InputError("script", f"'{script}' points outside project-path", "give a script inside the project folder")
+        if not path.is_file():
+            raise InputError("script", f"'{script}' not found in '{project}'", "give the path of a Python training script relative to project-path")
+        return "script", path
+    if not (project / "MLproject").is_file() and not (project / "MLproject.yaml").is_file():
+        raise InputError("project-path", f"'{project}' has no MLproject file", "add an MLproject file or set the script input")
+    return "mlproject", None
+
+
+def train(
+    project_path: str,
+    *,
+    entry_point: str = "main",
+    script: str | None = None,
+    params: dict[str, str] | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    tracking: trk.Tracking,
+    autolog: bool = True,
+    model_name: str | None = None,
+) -> TrainResult:
+    import mlflow
+
+    project = Path(project_path)
+    mode, script_path = _validate_project(project, script)
+    params = params or {}
+    trk.preflight(tracking)
+    trk.activate(tracking)
+    experiment_id = _ensure_experiment(experiment or DEFAULT_EXPERIMENT, tracking)
+    client = mlflow.MlflowClient()
+    tags = run_tags()
+
+    with gha.group(f"train {project} ({mode}) → {tracking.display_uri}"):
+        if mode == "mlproject":
+            run_id = _run_mlproject(project, entry_point, params, experiment_id, run_name, tracking)
+            for key, value in tags.items():
+                trk.call(lambda k=key, v=value: client.set_tag(run_id, k, v), "tag run", tracking)
+        else:
+            run_id = _run_script(script_path, project, params, experiment_id, run_name, tags, tracking, autolog, client)
+
+    run = trk.call(lambda: client.get_run(run_id), "read run", tracking)
+    if run.info.status != "FINISHED":
+        raise StageError(f"run {run_id} ended with status {run.info.status}", "read the training log above")
+    model_uri = find_model_uri(run, client, tracking, model_name)
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=model_uri,
+        metrics=dict(sorted(run.data.metrics.items())),
+        run_url=tracking.run_url(experiment_id, run_id),
+        tracking_uri=tracking.display_uri,
+    )
+
+
+def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], experiment_id: str, run_name: str | None, tracking: trk.Tracking) -> str:
+    import mlflow
+    from mlflow.exceptions import ExecutionException, MlflowException
+
+    try:
+        submitted = mlflow.projects.run(
+            uri=str(project.resolve()),
+            entry_point=entry_point,
+            parameters=params,
+            experiment_id=experiment_id,
+            run_name=run_name or None,
+            env_manager="local",
+            synchronous=True,
+        )
+    except ExecutionException as exc:
+        text = str(exc).splitlines()[0]
+        if "entry point" in text.lower() or "parameter" in text.lower():
+            name = "entry-point" if "entry point" in text.lower() else "params"
+            raise InputError(name, text, "match the MLproject file's entry points and parameters") from exc
+        raise StageError(f"training failed: {text}", "read the training log above") from exc
+    except MlflowException as exc:
+        raise StageError(f"training failed: {str(exc).splitlines()[0]}", "read the training log above") from exc
+    return submitted.run_id
+
+
+def _run_script(script: Path, project: Path, params: dict[str, str], experiment_id: str, run_name: str | None,
+                tags: dict[str, str], tracking: trk.Tracking, autolog: bool, client) -> str:
+    run = trk.call(lambda: client.create_run(experiment_id, tags=tags, run_name=run_name or None), "create run", tracking)
+    run_id = run.info.run_id
+    for key, value in params.items():
+        trk.call(lambda k=key, v=value: client.log_param(run_id, k, v), "log params", tracking)
+    env = dict(os.environ, MLFLOW_RUN_ID=run_id, MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_TRACKING_URI=tracking.uri)
+    cmd = [sys.executable, "-m", "mlops_actions.bootstrap", "--autolog" if autolog else "--no-autolog", str(script)]
+    for key, value in params.items():
+        cmd += [f"--{key}", value]
+    proc = subprocess.run(cmd, cwd=project, env=env)
+    status = "FINISHED" if proc.returncode == 0 else "FAILED"
+    current = trk.call(lambda: client.get_run(run_id), "read run", tracking)
+    if current.info.status == "RUNNING":
+        trk.call(lambda: client.set_terminated(run_id, status), "end run", tracking)
+    if proc.returncode != 0:
+        raise StageError(f"training script {script.name} exited with code {proc.returncode}", "read the training log above")
+    return run_id
+
+
+def find_model_uri(run, client, tracking: trk.Tracking, model_name: str | None = None) -> str:
+    """The URI of the model the run logged: an MLflow 3 logged model, or a legacy run artifact."""
+    import mlflow
+
+    run_id = run.info.run_id
+    models = trk.call(
+        lambda: mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+            output_format="list",
+        ),
+        "search logged models",
+        tracking,
+    )
+    if model_name:
+        models = [m for m in models if m.name == model_name]
+    if models:
+        models.sort(key=lambda m: (m.name != "model", -(m.creation_timestamp or 0)))
+        return f"models:/{models[0].model_id}"
+    for entry in trk.call(lambda: client.list_artifacts(run_id), "list artifacts", tracking):
+        if entry.is_dir:
+            inner = trk.call(lambda p=entry.path: client.list_artifacts(run_id, p), "list artifacts", tracking)
+            if any(e.path.endswith("/MLmodel") for e in inner):
+                return f"runs:/{run_id}/{entry.path}"
+    which = f" named '{model_name}'" if model_name else ""
+    raise StageError(
+        f"run {run_id} logged no model{which}",
+        "log one with mlflow.<flavor>.log_model(...) or mlflow.autolog(log_models=True) in the training code",
+    )
