@@ -206,6 +206,55 @@ def push_image_cmd(context, image, version, tags, registry, username, push, smok
 
 
 @main.command()
+@click.option("--project-path", default=".", show_default=True)
+@click.option("--entry-point", default="main", show_default=True)
+@click.option("--params", default="")
+@click.option("--experiment", default="mlops-actions", show_default=True)
+@click.option("--artifacts-path", default="artifacts", show_default=True)
+@click.option("--repo-path", default="", help="Folder in the repo for the PR; empty: no PR.")
+@click.option("--branch", default="mlops/model-update", show_default=True)
+@click.option("--base", default="")
+@click.option("--labels", default="")
+@click.option("--open-pull-request", type=_BOOL, default="true", show_default=True)
+@click.option("--repository", default=lambda: os.environ.get("GITHUB_REPOSITORY", ""))
+@click.option("--api-url", default=lambda: os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+@click.option("--server-url", default=lambda: os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
+@click.option("--context-dir", default="build/image", show_default=True)
+@click.option("--base-image", default="")
+@click.option("--ca-bundle", default=lambda: os.environ.get("MLOPS_CA_BUNDLE", ""))
+@click.option("--image", default="", help="registry/name to push; empty: stop after render-dockerfile.")
+@click.option("--registry", default="")
+@click.option("--username", default="")
+@click.option("--version", "version", default="")
+@click.option("--push", type=_BOOL, default="true", show_default=True)
+@tracking_options
+@stage
+def pipeline(project_path, entry_point, params, experiment, artifacts_path, repo_path, branch, base, labels, open_pull_request,
+             repository, api_url, server_url, context_dir, base_image, ca_bundle, image, registry, username, version, push,
+             tracking_uri, dagshub_repo):
+    """All five stages in one step (the root action). Secrets: GITHUB_TOKEN, REGISTRY_PASSWORD env."""
+    from . import tracking as trk
+    from .image import PushRequest
+    from .pipeline import PipelineConfig, run_pipeline
+    from .pr import PrRequest, split_list
+    from .train import parse_params
+
+    cfg = PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
+                         params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path),
+                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version)
+    if repo_path:
+        cfg.pr = PrRequest(source_dir=Path(artifacts_path), repo_path=repo_path, branch=branch, base=base, labels=split_list(labels),
+                           repository=repository, api_url=api_url, server_url=server_url, token=os.environ.get("GITHUB_TOKEN", ""),
+                           open_pull_request=_truthy(open_pull_request))
+    if image:
+        cfg.push = PushRequest(context=Path(context_dir), image=image, version=version, registry=registry, username=username,
+                               password=os.environ.get("REGISTRY_PASSWORD", ""), push=_truthy(push))
+    outputs = run_pipeline(cfg)
+    outputs.pop("stages", None)
+    return outputs
+
+
+@main.command()
 @click.option("--workspace", default=".mlops/demo", show_default=True, help="Where the demo writes everything.")
 @click.option("--registry", default="127.0.0.1:5000", show_default=True)
 @click.option("--skip-image", is_flag=True, help="Stop after render-dockerfile.")

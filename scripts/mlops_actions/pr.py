@@ -250,6 +250,20 @@ def metric_rows(new: dict, old: dict) -> list[dict]:
     return rows
 
 
+def _cell(value: object, limit: int = 80) -> str:
+    text = " ".join(str(value).split()).replace("|", "\\|").replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_params(params: dict) -> dict[str, dict[str, str]]:
+    """The parameters a person set (short, no ``__``) apart from autologged estimator internals."""
+    main, extra = {}, {}
+    for key, value in sorted(params.items()):
+        short = "__" not in key and "\n" not in str(value) and len(str(value)) <= 80
+        (main if short else extra)[key] = _cell(value)
+    return {"params": main, "extra_params": extra}
+
+
 def render_body(req: PrRequest, git: Git, base: str, head_sha: str) -> str:
     src = Path(req.source_dir)
     run = _read_json(src / RUN_FILE)
@@ -274,7 +288,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str) -> str:
         "marker": MARKER,
         "run": {"run_id": run.get("run_id", ""), "run_name": run.get("run_name", ""), "run_url": run.get("run_url", "")},
         "metrics": metric_rows(run.get("metrics") or {}, base_run.get("metrics") or {}),
-        "params": run.get("params") or {},
+        **split_params(run.get("params") or {}),
         "files": files,
         "plots": plots,
         "base": base,
@@ -305,11 +319,29 @@ def render_template(path: Path, context: dict, input_name: str) -> str:
 
 
 def _github(req: PrRequest):
-    from github import Auth, Github, GithubRetry
+    """A PyGithub client without its own retry layer: ``_transient`` below decides, once, what to
+    retry and how long to wait (PyGithub's retry would also re-POST and stack with ours)."""
+    from github import Auth, Github
 
-    retry_cfg = GithubRetry(total=int(os.environ.get("MLOPS_RETRY_ATTEMPTS", "4")),
-                            backoff_factor=float(os.environ.get("MLOPS_RETRY_BASE_DELAY", "1.0")))
-    return Github(base_url=req.api_url.rstrip("/"), auth=Auth.Token(req.token), retry=retry_cfg, timeout=30)
+    return Github(base_url=req.api_url.rstrip("/"), auth=Auth.Token(req.token), retry=None, timeout=30)
+
+
+def _transient(exc) -> TransientError | None:
+    """5xx, 429 and GitHub's rate-limit 403s are worth retrying (after Retry-After when given)."""
+    status = getattr(exc, "status", 0) or 0
+    headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
+    text = json.dumps(getattr(exc, "data", None) or {}).lower()
+    after = headers.get("retry-after")
+    rate_limited = status in (403, 429) and (after is not None or "rate limit" in text or headers.get("x-ratelimit-remaining") == "0")
+    if status >= 500 or rate_limited:
+        delay = None
+        if after is not None:
+            try:
+                delay = float(after)
+            except ValueError:
+                delay = None
+        return TransientError(f"GitHub API answered HTTP {status}", retry_after=delay)
+    return None
 
 
 def _upsert_pull(req: PrRequest, base: str, body: str, pushed: bool, result: PrResult, github_factory) -> None:
@@ -324,8 +356,9 @@ def _upsert_pull(req: PrRequest, base: str, body: str, pushed: bool, result: PrR
             try:
                 return fn()
             except GithubException as exc:
-                if exc.status >= 500 or exc.status == 429:
-                    raise TransientError(f"GitHub API {what}: HTTP {exc.status}") from exc
+                transient = _transient(exc)
+                if transient is not None:
+                    raise transient from exc
                 raise
         try:
             return retry(attempt, what=f"GitHub API {what}")
@@ -379,8 +412,9 @@ def _create(repo, title, body, base, req):
     try:
         return repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft)
     except GithubException as exc:
-        if exc.status >= 500 or exc.status == 429:
-            raise TransientError(f"GitHub API create pull request: HTTP {exc.status}") from exc
+        transient = _transient(exc)
+        if transient is not None:
+            raise transient from exc
         raise
 
 

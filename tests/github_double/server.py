@@ -15,6 +15,7 @@ modelled. Like GitHub, ``GET .../pulls?head=`` filters only when the value is ``
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
 import threading
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from github import Auth, Github
+
 from .spec import Contract, Operation, contract
 
 DEFAULT_TOKEN = "ghs_double_token"
@@ -37,7 +40,7 @@ SECONDARY_RATE_LIMIT = (
     "If you reach out to GitHub Support for help, please include the request ID {request_id}."
 )
 DOCS = "https://docs.github.com/rest"
-RATE_LIMIT_DOCS = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+RATE_LIMIT_DOCS = f"{DOCS}/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"
 
 
 def git_branches(bare_repo: str | Path) -> dict[str, str]:
@@ -63,7 +66,7 @@ class Pull:
     body: str | None
     head: str
     base: str
-    head_sha: str
+    head_sha: str  # at creation; responses show the branch's current sha when it is known
     base_sha: str
     user: str
     draft: bool = False
@@ -110,6 +113,8 @@ class Recorded:
 
 @dataclass
 class _Fault:
+    """A queued fault for the next ``times`` requests of one operation."""
+
     method: str
     template: str
     times: int
@@ -123,9 +128,9 @@ class _Fault:
 class _Reply(Exception):
     """Raised by handlers to answer with an error response."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status)
-        self.status, self.body, self.headers = status, body, headers or {}
+        self.status, self.body = status, body
 
 
 class GitHubDouble:
@@ -190,6 +195,7 @@ class GitHubDouble:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
 
             def handle_one(self) -> None:
                 double._serve(self)
@@ -201,7 +207,8 @@ class GitHubDouble:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="github-double", daemon=True).start()
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.05)  # quick stop()
+        threading.Thread(target=serve, name="github-double", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -237,10 +244,8 @@ class GitHubDouble:
         """The variables a GitHub Actions step would see for this API (token of the first login)."""
         return {"GITHUB_API_URL": self.url, "GITHUB_SERVER_URL": self.web_url, "GITHUB_TOKEN": self.token}
 
-    def client(self, token: str | None = None, **kwargs: Any) -> Any:
+    def client(self, token: str | None = None, **kwargs: Any) -> Github:
         """A PyGithub client for this double, without PyGithub's default 0.25 s/1 s request throttling."""
-        from github import Auth, Github
-
         kwargs.setdefault("seconds_between_requests", None)
         kwargs.setdefault("seconds_between_writes", None)
         return Github(base_url=self.url, auth=Auth.Token(token or self.token), **kwargs)
@@ -270,9 +275,8 @@ class GitHubDouble:
 
     def rate_limit_next(self, method: str, template: str, *, times: int = 1, retry_after: int = 1) -> None:
         """Answer with GitHub's 403 secondary rate limit (``Retry-After`` header and its message)."""
-        self.fail_next(
-            method, template, status=403, times=times, message=SECONDARY_RATE_LIMIT, headers={"Retry-After": str(retry_after)}
-        )
+        headers = {"Retry-After": str(retry_after)}
+        self.fail_next(method, template, status=403, times=times, message=SECONDARY_RATE_LIMIT, headers=headers)
 
     def race_next(self, method: str, template: str, *, times: int = 1) -> None:
         """Run the next request twice server-side and answer the second run, as if another client
@@ -334,7 +338,6 @@ class GitHubDouble:
         login = self._login(request_headers.get("Authorization", ""))
         if login is None:
             return 401, _error("Bad credentials", DOCS, 401), {}, op, None
-
         if body_problems:  # GitHub rejects a body that does not match its schema
             message = "Invalid request.\n\n" + "\n".join(body_problems)
             return 422, _error(message, _docs(op), 422), {}, op, None
@@ -351,18 +354,21 @@ class GitHubDouble:
             return (*call(), op, "race")
         if fault.apply:
             call()
-        message = fault.message.format(request_id=f"DOUBLE:{len(self.requests):04X}")
+        message = fault.message.replace("{request_id}", f"DOUBLE:{len(self.requests):04X}")
         docs = RATE_LIMIT_DOCS if fault.status == 403 else DOCS
         return fault.status, _error(message, docs, fault.status), dict(fault.headers), op, str(fault.status)
 
-    def _call(self, handler: Callable[..., Any], op: Operation, login: str, params: dict[str, str], query: Any, body: Any):
+    def _call(
+        self, handler: Callable[..., Any], op: Operation, login: str, params: dict[str, str], query: Any, body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Run an operation's handler on its repository (404 if missing or private to others)."""
         try:
             repo = self.repos.get(f"{params['owner']}/{params['repo']}".lower())
-            if repo is None or (repo.private and login not in (repo.collaborators or [repo.owner])):
+            if repo is None or (repo.private and login not in {repo.owner, *(repo.collaborators or ())}):
                 raise _Reply(404, _error("Not Found", _docs(op), 404))
             return handler(repo=repo, login=login, params=params, query=query, body=body, op=op)
         except _Reply as reply:
-            return reply.status, reply.body, reply.headers
+            return reply.status, reply.body, {}
 
     def _login(self, authorization: str) -> str | None:
         scheme, _, token = authorization.partition(" ")
@@ -404,8 +410,8 @@ class GitHubDouble:
         items = [self._pull(repo, p, simple=True) for p in pulls[(page - 1) * per_page : page * per_page]]
         rels = [("next", page + 1), ("last", last)] if page < last else []
         rels += [("prev", page - 1), ("first", 1)] if page > 1 else []
-        base = f"{self.url}/repos/{repo.full_name}/pulls"
-        link = ", ".join(f'<{base}?{urlencode({**arg, "page": n})}>; rel="{rel}"' for rel, n in rels)
+        here = f"{self.url}/repos/{repo.full_name}/pulls"
+        link = ", ".join(f'<{here}?{urlencode({**arg, "page": n})}>; rel="{rel}"' for rel, n in rels)
         return 200, items, {"Link": link} if link else {}
 
     def _create_pull(self, repo: Repo, login: str, body: Any, op: Operation, **_: Any):
@@ -498,12 +504,14 @@ class GitHubDouble:
         return json.loads(text)
 
     def _user(self, login: str) -> dict[str, Any]:
-        user = self._rewrite(self.contract.example("simple-user"), ('"octocat"', json.dumps(login)), ("/octocat", f"/{login}"))
+        example = self.contract.example("simple-user")
+        user = self._rewrite(example, ('"octocat"', json.dumps(login)), ("/octocat", f"/{login}"))
         user.update(id=_stable_id(login), node_id=_node_id("User", login))
         return user
 
     def _repository(self, repo: Repo, full: bool = False) -> dict[str, Any]:
-        example = self.contract.example("full-repository") if full else self.contract.example("pull-request")["base"]["repo"]
+        example = self.contract.example("full-repository" if full else "pull-request")
+        example = example if full else example["base"]["repo"]
         value = self._rewrite(example, ("octocat/Hello-World", repo.full_name))
         for optional in ("parent", "source", "template_repository", "organization"):
             value.pop(optional, None)
@@ -541,8 +549,9 @@ class GitHubDouble:
             ("6dcb09b5b57875f334f61aebed695e2e4193db5e", pull.head_sha),
             ("octocat/Hello-World", full),
         )
-        ends = {}
+        ends, live = {}, self._branches(repo)
         for side, ref, sha in (("head", pull.head, pull.head_sha), ("base", pull.base, pull.base_sha)):
+            sha = live[ref] if isinstance(live, Mapping) and ref in live else sha  # follows pushes, like GitHub
             ends[side] = {"label": f"{repo.owner}:{ref}", "ref": ref, "sha": sha, "user": self._user(repo.owner),
                           "repo": self._repository(repo)}  # fmt: skip
         closed = pull.state == "closed"

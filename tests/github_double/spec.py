@@ -45,7 +45,7 @@ def spec_path() -> Path:
     """The cached JSON description: ``$MLOPS_OPENAPI_JSON`` if set, else what the fetch script prints."""
     if os.environ.get("MLOPS_OPENAPI_JSON"):
         return Path(os.environ["MLOPS_OPENAPI_JSON"])
-    out = subprocess.run([str(FETCH_SCRIPT)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([str(FETCH_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True).stdout
     return Path(out.strip().splitlines()[-1])
 
 
@@ -184,7 +184,8 @@ class Contract:
                 continue
             for value in values[name]:
                 coerced = _coerce(value, self.resolve(param.get("schema", {})))
-                problems += [f"{where} parameter {name}={value!r}: {e}" for e in self.errors(f"{pointer}/schema", coerced)]
+                errors = self.errors(f"{pointer}/schema", coerced)
+                problems += [f"{where} parameter {name}={value!r}: {e}" for e in errors]
         return problems + [f"undocumented query parameter {name!r}" for name in sorted(set(query) - documented_query)]
 
     def check_body(self, op: Operation, body: Any, has_body: bool) -> list[str]:

@@ -117,15 +117,15 @@ def test_5xx_faults_are_retried_by_pygithub_even_for_post(github_api: GitHubDoub
     ]  # fmt: skip
 
     github_api.fail_next("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", status=503, times=5)
-    impatient = github_api.client(retry=GithubRetry(total=2), lazy=True).get_repo("acme/models")
+    impatient = github_api.client(retry=GithubRetry(total=2)).get_repo("acme/models")
     with pytest.raises(requests.exceptions.RetryError):  # exhausted retries surface as requests' error
         impatient.get_pull(1)
     with pytest.raises(GithubException) as no_retry:
-        github_api.client(retry=None, lazy=True).get_repo("acme/models").get_pull(1)
+        github_api.client(retry=None).get_repo("acme/models").get_pull(1)
     assert no_retry.value.status == 503 and no_retry.value.data["message"] == "Service Unavailable"
 
 
-def test_write_that_fails_after_taking_effect_retries_into_a_duplicate(github_api: GitHubDouble, repo) -> None:  # noqa: F811
+def test_failed_write_that_took_effect_retries_into_a_duplicate(github_api: GitHubDouble, repo) -> None:  # noqa: F811
     github_api.fail_next("POST", PULLS, status=502, apply=True)
     with pytest.raises(GithubException) as duplicate:
         repo.create_pull(title="Model", body="", base="main", head="train/a")

@@ -1,0 +1,89 @@
+"""The main job on embedded defaults: the sentiment project through all five stages, locally.
+
+MLflow: a sqlite store in the workspace. Git: a bare "origin" and a clone in the workspace, the
+bot branch pushed there and the PR body rendered to a file (there is no GitHub here). Image: built,
+smoke-tested and pushed to a local registry with auth when a Docker engine can be started;
+otherwise the demo says what it skipped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+from . import local_services, tracking as trk
+from .image import PushRequest
+from .paths import resource
+from .pipeline import PipelineConfig, run_pipeline
+from .pr import PrRequest
+
+REGISTRY_USER = "mlops"
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def _local_repo(ws: Path) -> Path:
+    origin, repo = ws / "origin.git", ws / "repo"
+    if not origin.exists():
+        _git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=ws)
+        seed = ws / "seed"
+        _git("init", "--quiet", "--initial-branch=main", str(seed), cwd=ws)
+        (seed / "README.md").write_text("# demo adopter repository\n")
+        _git("add", "README.md", cwd=seed)
+        _git("-c", "user.name=demo", "-c", "user.email=demo@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
+        _git("push", "--quiet", str(origin), "main", cwd=seed)
+        subprocess.run(["rm", "-rf", str(seed)], check=True)
+    if not repo.exists():
+        _git("clone", "--quiet", str(origin), str(repo), cwd=ws)
+    return repo
+
+
+def _ca_bundle() -> str:
+    for var in ("MLOPS_CA_BUNDLE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(var, "")
+        if value and Path(value).is_file():
+            return value
+    return ""
+
+
+def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = False) -> dict[str, object]:
+    ws = ws.resolve()
+    ws.mkdir(parents=True, exist_ok=True)
+    repo = _local_repo(ws)
+    cfg = PipelineConfig(
+        project_path=str(resource("model_project/sentiment")),
+        tracking=trk.Tracking(uri=f"sqlite:///{ws / 'mlflow.db'}"),
+        experiment="demo-sentiment",
+        artifacts_dir=ws / "artifacts",
+        pr=PrRequest(source_dir=ws / "artifacts", repo_path="models/sentiment", workdir=repo, base="main",
+                     open_pull_request=False, body_file=ws / "pr-body.md"),
+        context_dir=ws / "image",
+        ca_bundle=_ca_bundle(),
+        version="0.1.0",
+    )
+    skipped = ""
+    if skip_image:
+        skipped = "push-image skipped (--skip-image)"
+    elif not local_services.ensure_dockerd():
+        skipped = ("push-image SKIPPED: no Docker engine could be started (install docker.io and run as root, or start "
+                   "dockerd); everything up to the rendered build context was done")
+    if skipped:
+        outputs = run_pipeline(cfg)
+        print(skipped)
+        outputs["image"] = "skipped"
+        return outputs
+    local_services.ensure_base_image()
+    password = secrets.token_urlsafe(18)
+    reg = local_services.start_registry(ws / "registry", REGISTRY_USER, password, port=int(registry.rpartition(":")[2]))
+    try:
+        cfg.push = PushRequest(context=ws / "image", image=f"{registry}/demo/sentiment", version="0.1.0",
+                               username=REGISTRY_USER, password=password)
+        outputs = run_pipeline(cfg)
+    finally:
+        reg.stop()
+    print(f"\ndemo done: MLflow store {ws / 'mlflow.db'}, PR branch {outputs.get('pr-branch')} in {ws / 'origin.git'}, "
+          f"PR body {outputs.get('pr-body') or '(unchanged)'}, image {outputs.get('image')}")
+    return outputs
