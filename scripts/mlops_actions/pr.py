@@ -110,13 +110,19 @@ def validate(req: PrRequest) -> PrRequest:
 
 
 def open_pr(req: PrRequest, github_factory=None) -> PrResult:
+    """Everything that can be refused is checked before the first push: inputs, the manifest, the
+    template (rendered once with a placeholder head), the token and the repository (one API call)."""
     req = validate(req)
     if req.token:
         gha.mask(req.token)
     git = Git(Path(req.workdir), token=req.token or None, remote=req.remote)
     git.remote_url()
     git.authenticate()
-    base = req.base or _default_base(git)
+    api = _Api(req, github_factory) if req.open_pull_request else None
+    if api is not None:
+        api.repository()
+    base = req.base or (api.default_branch() if api is not None else "") or _default_base(git)
+    render_body(req, git, base, "0" * 40, fetch_base=False)  # template errors surface before any push
     with gha.group(f"commit {req.source_dir} → {req.repo_path} on {req.branch} (base {base})"):
         for attempt in range(3):
             try:
@@ -134,11 +140,11 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
         req.body_file.parent.mkdir(parents=True, exist_ok=True)
         req.body_file.write_text(body, encoding="utf-8")
         result.body_file = str(req.body_file)
-    if not req.open_pull_request:
+    if api is None:
         result.operation = "pushed" if pushed else "unchanged"
         return result
     with gha.group(f"pull request {req.repository}: {req.branch} → {base}"):
-        _upsert_pull(req, base, body, pushed, result, github_factory)
+        api.upsert_pull(base, body, pushed, result)
     return result
 
 
@@ -264,12 +270,12 @@ def split_params(params: dict) -> dict[str, dict[str, str]]:
     return {"params": main, "extra_params": extra}
 
 
-def render_body(req: PrRequest, git: Git, base: str, head_sha: str) -> str:
+def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: bool = True) -> str:
     src = Path(req.source_dir)
     run = _read_json(src / RUN_FILE)
     base_run = {}
-    proc = git.run("show", f"refs/remotes/{git.remote}/{base}:{req.repo_path}/{RUN_FILE}", check=False)
-    if proc.returncode == 0:
+    proc = git.run("show", f"refs/remotes/{git.remote}/{base}:{req.repo_path}/{RUN_FILE}", check=False) if fetch_base else None
+    if proc is not None and proc.returncode == 0:
         try:
             base_run = json.loads(proc.stdout)
         except ValueError:
@@ -283,7 +289,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str) -> str:
             path = f"{req.repo_path}/{rel}"
             url = f"{repo_url}/blob/{head_sha}/{path}?raw=true" if repo_url else path
             plots.append({"name": rel, "url": url})
-    diffstat = git.run("diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False).stdout.strip()
+    diffstat = git.run("diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False).stdout.strip() if fetch_base else ""
     context = {
         "marker": MARKER,
         "run": {"run_id": run.get("run_id", ""), "run_name": run.get("run_name", ""), "run_url": run.get("run_url", "")},
@@ -344,14 +350,18 @@ def _transient(exc) -> TransientError | None:
     return None
 
 
-def _upsert_pull(req: PrRequest, base: str, body: str, pushed: bool, result: PrResult, github_factory) -> None:
-    from github import GithubException
+class _Api:
+    """The GitHub REST calls of this stage, each retried on 5xx/rate limits, errors named."""
 
-    gh = (github_factory or _github)(req)
-    owner = req.repository.split("/")[0]
-    title = req.title or f"mlops: update {req.repo_path}"
+    def __init__(self, req: PrRequest, github_factory=None):
+        self.req = req
+        self.gh = (github_factory or _github)(req)
+        self.owner = req.repository.split("/")[0]
+        self._repo = None
 
-    def api(fn, what):
+    def call(self, fn, what: str):
+        from github import GithubException
+
         def attempt():
             try:
                 return fn()
@@ -360,62 +370,56 @@ def _upsert_pull(req: PrRequest, base: str, body: str, pushed: bool, result: PrR
                 if transient is not None:
                     raise transient from exc
                 raise
+
         try:
             return retry(attempt, what=f"GitHub API {what}")
         except TransientError as exc:
-            raise StageError(exc.problem + " after retries", "re-run the job; GitHub may be degraded") from exc
+            raise StageError(exc.problem + f" to {what} after retries", "re-run the job; GitHub may be degraded") from exc
         except GithubException as exc:
-            raise _api_error(exc, what, req) from exc
+            raise _api_error(exc, what, self.req) from exc
 
-    repo = api(lambda: gh.get_repo(req.repository), "get repository")
+    def repository(self):
+        if self._repo is None:
+            self._repo = self.call(lambda: self.gh.get_repo(self.req.repository), "get repository")
+        return self._repo
 
-    def find_open():
-        pulls = api(lambda: list(repo.get_pulls(state="open", head=f"{owner}:{req.branch}", base=base)), "list pull requests")
+    def default_branch(self) -> str:
+        return self.repository().default_branch or ""
+
+    def find_open(self, base: str):
+        repo = self.repository()
+        pulls = self.call(lambda: list(repo.get_pulls(state="open", head=f"{self.owner}:{self.req.branch}", base=base)), "list pull requests")
         return pulls[0] if pulls else None
 
-    pull = find_open()
-    if pull is None:
-        try:
-            pull = retry(lambda: _create(repo, title, body, base, req), what="GitHub API create pull request")
+    def upsert_pull(self, base: str, body: str, pushed: bool, result: PrResult) -> None:
+        req, repo = self.req, self.repository()
+        title = req.title or f"mlops: update {req.repo_path}"
+        pull = self.find_open(base)
+        if pull is None:
             result.operation = "created"
-        except GithubException as exc:
-            if exc.status == 422 and "already exists" in json.dumps(exc.data or {}):
-                pull = find_open()
-            if pull is None:
-                raise _api_error(exc, "create pull request", req) from exc
-        except TransientError as exc:
-            pull = find_open()  # the create may have landed before the error
-            if pull is None:
-                raise StageError(exc.problem + " after retries", "re-run the job; GitHub may be degraded") from exc
-            result.operation = "created"
-    if result.operation != "created":
+            try:
+                pull = self.call(lambda: repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft), "create pull request")
+            except StageError:
+                # a 5xx after the write landed, or a concurrent run (422 "already exists"): adopt that PR
+                pull = self.find_open(base)
+                if pull is None:
+                    raise
         if (pull.body or "") != body or pull.title != title:
-            api(lambda: pull.edit(title=title, body=body), "update pull request")
-            result.operation = "updated"
-        else:
+            self.call(lambda: pull.edit(title=title, body=body), "update pull request")
+            if result.operation != "created":
+                result.operation = "updated"
+        elif result.operation != "created":
             result.operation = "updated" if pushed else "unchanged"
-    current = {label.name for label in pull.labels}
-    missing = [label for label in req.labels if label not in current]
-    if missing:
-        api(lambda: pull.add_to_labels(*missing), "add labels")
-    if req.reviewers and result.operation == "created":
-        users = [r for r in req.reviewers if "/" not in r]
-        teams = [r.split("/", 1)[1] for r in req.reviewers if "/" in r]
-        api(lambda: pull.create_review_request(reviewers=users, team_reviewers=teams), "request reviewers")
-    result.pr_number = pull.number
-    result.pr_url = pull.html_url
-
-
-def _create(repo, title, body, base, req):
-    from github import GithubException
-
-    try:
-        return repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft)
-    except GithubException as exc:
-        transient = _transient(exc)
-        if transient is not None:
-            raise transient from exc
-        raise
+        current = {label.name for label in pull.labels}
+        missing = [label for label in req.labels if label not in current]
+        if missing:
+            self.call(lambda: pull.add_to_labels(*missing), "add labels")
+        if req.reviewers and result.operation == "created":
+            users = [r for r in req.reviewers if "/" not in r]
+            teams = [r.split("/", 1)[1] for r in req.reviewers if "/" in r]
+            self.call(lambda: pull.create_review_request(reviewers=users, team_reviewers=teams), "request reviewers")
+        result.pr_number = pull.number
+        result.pr_url = pull.html_url
 
 
 def _api_error(exc, what: str, req: PrRequest) -> Exception:

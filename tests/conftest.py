@@ -1,0 +1,128 @@
+"""Shared fixtures: real services on loopback (MLflow, the registry, the Docker engine, git) and
+the OpenAPI-checked GitHub double. Session-scoped where start-up is slow."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from github_double.fixture import github_api  # noqa: F401 - re-exported fixture
+from mlops_actions import local_services
+from mlops_actions.paths import resource
+
+ROOT = resource(".")
+SENTIMENT = ROOT / "model_project" / "sentiment"
+ADMIN_PASSWORD = "mlops-admin-" + secrets.token_hex(6)
+REGISTRY_USER = "ci-pusher"
+REGISTRY_PASSWORD = "reg-" + secrets.token_hex(8)
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch):
+    """Backoff stays real but short in tests."""
+    monkeypatch.setenv("MLOPS_RETRY_BASE_DELAY", "0.05")
+    monkeypatch.setenv("MLOPS_RETRY_ATTEMPTS", "3")
+    for var in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_REF", "GITHUB_SHA", "GITHUB_REPOSITORY",
+                "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "GITHUB_TOKEN", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    svc = local_services.start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield svc
+    svc.stop()
+
+
+@dataclass
+class AuthServer:
+    url: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(tmp_path_factory):
+    """``mlflow server --app-name basic-auth``: 401 without credentials, like DagsHub."""
+    svc = local_services.start_mlflow(tmp_path_factory.mktemp("mlflow-auth"), admin_password=ADMIN_PASSWORD)
+    yield AuthServer(url=svc.url, username="admin", password=ADMIN_PASSWORD)
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    if not local_services.ensure_dockerd():
+        if os.environ.get("MLOPS_REQUIRE_DOCKER") == "1":
+            pytest.fail("MLOPS_REQUIRE_DOCKER=1 but no Docker engine could be started")
+        pytest.skip("no Docker engine")
+    local_services.ensure_base_image()
+    import docker
+
+    return docker.from_env(timeout=600)
+
+
+@dataclass
+class Registry:
+    url: str
+    host: str
+    username: str
+    password: str
+    service: object
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, docker_engine):
+    svc = local_services.start_registry(tmp_path_factory.mktemp("registry"), REGISTRY_USER, REGISTRY_PASSWORD)
+    yield Registry(url=svc.url, host=svc.url.removeprefix("http://"), username=REGISTRY_USER, password=REGISTRY_PASSWORD, service=svc)
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def trained(mlflow_server, tmp_path_factory):
+    """One real training run of the sentiment project on the MLflow server, shared by the tests."""
+    from mlops_actions import tracking as trk
+    from mlops_actions.train import train
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    tracking = trk.Tracking(uri=mlflow_server.url)
+    result = train(str(SENTIMENT), tracking=tracking, experiment="tests-sentiment", params={"rows": "600"})
+    return result
+
+
+@pytest.fixture(scope="session")
+def fetched(trained, mlflow_server, tmp_path_factory):
+    from mlops_actions import tracking as trk
+    from mlops_actions.artifacts import fetch
+
+    return fetch(trained.run_id, tmp_path_factory.mktemp("fetched") / "artifacts", tracking=trk.Tracking(uri=mlflow_server.url))
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class GitRemote:
+    origin: Path
+    clone: Path
+
+
+@pytest.fixture
+def git_remote(tmp_path):
+    """A bare origin with main holding one commit, and a clone of it (like actions/checkout)."""
+    origin = tmp_path / "origin.git"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=tmp_path)
+    seed = tmp_path / "seed"
+    git("init", "--quiet", "--initial-branch=main", str(seed), cwd=tmp_path)
+    (seed / "README.md").write_text("# adopter\n")
+    git("add", ".", cwd=seed)
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
+    git("push", "--quiet", str(origin), "main", cwd=seed)
+    clone = tmp_path / "clone"
+    git("clone", "--quiet", str(origin), str(clone), cwd=tmp_path)
+    return GitRemote(origin=origin, clone=clone)

@@ -1,0 +1,186 @@
+"""open-pr with real git (bare origin + clone) and the OpenAPI-checked GitHub double."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import git
+from github_double.server import git_branches
+from mlops_actions import manifest
+from mlops_actions.errors import InputError, StageError
+from mlops_actions.pr import PrRequest, open_pr
+
+REPO = "acme/reviews"
+PULLS = "/repos/{owner}/{repo}/pulls"
+
+
+@pytest.fixture
+def gh(github_api, git_remote):
+    github_api.branches_of = lambda owner, repo: git_branches(git_remote.origin)
+    github_api.add_repo(REPO)
+    return github_api
+
+
+@pytest.fixture
+def artifacts(fetched, tmp_path):
+    """A private copy of the fetched artifacts that a test may change (and re-manifest)."""
+    dest = tmp_path / "artifacts"
+    shutil.copytree(fetched.path, dest)
+    return dest
+
+
+def request(gh, git_remote, source, **kw):
+    base = dict(source_dir=source, repo_path="models/sentiment", workdir=git_remote.clone, repository=REPO,
+                api_url=gh.url, token=gh.token, labels=["model-update"], reviewers=["alice"])
+    base.update(kw)
+    return PrRequest(**base)
+
+
+def bump_metric(path, name, value):
+    run = json.loads((path / "mlops-run.json").read_text())
+    run["metrics"][name] = value
+    (path / "mlops-run.json").write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+    manifest.write(path)
+
+
+def open_pulls(gh):
+    return [p for p in gh.pulls[REPO] if p.state == "open"]
+
+
+def test_create_then_rerun_is_unchanged(gh, git_remote, artifacts, tmp_path):
+    first = open_pr(request(gh, git_remote, artifacts, body_file=tmp_path / "body.md"))
+    assert first.operation == "created" and first.pr_number == 1
+    assert first.pr_url == f"https://github.com/{REPO}/pull/1"
+    assert git_branches(git_remote.origin)["mlops/model-update"] == first.head_sha
+    tree = git("ls-tree", "-r", "--name-only", first.head_sha, cwd=git_remote.origin).splitlines()
+    assert "models/sentiment/model/MLmodel" in tree and "models/sentiment/MANIFEST.sha256" in tree
+    [pull] = open_pulls(gh)
+    assert pull.labels == ["model-update"] and pull.requested_reviewers == ["alice"]
+    body = pull.body
+    assert body == (tmp_path / "body.md").read_text()
+    assert "| test_accuracy |" in body and "<!-- mlops-actions:open-pr -->" in body
+    assert f"https://github.com/{REPO}/blob/{first.head_sha}/models/sentiment/confusion_matrix.png?raw=true" in body
+    assert "sha256" in body and "model/model.pkl" in body
+    again = open_pr(request(gh, git_remote, artifacts))
+    assert again.operation == "unchanged" and again.head_sha == first.head_sha and again.pr_number == 1
+    assert len(gh.pulls[REPO]) == 1
+
+
+def test_new_artifacts_update_the_same_pr_and_keep_manual_commits(gh, git_remote, artifacts, tmp_path):
+    first = open_pr(request(gh, git_remote, artifacts))
+    # a reviewer pushes a commit to the bot branch; the next run must build on it, not force-push
+    human = tmp_path / "human"
+    git("clone", "--quiet", "--branch", "mlops/model-update", str(git_remote.origin), str(human), cwd=tmp_path)
+    (human / "NOTES.md").write_text("reviewed\n")
+    git("add", ".", cwd=human)
+    git("-c", "user.name=h", "-c", "user.email=h@example.invalid", "commit", "-qm", "note", cwd=human)
+    git("push", "-q", "origin", "mlops/model-update", cwd=human)
+    bump_metric(artifacts, "test_accuracy", 0.99)
+    second = open_pr(request(gh, git_remote, artifacts))
+    assert second.operation == "updated" and second.pr_number == first.pr_number
+    log = git("log", "--format=%s", second.head_sha, cwd=git_remote.origin)
+    assert "note" in log  # the manual commit survived
+    assert len(gh.pulls[REPO]) == 1
+    assert "| test_accuracy | 0.99 |" in open_pulls(gh)[0].body
+
+
+def test_metric_change_against_base(gh, git_remote, artifacts):
+    first = open_pr(request(gh, git_remote, artifacts))
+    git("update-ref", "refs/heads/main", first.head_sha, cwd=git_remote.origin)  # "merge" the PR
+    gh.pulls[REPO][0].state = "closed"
+    bump_metric(artifacts, "test_accuracy", 0.5)
+    second = open_pr(request(gh, git_remote, artifacts))
+    assert second.operation == "created" and second.pr_number == 2
+    body = open_pulls(gh)[0].body
+    assert "▼" in body and "| test_accuracy | 0.5 |" in body
+
+
+def test_same_artifacts_as_base_open_no_pr(gh, git_remote, artifacts):
+    first = open_pr(request(gh, git_remote, artifacts))
+    git("update-ref", "refs/heads/main", first.head_sha, cwd=git_remote.origin)
+    gh.pulls[REPO][0].state = "closed"
+    git("update-ref", "-d", "refs/heads/mlops/model-update", cwd=git_remote.origin)
+    again = open_pr(request(gh, git_remote, artifacts))
+    assert again.operation == "unchanged" and again.pr_number is None
+    assert len(gh.pulls[REPO]) == 1
+
+
+def test_422_race_adopts_the_existing_pr(gh, git_remote, artifacts):
+    gh.race_next("POST", PULLS)
+    result = open_pr(request(gh, git_remote, artifacts))
+    assert result.pr_number == 1 and len(gh.pulls[REPO]) == 1
+
+
+def test_5xx_after_the_write_landed_never_duplicates(gh, git_remote, artifacts):
+    gh.fail_next("POST", PULLS, status=502, apply=True)
+    result = open_pr(request(gh, git_remote, artifacts))
+    assert result.operation == "created" and len(gh.pulls[REPO]) == 1
+
+
+def test_5xx_then_success_is_retried(gh, git_remote, artifacts):
+    gh.fail_next("POST", PULLS, status=503, times=2)
+    result = open_pr(request(gh, git_remote, artifacts))
+    assert result.operation == "created" and len(gh.pulls[REPO]) == 1
+    assert sum(1 for r in gh.requests if r.method == "POST" and r.path.endswith("/pulls")) == 3
+
+
+def test_rate_limit_retry_after_is_honoured(gh, git_remote, artifacts):
+    gh.rate_limit_next("GET", PULLS, retry_after=1)
+    result = open_pr(request(gh, git_remote, artifacts))
+    assert result.operation == "created"
+    assert [r.status for r in gh.requests if r.method == "GET" and r.path.endswith("/pulls")][:2] == [403, 200]
+
+
+def test_persistent_5xx_fails_clearly(gh, git_remote, artifacts):
+    gh.fail_next("POST", PULLS, status=502, times=10)
+    with pytest.raises(StageError, match="after retries"):
+        open_pr(request(gh, git_remote, artifacts))
+    assert gh.pulls[REPO] == []
+
+
+def _nothing_pushed(git_remote):
+    return set(git_branches(git_remote.origin)) == {"main"}
+
+
+@pytest.mark.parametrize("change,input_name", [
+    (dict(token=""), "token"),
+    (dict(token="wrong-token"), "token"),
+    (dict(repository="acme/missing"), "repository"),
+    (dict(repository="not a repo"), "repository"),
+    (dict(base="nope"), "base"),
+    (dict(repo_path="../../etc"), "repo-path"),
+    (dict(repo_path=".git/hooks"), "repo-path"),
+    (dict(branch="bad branch;rm"), "branch"),
+    (dict(reviewers=["not valid!"]), "reviewers"),
+])
+def test_bad_input_pushes_nothing(gh, git_remote, artifacts, change, input_name):
+    with pytest.raises(InputError) as err:
+        open_pr(request(gh, git_remote, artifacts, **change))
+    assert err.value.input_name == input_name
+    assert _nothing_pushed(git_remote) and gh.pulls[REPO] == []
+
+
+def test_manifest_mismatch_pushes_nothing(gh, git_remote, artifacts):
+    (artifacts / "model" / "model.pkl").write_bytes(b"tampered")
+    with pytest.raises(InputError, match="changed: model/model.pkl"):
+        open_pr(request(gh, git_remote, artifacts))
+    assert _nothing_pushed(git_remote)
+
+
+def test_template_with_undefined_variable_pushes_nothing(gh, git_remote, artifacts, tmp_path):
+    tpl = tmp_path / "body.j2"
+    tpl.write_text("{{ run.run_id }} {{ no_such_thing }}")
+    with pytest.raises(InputError, match="undefined variable"):
+        open_pr(request(gh, git_remote, artifacts, template=tpl))
+    tpl.write_text("{% for %}")
+    with pytest.raises(InputError, match="template"):
+        open_pr(request(gh, git_remote, artifacts, template=tpl))
+    assert _nothing_pushed(git_remote)
+
+
+def test_local_mode_pushes_branch_without_api(git_remote, artifacts, tmp_path):
+    result = open_pr(PrRequest(source_dir=artifacts, repo_path="models/s", workdir=git_remote.clone, base="main",
+                               open_pull_request=False, body_file=tmp_path / "b.md"))
+    assert result.operation == "pushed" and (tmp_path / "b.md").read_text().startswith("<!-- mlops-actions:open-pr -->")
+    assert "mlops/model-update" in git_branches(git_remote.origin)

@@ -1,0 +1,51 @@
+import pytest
+
+from mlops_actions import images
+from mlops_actions.errors import InputError
+from mlops_actions.image import compute_tags, normalize_version
+
+
+@pytest.mark.parametrize("ref,registry,repo,name", [
+    ("python:3.11-slim", "docker.io", "python", "python"),
+    ("owner/model", "docker.io", "owner/model", "owner/model"),
+    ("ghcr.io/owner/model", "ghcr.io", "owner/model", "ghcr.io/owner/model"),
+    ("localhost:5000/m", "localhost:5000", "m", "localhost:5000/m"),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/m", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "team/m",
+     "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/m"),
+])
+def test_parse(ref, registry, repo, name):
+    parsed = images.parse(ref, "image")
+    assert (parsed.registry, parsed.repository, parsed.name) == (registry, repo, name)
+
+
+@pytest.mark.parametrize("ref,hint", [("ghcr.io/Owner/Model", "lower case"), ("a b", "registry/name"), ("x/", "registry/name"), ("", "image name")])
+def test_parse_refuses(ref, hint):
+    with pytest.raises(InputError) as err:
+        images.parse(ref, "image")
+    assert hint in err.value.line()
+
+
+def test_tag_not_allowed_where_tags_are_computed():
+    with pytest.raises(InputError, match="tag or digest"):
+        images.parse("ghcr.io/o/m:latest", "image", allow_tag=False)
+
+
+def test_tags_on_default_branch():
+    assert compute_tags("refs/heads/main", "0123456789abcdef", "main", "1.2.3", []) == ["latest", "main", "sha-0123456", "v1.2.3"]
+
+
+def test_tags_on_feature_branch_and_pr_and_tag_ref():
+    assert compute_tags("refs/heads/feat/x y", "abcdef0123", "main", "", []) == ["feat-x-y", "sha-abcdef0"]
+    assert compute_tags("refs/pull/12/merge", "abcdef0123", "main", "", []) == ["pr-12", "sha-abcdef0"]
+    assert compute_tags("refs/tags/v2.0.1", "abcdef0123", "main", "", []) == ["sha-abcdef0", "v2.0.1"]
+
+
+@pytest.mark.parametrize("bad", ["1.2", "latest", "v1.2.3.4", "01.2.3", "1.2.3+build"])
+def test_version_must_be_semver(bad):
+    with pytest.raises(InputError, match="'version'"):
+        normalize_version(bad)
+
+
+def test_extra_tag_checked():
+    with pytest.raises(InputError, match="'tags'"):
+        compute_tags("", "abc1234", "main", "", ["bad tag"])
