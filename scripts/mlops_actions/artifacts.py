@@ -62,13 +62,13 @@ def fetch(
     model_uri: str = "",
     include_model: bool = True,
 ) -> FetchResult:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     run_id = (run_id or "").strip()
     if not run_id:
         raise InputError("run-id", "is empty", "pass the run-id output of the train step")
     sub = safe_relative(artifact_path, "artifact-path")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     dest = Path(dest)
     trk.preflight(tracking)
     trk.activate(tracking)

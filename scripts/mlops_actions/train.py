@@ -128,11 +128,11 @@ def train(
     autolog: bool = True,
     model_name: str | None = None,
 ) -> TrainResult:
-    import mlflow
-
     project = Path(project_path)
     mode, script_path = _validate_project(project, script)
     params = params or {}
+    import mlflow
+
     trk.preflight(tracking)
     trk.activate(tracking)
     experiment_id = _ensure_experiment(experiment or DEFAULT_EXPERIMENT, tracking)

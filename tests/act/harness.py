@@ -248,6 +248,10 @@ def run_act(
     seconds = time.monotonic() - started
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n[harness] act exited {returncode} after {seconds:.1f}s\n")
+    keep = os.environ.get("MLOPS_ACT_LOG_DIR")  # logs outlive pytest's tmp dirs there (CI artifacts)
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_path, Path(keep) / log_path.name)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     steps = json.loads(out_file.read_text(encoding="utf-8")) if out_file.is_file() else {}
     return ActRun(returncode=returncode, log=text, log_path=log_path, seconds=seconds, command=cmd, steps=steps)

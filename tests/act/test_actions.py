@@ -166,7 +166,14 @@ def chain(tmp_path_factory, actions_dir, github, mlflow_auth_server, registry, d
         timeout=1500,
     )
     print(f"\nact chain run: {run.seconds:.1f}s, log {run.log_path}")
-    return {"run": run, "adopter": adopter, "image": image, "secrets": secrets, "base": base}
+    yield {"run": run, "adopter": adopter, "image": image, "secrets": secrets, "base": base}
+    # the registry port changes every session: drop this run's tags from the engine (layers stay cached)
+    for img in docker_engine.images.list(name=image):
+        for ref in img.tags + [d for d in img.attrs.get("RepoDigests", []) if d.startswith(image + "@")]:
+            try:
+                docker_engine.images.remove(ref)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
 
 
 def _ok(chain) -> None:
@@ -243,7 +250,7 @@ def test_open_pr_created_one_pull_request_on_a_pushed_branch(chain, github):
     files = git("ls-tree", "-r", "--name-only", out["head-sha"], "--", "models/sentiment", cwd=adopter.origin).splitlines()
     assert "models/sentiment/MANIFEST.sha256" in files and "models/sentiment/model/MLmodel" in files, files
     run_id = chain["run"].outputs("train")["run-id"]
-    assert run_id in git("log", "-1", "--format=%B", out["head-sha"], cwd=adopter.origin)
+    assert run_id[:12] in git("log", "-1", "--format=%B", out["head-sha"], cwd=adopter.origin)
     assert run_id in (pull.body or "")
     # the commit holds exactly the fetched files
     fetched = (adopter.workdir / "build/artifacts/MANIFEST.sha256").read_text()
@@ -324,7 +331,7 @@ def test_open_pr_rerun_is_idempotent(chain, rerun, github):
 
 
 @pytest.fixture(scope="module")
-def bad_input(tmp_path_factory, actions_dir):
+def bad_input(tmp_path_factory, actions_dir, docker_engine):
     base = tmp_path_factory.mktemp("act-bad-input")
     adopter = make_adopter(base / "repo")
     workflow = adopter.write_workflow("bad-input.yml", BAD_INPUT)

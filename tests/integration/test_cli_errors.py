@@ -1,0 +1,127 @@
+"""The bad-input matrix, through the real ``mlops`` console script: each case exits non-zero with
+exactly one error line that names the input and the fix, and leaves nothing behind."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops_actions.local_services import free_port
+
+MLOPS = [sys.executable, "-m", "mlops_actions"]
+
+
+def run(args, cwd, env=None, actions=True):
+    full = dict(os.environ, MLOPS_RETRY_BASE_DELAY="0.05", MLOPS_RETRY_ATTEMPTS="2", **(env or {}))
+    for var in ("GITHUB_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "REGISTRY_PASSWORD"):
+        if not env or var not in env:
+            full.pop(var, None)
+    if actions:
+        full.update(GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(cwd / "gh-output"), GITHUB_STEP_SUMMARY=str(cwd / "gh-summary"))
+    return subprocess.run(MLOPS + list(args), cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def model_variants(fetched, tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    pytorch = root / "pytorch"
+    shutil.copytree(fetched.model_path, pytorch)
+    (pytorch / "MLmodel").write_text((pytorch / "MLmodel").read_text().replace("sklearn:", "pytorch:"))
+    index = root / "index"
+    shutil.copytree(fetched.model_path, index)
+    (index / "requirements.txt").write_text("--extra-index-url https://pkgs.example.invalid/simple\nscikit-learn\n")
+    localpath = root / "localpath"
+    shutil.copytree(fetched.model_path, localpath)
+    (localpath / "requirements.txt").write_text("/home/me/wheels/private-1.0-py3-none-any.whl\n")
+    tampered = root / "tampered"
+    shutil.copytree(fetched.path, tampered)
+    (tampered / "mlops-run.json").write_text("{}")
+    empty = root / "empty"
+    empty.mkdir()
+    return {"pytorch": pytorch, "index": index, "localpath": localpath, "tampered": tampered, "empty": empty, "good": fetched.path}
+
+
+CASES = [
+    # (id, args, input named, extra env)
+    ("params-no-equals", ["train", "--params", "epochs"], "params", {}),
+    ("params-empty-key", ["train", "--params", "=3"], "params", {}),
+    ("params-empty-value", ["train", "--params", "epochs="], "params", {}),
+    ("params-duplicate", ["train", "--params", "a=1\na=2"], "params", {}),
+    ("project-missing", ["train", "--project-path", "does/not/exist"], "project-path", {}),
+    ("project-without-mlproject", ["train", "--project-path", "{empty}"], "project-path", {}),
+    ("script-traversal", ["train", "--project-path", "{empty}", "--script", "../../etc/passwd"], "script", {}),
+    ("tracking-scheme", ["train", "--tracking-uri", "ftp://host/x"], "tracking-uri", {}),
+    ("tracking-password-in-uri", ["train", "--tracking-uri", "https://u:hunter2@host"], "tracking-uri", {}),
+    ("tracking-unreachable", ["train", "--project-path", "{sentiment}", "--tracking-uri", "http://127.0.0.1:{port}"], "tracking-uri", {}),
+    ("dagshub-bad-repo", ["train", "--dagshub-repo", "not-a-repo"], "dagshub-repo", {}),
+    ("dagshub-no-credentials", ["train", "--dagshub-repo", "alice/rice"], "dagshub-repo", {}),
+    ("tracking-401", ["train", "--project-path", "{sentiment}", "--tracking-uri", "{auth_url}"], "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD", {}),
+    ("run-id-empty", ["fetch-artifacts", "--run-id", " ", "--tracking-uri", "{mlflow_url}"], "run-id", {}),
+    ("run-id-unknown", ["fetch-artifacts", "--run-id", "0" * 32, "--tracking-uri", "{mlflow_url}", "--path", "out"], "run-id", {}),
+    ("artifact-path-traversal", ["fetch-artifacts", "--run-id", "{run_id}", "--tracking-uri", "{mlflow_url}", "--artifact-path", "../../etc", "--path", "out"], "artifact-path", {}),
+    ("manifest-mismatch", ["verify-manifest", "{tampered}"], "directory", {}),
+    ("pr-no-token", ["open-pr", "--source-dir", "{good}", "--repo-path", "models/x", "--repository", "o/r"], "token", {}),
+    ("pr-repo-path-traversal", ["open-pr", "--source-dir", "{good}", "--repo-path", "../../etc", "--repository", "o/r"], "repo-path", {"GITHUB_TOKEN": "t"}),
+    ("pr-branch-metachar", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "o/r", "--branch", "x; rm -rf /"], "branch", {"GITHUB_TOKEN": "t"}),
+    ("pr-branch-space", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "o/r", "--branch", "model update"], "branch", {"GITHUB_TOKEN": "t"}),
+    ("pr-manifest-mismatch", ["open-pr", "--source-dir", "{tampered}", "--repo-path", "m", "--repository", "o/r"], "source-dir", {"GITHUB_TOKEN": "t"}),
+    ("pr-bad-repository", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "just-a-name"], "repository", {"GITHUB_TOKEN": "t"}),
+    ("pr-not-a-checkout", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "o/r", "--workdir", "{empty}"], "workdir", {"GITHUB_TOKEN": "t"}),
+    ("render-no-mlmodel", ["render-dockerfile", "--model-dir", "{empty}", "--output-dir", "out"], "model-dir", {}),
+    ("render-unsupported-flavor", ["render-dockerfile", "--model-dir", "{pytorch}", "--output-dir", "out"], "model-dir", {}),
+    ("render-extra-index-url", ["render-dockerfile", "--model-dir", "{index}", "--output-dir", "out"], "model-dir", {}),
+    ("render-local-path-requirement", ["render-dockerfile", "--model-dir", "{localpath}", "--output-dir", "out"], "model-dir", {}),
+    ("render-missing-template", ["render-dockerfile", "--model-dir", "{good}/model", "--template", "nope.tmpl", "--output-dir", "out"], "template", {}),
+    ("render-bad-base-image", ["render-dockerfile", "--model-dir", "{good}/model", "--base-image", "Python:Latest!", "--output-dir", "out"], "base-image", {}),
+    ("render-bad-port", ["render-dockerfile", "--model-dir", "{good}/model", "--port", "70000", "--output-dir", "out"], "port", {}),
+    ("render-missing-ca", ["render-dockerfile", "--model-dir", "{good}/model", "--ca-bundle", "/no/ca.pem", "--output-dir", "out"], "ca-bundle", {}),
+    ("push-upper-case-image", ["push-image", "--context", "{empty}", "--image", "ghcr.io/Acme/Model"], "context", {}),
+    ("push-image-invalid", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model name"], "image", {}),
+    ("push-image-with-tag", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model:latest"], "image", {}),
+    ("push-version-not-semver", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model", "--version", "1.2"], "version", {}),
+    ("push-bad-extra-tag", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model", "--version", "1.2.3", "--tags", "-bad"], "tags", {}),
+    ("push-missing-payload", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model", "--version", "1.2.3", "--smoke-payload", "nope.json"], "smoke-payload", {}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_one_line_named_nonzero_nothing_written(case, tmp_path, model_variants, mlflow_server, mlflow_auth_server, trained):
+    _, args, input_name, env = case
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    values = {k: str(v) for k, v in model_variants.items()} | {
+        "sentiment": str(Path(__file__).resolve().parents[2] / "model_project" / "sentiment"),
+        "port": str(free_port()), "auth_url": mlflow_auth_server.url, "mlflow_url": mlflow_server.url,
+        "run_id": trained.run_id, "ctx": str(ctx),
+    }
+    args = [a.format(**values) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = run(args, tmp_path, env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1, proc.stdout
+    assert f"input '{input_name}'" in errors[0] and "; fix: " in errors[0]
+    assert "Traceback" not in proc.stderr
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name not in ("gh-output", "gh-summary"))
+    assert after == before  # nothing written: no output dir, no partial dir
+    assert not (tmp_path / "gh-output").exists()  # no outputs for a failed step
+    assert "❌" in (tmp_path / "gh-summary").read_text()
+
+
+def test_secret_never_in_error_output(tmp_path, mlflow_auth_server):
+    proc = run(["train", "--project-path", str(Path(__file__).resolve().parents[2] / "model_project" / "sentiment"),
+                "--tracking-uri", mlflow_auth_server.url], tmp_path,
+               env={"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wrong-pass-123456"})
+    assert proc.returncode == 2
+    assert "::add-mask::wrong-pass-123456" in proc.stdout
+    assert "wrong-pass-123456" not in proc.stdout.replace("::add-mask::wrong-pass-123456", "") + proc.stderr
+
+
+def test_outside_actions_the_error_goes_to_stderr(tmp_path):
+    proc = run(["train", "--params", "x"], tmp_path, actions=False)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: input 'params'")
+    assert len(proc.stderr.strip().splitlines()) == 1
