@@ -115,14 +115,5 @@ class GitRemote:
 @pytest.fixture
 def git_remote(tmp_path):
     """A bare origin with main holding one commit, and a clone of it (like actions/checkout)."""
-    origin = tmp_path / "origin.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=tmp_path)
-    seed = tmp_path / "seed"
-    git("init", "--quiet", "--initial-branch=main", str(seed), cwd=tmp_path)
-    (seed / "README.md").write_text("# adopter\n")
-    git("add", ".", cwd=seed)
-    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
-    git("push", "--quiet", str(origin), "main", cwd=seed)
-    clone = tmp_path / "clone"
-    git("clone", "--quiet", str(origin), str(clone), cwd=tmp_path)
+    origin, clone = local_services.git_origin(tmp_path)
     return GitRemote(origin=origin, clone=clone)

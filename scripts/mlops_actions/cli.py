@@ -13,13 +13,31 @@ from pathlib import Path
 import click
 
 from . import __version__, gha
-from .errors import MlopsError
+from .errors import InputError, MlopsError
 
-_BOOL = click.Choice(["true", "false"], case_sensitive=False)
+_BOOL = click.STRING  # checked by _flag inside the stage, so a bad value gets the one-line error
 
 
-def _truthy(value: str | bool) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() == "true"
+def _flag(value: str | bool, input_name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise InputError(input_name, f"'{value}' is not true or false", "write 'true' or 'false'")
+    return text == "true"
+
+
+class _Group(click.Group):
+    """Usage errors (a missing required option, a non-number) also become one ::error:: line."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            name = exc.ctx.info_name if exc.ctx else ctx.info_name
+            if gha.in_actions():
+                gha.error(exc.format_message(), title=f"mlops {name}")
+            raise
 
 
 def stage(fn):
@@ -46,7 +64,7 @@ def stage(fn):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="mlops")
 def main() -> None:
     """mlops-actions: train, fetch, propose, package and ship ML models from CI."""
@@ -78,7 +96,7 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = do_train(project_path, entry_point=entry_point, script=script or None, params=parsed,
                       experiment=experiment, run_name=run_name or None, tracking=tracking,
-                      autolog=_truthy(autolog), model_name=model_name or None)
+                      autolog=_flag(autolog, "autolog"), model_name=model_name or None)
     link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
     rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
     gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
@@ -99,7 +117,7 @@ def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, track
     from .artifacts import fetch
 
     tracking = trk.resolve(tracking_uri, dagshub_repo)
-    result = fetch(run_id, dest, tracking=tracking, artifact_path=artifact_path, model_uri=model_uri, include_model=_truthy(include_model))
+    result = fetch(run_id, dest, tracking=tracking, artifact_path=artifact_path, model_uri=model_uri, include_model=_flag(include_model, "include-model"))
     count = sum(1 for _ in open(result.manifest, encoding="utf-8"))
     gha.add_summary(f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{result.path}` (verified against `{result.manifest.name}`); model flavor `{result.flavor or '—'}`, Python {result.python_version or '—'}")
     return result.outputs()
@@ -144,8 +162,8 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
     req = PrRequest(
         source_dir=Path(source_dir), repo_path=repo_path, workdir=Path(workdir), remote=remote, branch=branch, base=base,
         title=title, commit_message=commit_message, labels=split_list(labels), reviewers=split_list(reviewers),
-        draft=_truthy(draft), repository=repository, api_url=api_url, server_url=server_url,
-        token=os.environ.get("GITHUB_TOKEN", ""), open_pull_request=_truthy(open_pull_request),
+        draft=_flag(draft, "draft"), repository=repository, api_url=api_url, server_url=server_url,
+        token=os.environ.get("GITHUB_TOKEN", ""), open_pull_request=_flag(open_pull_request, "open-pull-request"),
         template=Path(template) if template else None, body_file=Path(body_file) if body_file else None,
     )
     result = open_pr(req)
@@ -195,8 +213,8 @@ def push_image_cmd(context, image, version, tags, registry, username, push, smok
 
     req = PushRequest(
         context=Path(context), image=image, version=version, extra_tags=split_list(tags), registry=registry,
-        username=username, password=os.environ.get("REGISTRY_PASSWORD", ""), push=_truthy(push),
-        smoke_test=_truthy(smoke_test), smoke_payload=Path(smoke_payload) if smoke_payload else None,
+        username=username, password=os.environ.get("REGISTRY_PASSWORD", ""), push=_flag(push, "push"),
+        smoke_test=_flag(smoke_test, "smoke-test"), smoke_payload=Path(smoke_payload) if smoke_payload else None,
         smoke_timeout=smoke_timeout, default_branch=default_branch, network=network,
     )
     result = push_image(req)
@@ -245,10 +263,10 @@ def pipeline(project_path, entry_point, params, experiment, artifacts_path, repo
     if repo_path:
         cfg.pr = PrRequest(source_dir=Path(artifacts_path), repo_path=repo_path, branch=branch, base=base, labels=split_list(labels),
                            repository=repository, api_url=api_url, server_url=server_url, token=os.environ.get("GITHUB_TOKEN", ""),
-                           open_pull_request=_truthy(open_pull_request))
+                           open_pull_request=_flag(open_pull_request, "open-pull-request"))
     if image:
         cfg.push = PushRequest(context=Path(context_dir), image=image, version=version, registry=registry, username=username,
-                               password=os.environ.get("REGISTRY_PASSWORD", ""), push=_truthy(push))
+                               password=os.environ.get("REGISTRY_PASSWORD", ""), push=_flag(push, "push"))
     outputs = run_pipeline(cfg)
     outputs.pop("stages", None)
     return outputs

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 from pathlib import Path
 
 from . import local_services, tracking as trk
@@ -19,26 +18,6 @@ from .pipeline import PipelineConfig, run_pipeline
 from .pr import PrRequest
 
 REGISTRY_USER = "mlops"
-
-
-def _git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-
-
-def _local_repo(ws: Path) -> Path:
-    origin, repo = ws / "origin.git", ws / "repo"
-    if not origin.exists():
-        _git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=ws)
-        seed = ws / "seed"
-        _git("init", "--quiet", "--initial-branch=main", str(seed), cwd=ws)
-        (seed / "README.md").write_text("# demo adopter repository\n")
-        _git("add", "README.md", cwd=seed)
-        _git("-c", "user.name=demo", "-c", "user.email=demo@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
-        _git("push", "--quiet", str(origin), "main", cwd=seed)
-        subprocess.run(["rm", "-rf", str(seed)], check=True)
-    if not repo.exists():
-        _git("clone", "--quiet", str(origin), str(repo), cwd=ws)
-    return repo
 
 
 def _ca_bundle() -> str:
@@ -52,7 +31,7 @@ def _ca_bundle() -> str:
 def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = False) -> dict[str, object]:
     ws = ws.resolve()
     ws.mkdir(parents=True, exist_ok=True)
-    repo = _local_repo(ws)
+    _, repo = local_services.git_origin(ws)
     cfg = PipelineConfig(
         project_path=str(resource("model_project/sentiment")),
         tracking=trk.Tracking(uri=f"sqlite:///{ws / 'mlflow.db'}"),

@@ -150,3 +150,27 @@ def start_mlflow(root: Path, port: int | None = None, admin_password: str | None
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/health", (200, 401), 120, proc, log)
     return Service(url=url, proc=proc, root=root)
+
+
+def git_origin(root: Path, branch: str = "main") -> tuple[Path, Path]:
+    """A bare "origin" whose ``branch`` holds one commit, and a clone of it (what actions/checkout
+    leaves): ``(root/origin.git, root/clone)``. Reuses both when they exist."""
+    root = Path(root)
+    origin, clone = root / "origin.git", root / "clone"
+
+    def git(*args: str, cwd: Path = root) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+    root.mkdir(parents=True, exist_ok=True)
+    if not origin.exists():
+        git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(origin))
+        seed = root / "seed"
+        git("init", "--quiet", f"--initial-branch={branch}", str(seed))
+        (seed / "README.md").write_text("# adopter repository\n")
+        git("add", "README.md", cwd=seed)
+        git("-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
+        git("push", "--quiet", str(origin), branch, cwd=seed)
+        shutil.rmtree(seed)
+    if not clone.exists():
+        git("clone", "--quiet", str(origin), str(clone))
+    return origin, clone

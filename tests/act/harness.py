@@ -80,10 +80,13 @@ def ensure_runner_image(tag: str = RUNNER_IMAGE) -> str:
 def snapshot_actions(dest: Path) -> Path:
     """Copy the files of this checkout that git tracks or would track (working-tree state,
     uncommitted edits included) to ``dest``: the action repository act resolves ``@v1`` to."""
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             check=True, capture_output=True).stdout.decode()
+    proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True)
+    if proc.returncode != 0:  # not a git checkout (an unpacked tarball): copy it minus the usual clutter
+        shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".mlops", ".pytest_cache", "__pycache__", "*.pyc", "*.egg-info", "build", "dist"))
+        return dest
     dest.mkdir(parents=True, exist_ok=True)
-    for rel in sorted(set(filter(None, listing.split("\0")))):
+    for rel in sorted(set(filter(None, proc.stdout.decode().split("\0")))):
         src = ROOT / rel
         if not src.is_file() and not src.is_symlink():
             continue  # deleted in the working tree
