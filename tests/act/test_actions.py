@@ -103,6 +103,14 @@ jobs:
           repo-path: models/sentiment
           branch: {BRANCH}
           labels: mlops, model-update
+      - id: root
+        uses: mlops-actions/mlops-actions@{ACTIONS_REF}
+        with:
+          project-path: sentiment
+          params: rows=400
+          experiment: act-root
+          artifacts-path: build/root-artifacts
+          context-dir: build/root-image
 {RECORD_STEP}"""
 
 BAD_INPUT = f"""\
@@ -329,6 +337,24 @@ def test_open_pr_rerun_is_idempotent(chain, rerun, github):
     creates = [r for r in github.requests if r.operation == "pulls/create"]
     assert len(creates) == 1, creates
     assert github.token not in run.log
+
+
+def test_root_action_runs_the_chain_on_the_embedded_defaults(rerun, chain):
+    """The root action.yml (all stages in one step): no tracking input → the workspace sqlite store,
+    no repo-path → no PR, no image → stops after render-dockerfile."""
+    run = rerun["run"]
+    assert run.outcome("root") == "success", run.steps.get("root")
+    out = run.outputs("root")
+    assert HEX32.match(out["run-id"]) and out["model-uri"].startswith("models:/"), out
+    assert json.loads(out["metrics"])["test_accuracy"] > 0.5
+    assert out["pr-url"] == "" and out["image"] == ""
+    workdir = chain["adopter"].workdir
+    import mlflow
+
+    store = f"sqlite:///{workdir / '.mlops' / 'mlflow.db'}"
+    assert mlflow.MlflowClient(tracking_uri=store).get_run(out["run-id"]).info.status == "FINISHED"
+    assert (workdir / "build/root-image/Dockerfile").is_file()
+    assert (workdir / "build/root-artifacts/MANIFEST.sha256").is_file()
 
 
 @pytest.fixture(scope="module")
