@@ -85,9 +85,10 @@ def tracking_options(fn):
 @click.option("--run-name", default="")
 @click.option("--model-name", default="", help="Name of the logged model to report when the run logs several.")
 @click.option("--autolog", type=_BOOL, default="true", show_default=True, help="mlflow.autolog() for plain scripts.")
+@click.option("--reuse", type=_BOOL, default="false", show_default=True, help="Return a finished run with the same fingerprint instead of training again.")
 @tracking_options
 @stage
-def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, tracking_uri, dagshub_repo):
+def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, reuse, tracking_uri, dagshub_repo):
     """Run a model project under MLflow tracking."""
     from . import tracking as trk
     from .train import parse_params, train as do_train
@@ -96,7 +97,7 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = do_train(project_path, entry_point=entry_point, script=script or None, params=parsed,
                       experiment=experiment, run_name=run_name or None, tracking=tracking,
-                      autolog=_flag(autolog, "autolog"), model_name=model_name or None)
+                      autolog=_flag(autolog, "autolog"), model_name=model_name or None, reuse=_flag(reuse, "reuse"))
     link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
     rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
     gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))

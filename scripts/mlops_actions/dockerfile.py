@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -67,6 +68,17 @@ def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-
     return [reqs[k] for k in sorted(reqs)]
 
 
+def _created() -> str:
+    """Reproducible build time: SOURCE_DATE_EPOCH, else the commit time of HEAD, else now; so the
+    same commit renders the same Dockerfile and a rebuild from cache gives the same image digest."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not epoch.isdigit():
+        proc = subprocess.run(["git", "log", "-1", "--format=%ct"], capture_output=True, text=True)
+        epoch = proc.stdout.strip() if proc.returncode == 0 else ""
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def render(
     model_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -97,7 +109,7 @@ def render(
     requirements = serving_requirements(info.path, info.flavor)
     ctx = gha.github_context()
     model_sha = modelinfo.tree_sha256(info.path)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = _created()
     labels = {
         "org.opencontainers.image.title": f"{info.flavor} model {run_id or info.run_id}".strip(),
         "org.opencontainers.image.source": source or (f"{ctx['server_url']}/{ctx['repository']}" if ctx["repository"] else ""),

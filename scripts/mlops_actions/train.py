@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -127,7 +128,11 @@ def train(
     tracking: trk.Tracking,
     autolog: bool = True,
     model_name: str | None = None,
+    reuse: bool = False,
 ) -> TrainResult:
+    """Run the project and return its run. With ``reuse``, a finished run of the same fingerprint
+    (project files as committed, entry point or script, parameters) is returned instead of training
+    again, so a re-run of the same commit proposes the same artifacts and builds the same image."""
     project = Path(project_path)
     mode, script_path = _validate_project(project, script)
     params = params or {}
@@ -138,6 +143,12 @@ def train(
     experiment_id = _ensure_experiment(experiment or DEFAULT_EXPERIMENT, tracking)
     client = mlflow.MlflowClient()
     tags = run_tags()
+    tags[FINGERPRINT_TAG] = fingerprint(project, script or f"entry:{entry_point}", params)
+
+    previous = _finished_run(client, experiment_id, tags[FINGERPRINT_TAG], tracking) if reuse else None
+    if previous is not None:
+        gha.notice(f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint {tags[FINGERPRINT_TAG][:12]})")
+        return _result(previous, client, tracking, model_name)
 
     with gha.group(f"train {project} ({mode}) → {tracking.display_uri}"):
         if mode == "mlproject":
@@ -150,15 +161,53 @@ def train(
     run = trk.call(lambda: client.get_run(run_id), "read run", tracking)
     if run.info.status != "FINISHED":
         raise StageError(f"run {run_id} ended with status {run.info.status}", "read the training log above")
+    return _result(run, client, tracking, model_name)
+
+
+def _result(run, client, tracking: trk.Tracking, model_name: str | None) -> TrainResult:
     model_uri = find_model_uri(run, client, tracking, model_name)
     return TrainResult(
-        run_id=run_id,
-        experiment_id=experiment_id,
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
         model_uri=model_uri,
         metrics=dict(sorted(run.data.metrics.items())),
-        run_url=tracking.run_url(experiment_id, run_id),
+        run_url=tracking.run_url(run.info.experiment_id, run.info.run_id),
         tracking_uri=tracking.display_uri,
     )
+
+
+FINGERPRINT_TAG = "mlops_actions.fingerprint"
+
+
+def fingerprint(project: Path, entry: str, params: dict[str, str]) -> str:
+    """What decides a training: the project's files (git blob ids of what is committed, so DVC
+    pointers count and generated or ignored files do not; file digests outside git), the entry
+    point or script, and the parameters."""
+    h = hashlib.sha256()
+    h.update(f"{entry}\n".encode())
+    for key in sorted(params):
+        h.update(f"{key}={params[key]}\n".encode())
+    listing = _git(["ls-files", "-s", "--", "."], cwd=str(project))
+    if listing:
+        h.update(listing.encode())
+    else:
+        for path in sorted(p for p in project.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(path.relative_to(project).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _finished_run(client, experiment_id: str, print_: str, tracking: trk.Tracking):
+    runs = trk.call(
+        lambda: client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{FINGERPRINT_TAG}` = '{print_}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        ),
+        "search runs",
+        tracking,
+    )
+    return runs[0] if runs else None
 
 
 def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], experiment_id: str, run_name: str | None, tracking: trk.Tracking) -> str:

@@ -79,3 +79,11 @@ def test_failing_script_marks_run_failed(mlflow_server, tmp_path):
     (tmp_path / "boom.py").write_text("import mlflow\nwith mlflow.start_run():\n    pass\nraise SystemExit(3)\n")
     with pytest.raises(StageError, match="exited with code 3"):
         train(str(tmp_path), script="boom.py", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-fail")
+
+
+def test_reuse_returns_the_finished_run_of_the_same_fingerprint(trained, mlflow_server):
+    tracking = trk.Tracking(uri=mlflow_server.url)
+    again = train(str(SENTIMENT), tracking=tracking, experiment="tests-sentiment", params={"rows": "600"}, reuse=True)
+    assert again.run_id == trained.run_id and again.model_uri == trained.model_uri
+    other = train(str(SENTIMENT), tracking=tracking, experiment="tests-sentiment", params={"rows": "300"}, reuse=True)
+    assert other.run_id != trained.run_id
