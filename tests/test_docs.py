@@ -30,6 +30,8 @@ EMITTERS = {
     "render-dockerfile": [("dockerfile.py", "outputs")],
     "push-image": [("image.py", "outputs")],
     "pipeline": [("pipeline.py", "run_pipeline"), ("train.py", "outputs")],
+    "validate-data": [("validate.py", "outputs")],
+    "drift": [("drift.py", "outputs")],
 }
 
 

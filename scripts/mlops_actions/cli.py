@@ -224,6 +224,56 @@ def push_image_cmd(context, image, version, tags, registry, username, push, smok
     return result.outputs()
 
 
+@main.command("validate-data")
+@click.option("--data", default="", help="A CSV file, or an image folder DIR/<split>/<class>/*.jpg.")
+@click.option("--spec", default="", help="YAML data spec (see actions/validate-data/examples).")
+@click.option("--output-dir", default=".mlops/validate-data", show_default=True, help="Where validate-data.json and validate-data.md are written.")
+@click.option("--fail-on-invalid", type=_BOOL, default="true", show_default=True, help="false: exit 0 on invalid data (branch on data-valid).")
+@stage
+def validate_data(data, spec, output_dir, fail_on_invalid):
+    """Check a dataset against a declarative spec; write a JSON and a Markdown report."""
+    from .errors import StageError
+    from .validate import validate
+
+    fail = _flag(fail_on_invalid, "fail-on-invalid")
+    with gha.group(f"validate-data {data} against {spec}"):
+        result = validate(data, spec, output_dir)
+        for check in result.checks:
+            print(f"{'ok  ' if check.passed else 'FAIL'} {check.check}{' ' + check.target if check.target else ''}: {check.observed} (expected {check.expected})")
+    gha.add_summary(result.markdown)
+    if not result.valid and fail:
+        gha.set_outputs(result.outputs())  # the report paths stay usable by later if: failure() steps
+        count = len(result.failed)
+        raise StageError(f"data invalid: {count} check{'s' if count != 1 else ''} failed", f"see the report {result.report_md}")
+    return result.outputs()
+
+
+@main.command()
+@click.option("--reference", default="", help="Reference CSV (e.g. the training data).")
+@click.option("--current", default="", help="New CSV to compare with the reference.")
+@click.option("--columns", default="", help="Column types overriding inference: name=type items (numeric, categorical, text, ignore) or a YAML file.")
+@click.option("--p-value", type=float, default=0.05, show_default=True, help="Significance level of the KS, chi-square and permutation tests.")
+@click.option("--psi", type=float, default=0.2, show_default=True, help="Population stability index from which a categorical feature drifts.")
+@click.option("--js-distance", type=float, default=0.1, show_default=True, help="Jensen-Shannon distance of token frequencies from which a text feature drifts.")
+@click.option("--oov-rate", type=float, default=0.1, show_default=True, help="Out-of-vocabulary token rate from which a text feature drifts.")
+@click.option("--output-dir", default=".mlops/drift", show_default=True, help="Where drift.json and drift.md are written.")
+@stage
+def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, output_dir):
+    """Compare new data with a reference per feature (KS, chi-square, PSI, text vocabulary); exits 0 either way."""
+    from .drift import Thresholds, detect_drift
+
+    if not reference.strip():
+        raise InputError("reference", "is empty", "give the reference CSV file, e.g. the training data")
+    if not current.strip():
+        raise InputError("current", "is empty", "give the CSV file with the new data")
+    thresholds = Thresholds(p_value=p_value, psi=psi, js_distance=js_distance, oov_rate=oov_rate)
+    result = detect_drift(reference, current, columns=columns, thresholds=thresholds, output_dir=output_dir)
+    gha.add_summary(result.markdown)
+    if result.drift_detected:
+        gha.warning(f"drift detected in {', '.join(result.drifted)} (report: {result.table})")
+    return result.outputs()
+
+
 @main.command()
 @click.option("--project-path", default=".", show_default=True)
 @click.option("--entry-point", default="main", show_default=True)

@@ -116,17 +116,17 @@ class Adopter:
         return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def make_adopter(base: Path, slug: str = SLUG) -> Adopter:
-    """A repository holding a copy of model_project/sentiment in sentiment/, pushed to a bare
+def make_adopter(base: Path, slug: str = SLUG, project_dir: str = "sentiment") -> Adopter:
+    """A repository holding a copy of model_project/sentiment in ``project_dir``, pushed to a bare
     origin on main; remote ``github`` (https://github.com/<slug>.git) only names the repository."""
     base.mkdir(parents=True, exist_ok=True)
     origin, workdir = base / "origin.git", base / "adopter"
     git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=base)
     git("init", "--quiet", "--initial-branch=main", str(workdir), cwd=base)
-    shutil.copytree(ROOT / "model_project" / "sentiment", workdir / "sentiment",
+    shutil.copytree(ROOT / "model_project" / "sentiment", workdir / project_dir,
                     ignore=shutil.ignore_patterns("data", "mlruns", "__pycache__", "*.pyc"))
     (workdir / "README.md").write_text("# adopter\n\nA model repository using mlops-actions.\n")
-    (workdir / ".gitignore").write_text("build/\n.act-out/\nsentiment/data/\n")
+    (workdir / ".gitignore").write_text(f"build/\n.act-out/\n.mlops/\n{project_dir}/data/\n")
     git("add", "--all", cwd=workdir)
     git("commit", "--quiet", "-m", "initial", cwd=workdir)
     git("remote", "add", "origin", str(origin), cwd=workdir)
