@@ -22,6 +22,17 @@ REGISTRY_USER = "ci-pusher"
 REGISTRY_PASSWORD = "reg-" + secrets.token_hex(8)
 
 
+def sentiment_generator():
+    """``generate(path, rows, seed)`` of model_project/sentiment/make_data.py, a plain script loaded
+    by path under its own name (model_project/rice has a make_data.py too)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sentiment_make_data", SENTIMENT / "make_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate
+
+
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
     """Backoff stays real but short in tests."""

@@ -231,7 +231,7 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
             container.reload()
             if container.status in ("exited", "dead"):
                 raise StageError(f"smoke test: the container exited (code {container.attrs['State'].get('ExitCode')}): {_tail(container)}", "run the image locally to see why the server does not start")
-            if port and _get(base + "/ping") == 200:
+            if port and http_status(base + "/ping") == 200:
                 break
             if time.monotonic() - started > timeout:
                 raise StageError(f"smoke test: /ping did not answer 200 within {timeout:.0f}s: {_tail(container)}", "check that the model loads; raise smoke-timeout for slow models")
@@ -262,9 +262,10 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
             pass
 
 
-def _get(url: str) -> int | None:
+def http_status(url: str, headers: dict[str, str] | None = None, timeout: float = 2) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code

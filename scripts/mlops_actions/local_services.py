@@ -25,18 +25,14 @@ def free_port() -> int:
 
 
 def _status(url: str, auth: tuple[str, str] | None = None) -> int | None:
-    req = urllib.request.Request(url)
+    from .image import http_status
+
+    headers = {}
     if auth:
         import base64
 
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=3) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    return http_status(url, headers=headers, timeout=3)
 
 
 def wait_for(url: str, ok: tuple[int, ...], timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:

@@ -6,7 +6,6 @@ and exactly one ::error:: line where the step fails."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import random
@@ -21,16 +20,9 @@ MLOPS = [sys.executable, "-m", "mlops_actions"]
 SPEC = ROOT / "actions" / "validate-data" / "examples" / "sentiment.yaml"
 
 
-def _load_generator():
-    """model_project/sentiment/make_data.py is a plain script; loaded by path under its own name so it
-    never collides with another project's make_data module (model_project/rice has one too)."""
-    spec = importlib.util.spec_from_file_location("sentiment_make_data", ROOT / "model_project" / "sentiment" / "make_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate
+from conftest import sentiment_generator  # noqa: E402
 
-
-generate = _load_generator()
+generate = sentiment_generator()
 
 NEW_WORDS = ["subscription", "paywall", "refund", "premium", "charged", "cancel", "scam", "trial"]
 

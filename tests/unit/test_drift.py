@@ -4,7 +4,6 @@ categorical, text), the significance guards, type inference and overrides, and b
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import random
@@ -19,16 +18,9 @@ from mlops_actions.errors import InputError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_generator():
-    """model_project/sentiment/make_data.py is a plain script; loaded by path under its own name so it
-    never collides with another project's make_data module (model_project/rice has one too)."""
-    spec = importlib.util.spec_from_file_location("sentiment_make_data", ROOT / "model_project" / "sentiment" / "make_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate
+from conftest import sentiment_generator  # noqa: E402
 
-
-generate = _load_generator()
+generate = sentiment_generator()
 
 TH = d.Thresholds()
 

@@ -4,7 +4,6 @@ good data and fails on the data it is meant to catch, CSV and image folders alik
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,16 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "actions" / "validate-data" / "examples"
 
 
-def _load_generator():
-    """model_project/sentiment/make_data.py is a plain script; loaded by path under its own name so it
-    never collides with another project's make_data module (model_project/rice has one too)."""
-    spec = importlib.util.spec_from_file_location("sentiment_make_data", ROOT / "model_project" / "sentiment" / "make_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate
+from conftest import sentiment_generator  # noqa: E402
 
-
-generate = _load_generator()
+generate = sentiment_generator()
 
 SENTIMENT_SPEC = {
     "format": "csv",
@@ -160,7 +152,8 @@ def test_generated_reviews_are_valid_and_reports_written(tmp_path, reviews):
 
 
 def test_example_sentiment_spec_accepts_the_project_data(tmp_path):
-    result = v.validate(ROOT / "model_project" / "sentiment" / "data" / "reviews.csv", EXAMPLES / "sentiment.yaml", tmp_path)
+    data = generate(tmp_path / "reviews.csv")  # what train.py generates when data/reviews.csv is missing
+    result = v.validate(data, EXAMPLES / "sentiment.yaml", tmp_path)
     assert result.valid, result.failed
 
 
