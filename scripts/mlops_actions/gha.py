@@ -45,7 +45,7 @@ def set_outputs(outputs: Mapping[str, object]) -> None:
     text = "".join(format_output(k, v) for k, v in outputs.items())
     if not _append("GITHUB_OUTPUT", text):
         for name, value in outputs.items():
-            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
             print(f"{name}={shown}")
 
 
