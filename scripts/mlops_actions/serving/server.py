@@ -80,17 +80,26 @@ class Model:
     def _load_keras(self, conf: dict):
         import keras
 
+        self._keras_lock = threading.Lock()  # Keras' predict() keeps per-model state: one call at a time
         data = self.dir / conf.get("data", "data")
         candidates = sorted(list(data.rglob("*.keras")) + list(data.rglob("*.h5")))
         if candidates:
             return keras.models.load_model(candidates[0], compile=False)
-        return keras.layers.TFSMLayer(str(data / "model"), call_endpoint="serving_default")
+        saved = self.dir / conf["saved_model_dir"] if conf.get("saved_model_dir") else data / "model"
+        return keras.layers.TFSMLayer(str(saved), call_endpoint="serving_default")
 
     def _predict_keras(self, frame):
         import numpy as np
 
         arr = frame if isinstance(frame, np.ndarray) else np.asarray(frame.values.tolist(), dtype="float32")
-        return self._model.predict(arr.astype("float32"), verbose=0)
+        arr = arr.astype("float32")
+        shape = getattr(self._model, "input_shape", None)
+        if isinstance(shape, tuple) and len(shape) == arr.ndim + 1:
+            arr = arr[None, ...]  # one instance sent without the batch dimension
+        with self._keras_lock:
+            if hasattr(self._model, "predict"):
+                return self._model.predict(arr, verbose=0)
+            return self._model(arr)  # a SavedModel through TFSMLayer: a layer, no predict()
 
     def frame(self, payload):
         import pandas as pd
@@ -109,6 +118,10 @@ class Model:
             if self.flavor in ("tensorflow", "keras"):
                 import numpy as np
 
+                if isinstance(data, dict) and len(data) == 1:
+                    data = next(iter(data.values()))  # {"inputs": {"<input name>": [...]}}, one input
+                if isinstance(data, dict):
+                    raise BadRequest("this model takes one tensor: send instances/inputs as a (nested) list")
                 return np.asarray(data, dtype="float32")
             if isinstance(data, dict):
                 df = pd.DataFrame(data)
