@@ -3,9 +3,11 @@ the OpenAPI-checked GitHub double. Session-scoped where start-up is slow."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from github_double.fixture import github_api  # noqa: F401 - re-exported fixture
 from mlops_actions import local_services
+from mlops_actions.image import http_status
 from mlops_actions.paths import resource
 
 ROOT = resource(".")
@@ -111,6 +114,24 @@ def fetched(trained, mlflow_server, tmp_path_factory):
     from mlops_actions.artifacts import fetch
 
     return fetch(trained.run_id, tmp_path_factory.mktemp("fetched") / "artifacts", tracking=trk.Tracking(uri=mlflow_server.url))
+
+
+@contextlib.contextmanager
+def serve_image(engine, ref: str, timeout: float = 120):
+    """Run an image with its port 8080 on loopback, yield its base URL once /ping answers 200 (fail
+    with the container's log otherwise), and remove the container afterwards."""
+    port = local_services.free_port()
+    box = engine.containers.run(ref, detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while http_status(url + "/ping") != 200:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{ref}: /ping never answered 200: {box.logs(tail=20).decode(errors='replace')}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        box.remove(force=True)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from act.harness import OUT_FILE, SLUG, act_binary, git, make_adopter, run_act, snapshot_actions
+from act.harness import SLUG, act_binary, make_adopter, run_act, snapshot_actions
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 from mlops_actions import manifest
-from mlops_actions.local_services import free_port
+from conftest import serve_image
 
 pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(act_binary() is None, reason="act is not installed")]
@@ -130,22 +128,11 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
             docker_engine.images.remove(ref, force=True)
     pulled = docker_engine.images.pull(f"{image}@{digest}", auth_config={"username": registry.username, "password": registry.password})
     assert pulled.labels["dev.mlflow.run-id"] == out["run-id"]
-    port = free_port()
-    box = docker_engine.containers.run(f"{image}@{digest}", detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with serve_image(docker_engine, f"{image}@{digest}") as url:
         body = {"dataframe_records": [{"review_text": "love it, great and reliable"}, {"review_text": "buggy, slow and it crashes"}]}
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+        req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         assert json.loads(urllib.request.urlopen(req, timeout=10).read()) == {"predictions": [1, 0]}
-    finally:
-        box.remove(force=True)
 
 
 def test_second_run_of_the_same_commit_changes_nothing(pipeline):

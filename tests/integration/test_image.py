@@ -9,6 +9,7 @@ import pytest
 
 from mlops_actions.dockerfile import render
 from mlops_actions.errors import InputError, StageError
+from conftest import serve_image
 from mlops_actions.image import PushRequest, push_image
 from mlops_actions.local_services import free_port
 
@@ -58,27 +59,15 @@ def test_build_smoke_push_and_pull_by_digest(context, registry, docker_engine, m
     labels = pulled.labels
     assert labels["dev.mlflow.flavor"] == "sklearn" and labels["org.opencontainers.image.version"] == "1.2.3"
     assert pulled.attrs["Config"]["User"] == "10001:10001"
-    port = free_port()
-    box = docker_engine.containers.run(f"{image}@{result.digest}", detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
-    try:
-        import time
-
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with serve_image(docker_engine, f"{image}@{result.digest}") as url:
         body = json.dumps({"dataframe_split": {"columns": ["review_text"], "data": [["love it, great and fast"], ["crashes, awful and slow"]]}})
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(), headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{url}/invocations", data=body.encode(), headers={"Content-Type": "application/json"})
         answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
         assert answer == {"predictions": [1, 0]}
-        csv = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=b"review_text\nawful buggy app\n", headers={"Content-Type": "text/csv"})
+        csv = urllib.request.Request(f"{url}/invocations", data=b"review_text\nawful buggy app\n", headers={"Content-Type": "text/csv"})
         assert json.loads(urllib.request.urlopen(csv, timeout=10).read()) == {"predictions": [0]}
-        version = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5).read())
+        version = json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())
         assert version["version"] == "1.2.3" and version["run_id"] == "r1"
-    finally:
-        box.remove(force=True)
 
 
 def test_failed_smoke_test_tags_and_pushes_nothing(fetched, registry, docker_engine, tmp_path, monkeypatch):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import serve_image
 from mlops_actions import image as image_stage, tracking as trk
 from mlops_actions.artifacts import fetch
 from mlops_actions.dockerfile import render
 from mlops_actions.image import PushRequest, push_image
-from mlops_actions.local_services import free_port
 from mlops_actions.paths import resource
 from mlops_actions.train import train
 
@@ -144,21 +144,10 @@ def test_serving_image_classifies_grains(rice_run, mlflow_server, registry, dock
     print(f"[rice] pull by digest {time.monotonic() - started:.1f}s")
     assert pulled.id == pushed.image_id and by_digest in pulled.attrs["RepoDigests"]
     assert pulled.labels["dev.mlflow.flavor"] == "tensorflow" and pulled.attrs["Config"]["User"] == "10001:10001"
-    port = free_port()
-    box = docker_engine.containers.run(by_digest, detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"/ping never answered 200: {box.logs(tail=20).decode(errors='replace')}")
+    with serve_image(docker_engine, by_digest) as url:
         images, labels = _samples(per_class=3, seed=20260)
         body = json.dumps({"instances": images}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
         proba = np.asarray(json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"])
         assert proba.shape == (len(images), 5) and np.allclose(proba.sum(axis=1), 1, atol=1e-3)
         pred = proba.argmax(axis=1)
@@ -167,12 +156,10 @@ def test_serving_image_classifies_grains(rice_run, mlflow_server, registry, dock
         print(f"[rice] served predictions {pred.tolist()} for labels {labels.tolist()}")
         assert sum(first) >= 4 and (pred == labels).mean() >= 0.8
         # the logged input example, sent as "inputs" (what the smoke test posts) gives the same answer
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=example.read_bytes(), headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{url}/invocations", data=example.read_bytes(), headers={"Content-Type": "application/json"})
         assert np.allclose(json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"], smoke, atol=1e-5)
-        version = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5).read())
+        version = json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())
         assert version["flavor"] == "tensorflow" and version["version"] == "0.1.0"
-    finally:
-        box.remove(force=True)
         for ref in [*pushed.tags, by_digest]:  # untag, keep the layers: the next build reuses them
             try:
                 docker_engine.images.remove(ref, noprune=True)
