@@ -275,6 +275,24 @@ def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, outp
 
 
 @main.command()
+@click.option("--needs", "needs_json", default=lambda: os.environ.get("MLOPS_NEEDS", ""), help="toJSON(needs) of the summary job (default: MLOPS_NEEDS env).")
+@click.option("--stages", default="", help="job=label lines: the order and names of the stages in the table.")
+@click.option("--reasons", default="", help="job=text lines: why a stage was skipped or failed.")
+@click.option("--after", default="", help="job=upstream-job lines: a skipped stage takes its reason from that job.")
+@click.option("--title", default="mlops pipeline", show_default=True)
+@click.option("--output", default=".mlops/summary.json", show_default=True, help="Where the JSON summary is written.")
+@stage
+def summary(needs_json, stages, reasons, after, title, output):
+    """One job-summary table for a pipeline run (stages, metrics, links) and the same data as JSON."""
+    from .summary import summarize
+
+    result = summarize(needs_json, stages=stages, reasons=reasons, after=after, title=title, output=output)
+    gha.add_summary(result.markdown)
+    print(result.markdown)
+    return result.outputs()
+
+
+@main.command()
 @click.option("--project-path", default=".", show_default=True)
 @click.option("--entry-point", default="main", show_default=True)
 @click.option("--params", default="")
