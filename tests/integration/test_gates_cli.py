@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MLOPS = [sys.executable, "-m", "mlops_actions"]
-SPEC = ROOT / "actions" / "validate-data" / "examples" / "sentiment.yaml"
+SPEC = ROOT / "model_project" / "sentiment" / "data-spec.yaml"
 
 
 from conftest import sentiment_generator  # noqa: E402

@@ -14,7 +14,8 @@ from mlops_actions import validate as v
 from mlops_actions.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "actions" / "validate-data" / "examples"
+SPECS = {"sentiment.yaml": ROOT / "model_project" / "sentiment" / "data-spec.yaml",
+         "rice.yaml": ROOT / "model_project" / "rice" / "data-spec.yaml"}
 
 
 from conftest import sentiment_generator  # noqa: E402
@@ -71,15 +72,15 @@ def failed(result: v.ValidationResult) -> set[str]:
 
 @pytest.mark.parametrize("name", ["sentiment.yaml", "rice.yaml"])
 def test_example_specs_load(name):
-    spec = v.load_spec(EXAMPLES / name)
+    spec = v.load_spec(SPECS[name])
     assert spec["format"] == {"sentiment.yaml": "csv", "rice.yaml": "images"}[name]
 
 
 def test_spec_is_normalised():
-    spec = v.load_spec(EXAMPLES / "sentiment.yaml")
+    spec = v.load_spec(SPECS["sentiment.yaml"])
     assert spec["columns"]["rating"]["allowed"] == ["1", "2", "3", "4", "5"]
     assert spec["label"]["share"] == {"positive": (0.3, 0.9)}
-    rice = v.load_spec(EXAMPLES / "rice.yaml")
+    rice = v.load_spec(SPECS["rice.yaml"])
     assert rice["min_per_class"] == {"train": 100, "val": 20, "test": 20} and rice["max_corrupt"] == 0
 
 
@@ -127,11 +128,11 @@ def test_missing_spec_and_data_are_input_errors(tmp_path, reviews):
     with pytest.raises(InputError, match="input 'spec': 'nope.yaml' not found"):
         v.validate(reviews, "nope.yaml", tmp_path / "out")
     with pytest.raises(InputError, match="input 'data': 'nope.csv' not found"):
-        v.validate("nope.csv", EXAMPLES / "sentiment.yaml", tmp_path / "out")
+        v.validate("nope.csv", SPECS["sentiment.yaml"], tmp_path / "out")
     with pytest.raises(InputError, match="input 'data': is empty"):
-        v.validate("", EXAMPLES / "sentiment.yaml", tmp_path / "out")
+        v.validate("", SPECS["sentiment.yaml"], tmp_path / "out")
     with pytest.raises(InputError, match="directory but the spec says format: csv"):
-        v.validate(tmp_path, EXAMPLES / "sentiment.yaml", tmp_path / "out")
+        v.validate(tmp_path, SPECS["sentiment.yaml"], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written for bad input
 
 
@@ -153,7 +154,7 @@ def test_generated_reviews_are_valid_and_reports_written(tmp_path, reviews):
 
 def test_example_sentiment_spec_accepts_the_project_data(tmp_path):
     data = generate(tmp_path / "reviews.csv")  # what train.py generates when data/reviews.csv is missing
-    result = v.validate(data, EXAMPLES / "sentiment.yaml", tmp_path)
+    result = v.validate(data, SPECS["sentiment.yaml"], tmp_path)
     assert result.valid, result.failed
 
 
