@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = "v1"
 REF_RE = re.compile(r"(mlops-actions/mlops-actions(?:/[A-Za-z0-9_./-]+)?)@([A-Za-z0-9_.\-/]+)")
-GLOBS = ("action.yml", "actions/*/action.yml", "actions/*/README.md", ".github/workflows/*.yml", "README.md", "docs/**/*.md")
+GLOBS = ("action.yml", "actions/*/action.yml", "actions/*/README.md", ".github/workflows/*.yml", "templates/**/*.j2",
+         "README.md", "docs/**/*.md", "model_project/*/README.md")
 
 
 def files(root: Path) -> list[Path]:

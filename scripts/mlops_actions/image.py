@@ -3,6 +3,7 @@ push it. Nothing is tagged under the target name, and nothing pushed, unless the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -319,6 +320,32 @@ def push_tag(client, name: str, tag: str, secret: str) -> str:
         raise StageError(exc.problem + " after retries", "check that the registry is up; nothing else was tagged remotely") from exc
 
 
+@contextlib.contextmanager
+def _image_lock(name: str):
+    """Runs on one host (a self-hosted runner, act) that build, tag and push the same image name
+    take turns: local tags are shared by the whole engine, so two interleaved runs could push a
+    mix of each other's images under one set of tags. Across hosts the workflow's concurrency
+    group does this job (and the digest check after the push catches a race)."""
+    import fcntl
+    import hashlib
+
+    path = Path(os.environ.get("RUNNER_TEMP") or "/tmp") / f"mlops-push-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _untag(client, refs: list[str]) -> None:
+    for full in refs:
+        try:
+            client.images.remove(full, noprune=True)
+        except Exception:  # noqa: BLE001 - best effort: the tag may be gone already
+            pass
+
+
 def push_image(req: PushRequest) -> PushResult:
     context = Path(req.context)
     if not (context / "Dockerfile").is_file():
@@ -339,6 +366,11 @@ def push_image(req: PushRequest) -> PushResult:
     if req.push:
         with gha.group(f"login to {registry}"):
             login(client, registry, req.username, req.password)
+    with _image_lock(ref.name):
+        return _build_tag_push(client, req, context, ref, tags)
+
+
+def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str]) -> PushResult:
     with gha.group(f"docker build {context}"):
         candidate, image_id = build(client, context, req.build_args, req.network)
     try:
@@ -358,9 +390,13 @@ def push_image(req: PushRequest) -> PushResult:
     full_tags = [f"{ref.name}:{t}" for t in tags]
     digest = ""
     if req.push:
-        with gha.group(f"push {ref.name} ({', '.join(tags)})"):
-            digests = {t: push_tag(client, ref.name, t, req.password) for t in tags}
-        if len(set(digests.values())) != 1:
-            raise StageError(f"tags were pushed with different digests: {digests}", "re-run; another build raced this one")
+        try:
+            with gha.group(f"push {ref.name} ({', '.join(tags)})"):
+                digests = {t: push_tag(client, ref.name, t, req.password) for t in tags}
+            if len(set(digests.values())) != 1:
+                raise StageError(f"tags were pushed with different digests: {digests}", "re-run; another build raced this one")
+        except BaseException:
+            _untag(client, full_tags)  # a failed push leaves no local tag that looks published
+            raise
         digest = next(iter(digests.values()))
     return PushResult(image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}", digest=digest, tags=full_tags, image_id=image_id, smoke=smoke)

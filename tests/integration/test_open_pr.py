@@ -110,6 +110,7 @@ def test_422_race_adopts_the_existing_pr(gh, git_remote, artifacts):
     gh.race_next("POST", PULLS)
     result = open_pr(request(gh, git_remote, artifacts))
     assert result.pr_number == 1 and len(gh.pulls[REPO]) == 1
+    assert result.operation == "updated"  # the other run created it; this one pushed to its branch
 
 
 def test_5xx_after_the_write_landed_never_duplicates(gh, git_remote, artifacts):
