@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -17,12 +18,13 @@ import pytest
 from act.harness import SLUG, act_binary, make_adopter, run_act, snapshot_actions
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 from mlops_actions import manifest
-from conftest import serve_image
+from conftest import git, sentiment_generator, serve_image
 
 pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(act_binary() is None, reason="act is not installed")]
 
 IMAGE_PATH = "acme/pipeline-sentiment"
+PROD_PATH = "acme/prod-sentiment"
 BRANCH = "mlops/sentiment-model"
 
 # What an adopter writes (the ca-bundle line is this machine's TLS proxy; the record job is the test's).
@@ -36,7 +38,9 @@ jobs:
     with:
       tracking-uri: ${{ vars.TRACKING_URI }}
       image: ${{ vars.IMAGE }}
+      prod-image: ${{ vars.PROD_IMAGE }}
       version: 1.0.0
+      params: ${{ vars.PARAMS }}
       ca-bundle: ${{ vars.CA_BUNDLE }}
     secrets: inherit
   record:
@@ -50,43 +54,95 @@ jobs:
 """
 
 
+def _commit_data(adopter, text: str, message: str) -> None:
+    path = adopter.workdir / "model_project" / "sentiment" / "data" / "reviews.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    git("add", "--force", str(path), cwd=adopter.workdir)
+    git("commit", "--quiet", "-m", message, cwd=adopter.workdir)
+    git("push", "--quiet", "origin", "main", cwd=adopter.workdir)
+
+
+def _experiment_runs(server, experiment: str) -> int:
+    headers = {"Authorization": _auth(server.username, server.password), "Content-Type": "application/json"}
+    req = urllib.request.Request(f"{server.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}", headers=headers)
+    exp_id = json.loads(urllib.request.urlopen(req, timeout=30).read())["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [exp_id], "max_results": 1000}).encode()
+    req = urllib.request.Request(f"{server.url}/api/2.0/mlflow/runs/search", data=body, headers=headers)
+    return len(json.loads(urllib.request.urlopen(req, timeout=30).read()).get("runs") or [])
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    """Four runs of the adopter's workflow: a first run on valid data, a rerun of the same commit,
+    a run whose params make a worse model (the challenger loses), and a commit of invalid data."""
     base = tmp_path_factory.mktemp("act-pipeline")
     actions_dir = snapshot_actions(base / "mlops-actions")
     adopter = make_adopter(base / "repo", project_dir="model_project/sentiment")
+    generate = sentiment_generator()
+    csv_path = base / "reviews.csv"
+    generate(csv_path, rows=1200, seed=7)
+    good = csv_path.read_text(encoding="utf-8")
+    _commit_data(adopter, good, "reviews data")
     github = GitHubDouble().start()
     github.add_repo(SLUG, default_branch="main")
     github.branches_of = lambda owner, repo: git_branches(adopter.origin)
     workflow = adopter.write_workflow("model.yml", ADOPTER_WORKFLOW)
-    image = f"{registry.host}/{IMAGE_PATH}"
+    git("add", "--all", cwd=adopter.workdir)
+    git("commit", "--quiet", "-m", "mlops pipeline", cwd=adopter.workdir)
+    git("push", "--quiet", "origin", "main", cwd=adopter.workdir)
+    image, prod = f"{registry.host}/{IMAGE_PATH}", f"{registry.host}/{PROD_PATH}"
     secrets = {"GITHUB_TOKEN": github.token, "MLFLOW_TRACKING_USERNAME": mlflow_auth_server.username,
                "MLFLOW_TRACKING_PASSWORD": mlflow_auth_server.password,
                "REGISTRY_USERNAME": registry.username, "REGISTRY_PASSWORD": registry.password}
-    variables = {"TRACKING_URI": mlflow_auth_server.url, "IMAGE": image, "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
+    variables = {"TRACKING_URI": mlflow_auth_server.url, "IMAGE": image, "PROD_IMAGE": prod,
+                 "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt", "PARAMS": ""}
+    state: dict = {"adopter": adopter, "github": github, "image": image, "prod": prod, "secrets": secrets}
 
-    def once(name: str):
+    def once(name: str, **extra_vars):
         run = run_act(adopter, workflow, actions_dir=actions_dir, scratch=base / name, secrets=secrets,
-                      variables=variables, env={"GITHUB_API_URL": github.url}, timeout=1500)
+                      variables=dict(variables, **extra_vars), env={"GITHUB_API_URL": github.url}, timeout=1500)
         print(f"\nact pipeline {name}: {run.seconds:.1f}s, log {run.log_path}")
+        summary = adopter.workdir / ".mlops" / "summary.json"
+        run.summary = json.loads(summary.read_text()) if summary.is_file() else {}
+        summary.unlink(missing_ok=True)
+        state[name] = run
+        state[f"branches_after_{name}"] = adopter.branches()
+        state[f"tags_after_{name}"] = sorted(docker_tags(registry, IMAGE_PATH))
+        state[f"runs_after_{name}"] = _experiment_runs(mlflow_auth_server, "sentiment")
         return run
 
-    first = once("first")
-    branches_after_first = adopter.branches()
-    second = once("second")
-    yield {"first": first, "second": second, "adopter": adopter, "github": github, "image": image,
-           "branches_after_first": branches_after_first, "secrets": secrets}
+    once("first")
+    once("second")
+    once("losing", PARAMS="C=0.0005\nmax_features=30")
+    # invalid data: one class only and empty reviews; validate-data must stop the run before training
+    rows = good.splitlines()
+    bad = "\n".join([rows[0]] + [f'"",5' if i % 5 == 0 else f'"fine app number {i}",5' for i in range(600)]) + "\n"
+    _commit_data(adopter, bad, "broken export")
+    once("invalid")
+    yield state
     github.stop()
     assert_no_violations(github)
-    for img in docker_engine.images.list(name=image):
-        for ref in img.tags:
-            docker_engine.images.remove(ref, force=True)
+    for name in (image, prod):
+        for img in docker_engine.images.list(name=name):
+            for ref in img.tags:
+                docker_engine.images.remove(ref, force=True)
 
 
 def _needs(run) -> dict:
     assert run.returncode == 0, run.describe()
     assert run.steps.get("result") == "success", run.steps
     return run.steps["outputs"]
+
+
+def docker_tags(registry, name: str) -> list[str]:
+    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={"Authorization": _auth(registry.username, registry.password)})
+    try:
+        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
 
 
 def _auth(user, password):
@@ -123,6 +179,8 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
     out = _needs(pipeline["first"])
     image, digest = pipeline["image"], out["digest"]
     assert out["image"] == f"{image}@{digest}" and digest.startswith("sha256:")
+    sha7 = git("rev-parse", "--short=7", "HEAD~1", cwd=pipeline["adopter"].workdir)  # the commit of the first runs
+    assert pipeline["tags_after_first"] == sorted(["latest", f"main-{sha7}", "v1.0.0"])
     for img in docker_engine.images.list(name=image):
         for ref in img.tags:
             docker_engine.images.remove(ref, force=True)
@@ -135,18 +193,85 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
         assert json.loads(urllib.request.urlopen(req, timeout=10).read()) == {"predictions": [1, 0]}
 
 
+def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipeline, registry):
+    out = _needs(pipeline["first"])
+    assert out["promoted"] == "true" and out["model-version"] == "1"
+    assert out["healthy"] == "true"
+    assert out["prod-image"] == f"{pipeline['prod']}@{out['digest']}"  # copied by digest, not rebuilt
+    assert sorted(docker_tags(registry, PROD_PATH)) == ["latest", "v1.0.0"]
+    summary = pipeline["first"].summary
+    assert summary["status"] == "success"
+    results = {s["job"]: s["result"] for s in summary["stages"]}
+    assert results == {"data": "success", "train": "success", "gate": "success", "propose": "success",
+                       "image": "success", "health": "success", "promote": "success"}
+    assert summary["facts"]["digest"] == out["digest"] and summary["facts"]["pr-url"] == out["pr-url"]
+    assert summary["context"]["event_name"] == "push"
+
+
 def test_second_run_of_the_same_commit_changes_nothing(pipeline):
     first, second = _needs(pipeline["first"]), _needs(pipeline["second"])
     assert second["run-id"] == first["run-id"]  # the finished run of this fingerprint is reused
+    assert second["model-version"] == first["model-version"] and second["promoted"] == "true"  # decision recorded once
     assert second["pr-operation"] == "unchanged"
-    assert pipeline["adopter"].branches() == pipeline["branches_after_first"]
+    assert pipeline["branches_after_second"] == pipeline["branches_after_first"]
     github = pipeline["github"]
-    assert len(github.pulls[SLUG]) == 1
     assert len([r for r in github.requests if r.operation == "pulls/create"]) == 1
     assert second["digest"] == first["digest"]  # same commit, same model → the same image
+    assert pipeline["tags_after_second"] == pipeline["tags_after_first"]
 
 
-def test_no_secret_in_the_logs(pipeline):
-    for run in (pipeline["first"], pipeline["second"]):
-        for name, value in pipeline["secrets"].items():
-            assert value not in run.log, f"{name} leaked into {run.log_path}"
+def test_losing_challenger_opens_no_pr_and_builds_no_image(pipeline):
+    first, losing = _needs(pipeline["first"]), _needs(pipeline["losing"])
+    assert losing["run-id"] != first["run-id"] and losing["promoted"] == "false"
+    assert float(json.loads(losing["metrics"])["test_accuracy"]) < float(json.loads(first["metrics"])["test_accuracy"])
+    assert losing["pr-url"] == "" and losing["image"] == "" and losing["digest"] == ""
+    assert pipeline["branches_after_losing"] == pipeline["branches_after_first"]
+    assert pipeline["tags_after_losing"] == pipeline["tags_after_first"]
+    assert len(pipeline["github"].pulls[SLUG]) == 1
+    stages = {s["job"]: s for s in pipeline["losing"].summary["stages"]}
+    assert stages["gate"]["result"] == "success" and "test_accuracy" in stages["gate"]["reason"]
+    for job in ("propose", "image"):
+        assert stages[job]["result"] == "skipped" and stages[job]["reason"].startswith("challenger lost"), stages[job]
+    assert stages["health"]["result"] == "skipped" and stages["health"]["reason"]
+
+
+def test_invalid_data_stops_before_training(pipeline):
+    run = pipeline["invalid"]
+    assert run.returncode != 0 and run.steps.get("result") == "failure", run.describe()
+    assert pipeline["runs_after_invalid"] == pipeline["runs_after_losing"]  # no MLflow run was started
+    assert pipeline["branches_after_invalid"] == pipeline["branches_after_losing"]
+    assert pipeline["tags_after_invalid"] == pipeline["tags_after_losing"]
+    assert any("data invalid" in line for line in run.error_lines()), run.error_lines()
+    summary = run.summary
+    assert summary["status"] == "failure"
+    stages = {s["job"]: s for s in summary["stages"]}
+    assert stages["data"]["result"] == "failure" and "data invalid" in stages["data"]["reason"]
+    assert stages["train"]["result"] == "skipped" and stages["train"]["reason"].startswith("validate data failure")
+    assert all(stages[j]["result"] == "skipped" for j in ("gate", "propose", "image", "health", "promote"))
+
+
+def test_no_secret_in_logs_workspace_or_image(pipeline, docker_engine, tmp_path):
+    """Known secret values are searched in every act log, every file the runs left in the
+    workspace, and the pushed image: its saved layers, history, labels and environment."""
+    secrets = pipeline["secrets"]
+    haystacks: list[tuple[str, bytes]] = []
+    for name in ("first", "second", "losing", "invalid"):
+        haystacks.append((f"act log {name}", pipeline[name].log.encode()))
+    workdir = pipeline["adopter"].workdir
+    files = [p for p in workdir.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    haystacks += [(str(p.relative_to(workdir)), p.read_bytes()) for p in files]
+    digest = _needs(pipeline["first"])["digest"]
+    ref = f"{pipeline['image']}@{digest}"
+    image = docker_engine.images.pull(ref, auth_config={"username": pipeline["secrets"]["REGISTRY_USERNAME"],
+                                                        "password": pipeline["secrets"]["REGISTRY_PASSWORD"]})
+    saved = b"".join(image.save(named=False))
+    assert len(saved) > 10_000_000
+    haystacks.append(("docker save", saved))
+    haystacks.append(("docker history", json.dumps(image.history()).encode()))
+    haystacks.append(("labels and env", json.dumps(image.attrs["Config"]).encode()))
+    hits = [(where, name) for where, blob in haystacks for name, value in secrets.items()
+            if name != "REGISTRY_USERNAME" and value.encode() in blob]
+    assert hits == [], hits
+    print(f"\n{len(haystacks)} places searched ({sum(len(b) for _, b in haystacks) / 1e6:.0f} MB), "
+          f"{len(secrets) - 1} secret values, 0 hits")
