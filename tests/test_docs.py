@@ -32,6 +32,9 @@ EMITTERS = {
     "pipeline": [("pipeline.py", "run_pipeline"), ("train.py", "outputs")],
     "validate-data": [("validate.py", "outputs")],
     "drift": [("drift.py", "outputs")],
+    "gate": [("gate.py", "outputs")],
+    "promote-image": [("promote.py", "outputs")],
+    "health-check": [("health.py", "outputs")],
 }
 
 
