@@ -33,6 +33,9 @@ EMITTERS = {
     "validate-data": [("validate.py", "outputs")],
     "drift": [("drift.py", "outputs")],
     "summary": [("summary.py", "outputs")],
+    "gate": [("gate.py", "outputs")],
+    "promote-image": [("promote.py", "outputs")],
+    "health-check": [("health.py", "outputs")],
 }
 
 

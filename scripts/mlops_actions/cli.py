@@ -197,6 +197,7 @@ def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, po
 @click.option("--context", required=True, help="Build context (render-dockerfile's context output).")
 @click.option("--image", required=True, help="registry/name without tag, e.g. ghcr.io/owner/model.")
 @click.option("--version", default="", help="Semantic version X.Y.Z → tag vX.Y.Z.")
+@click.option("--version-bump", default="", help="patch, minor or major: next version after the highest vX.Y.Z in the registry and git tags (when version is empty).")
 @click.option("--tags", default="", help="Extra tags, comma- or newline-separated.")
 @click.option("--registry", default="", help="Registry to log in to (default: from image).")
 @click.option("--username", default="")
@@ -207,13 +208,13 @@ def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, po
 @click.option("--default-branch", default="", help="Branch that gets 'latest' (default: the repository's).")
 @click.option("--network", default="", help="Network for RUN steps of the build (e.g. host).")
 @stage
-def push_image_cmd(context, image, version, tags, registry, username, push, smoke_test, smoke_payload, smoke_timeout, default_branch, network):
+def push_image_cmd(context, image, version, version_bump, tags, registry, username, push, smoke_test, smoke_payload, smoke_timeout, default_branch, network):
     """Build, smoke-test, tag and push the serving image. Password: REGISTRY_PASSWORD env."""
     from .image import PushRequest, push_image
     from .pr import split_list
 
     req = PushRequest(
-        context=Path(context), image=image, version=version, extra_tags=split_list(tags), registry=registry,
+        context=Path(context), image=image, version=version, version_bump=version_bump, extra_tags=split_list(tags), registry=registry,
         username=username, password=os.environ.get("REGISTRY_PASSWORD", ""), push=_flag(push, "push"),
         smoke_test=_flag(smoke_test, "smoke-test"), smoke_payload=Path(smoke_payload) if smoke_payload else None,
         smoke_timeout=smoke_timeout, default_branch=default_branch, network=network,
@@ -289,6 +290,83 @@ def summary(needs_json, stages, reasons, after, title, output):
     result = summarize(needs_json, stages=stages, reasons=reasons, after=after, title=title, output=output)
     gha.add_summary(result.markdown)
     print(result.markdown)
+    return result.outputs()
+
+
+@main.command()
+@click.option("--run-id", required=True, help="MLflow run id of the candidate (the train step's run-id output).")
+@click.option("--model-name", required=True, help="Registered model name in the MLflow Model Registry.")
+@click.option("--metric", required=True, help="Metric compared between the run and the champion.")
+@click.option("--direction", default="maximize", show_default=True, help="maximize or minimize.")
+@click.option("--min-improvement", default="0", show_default=True, help="Absolute margin the run must beat the champion by.")
+@click.option("--champion-alias", default="champion", show_default=True)
+@click.option("--challenger-alias", default="challenger", show_default=True, help="Alias for a version that does not win; empty: none.")
+@click.option("--model-uri", default="", help="Model to register (default: the run's logged model).")
+@tracking_options
+@stage
+def gate(run_id, model_name, metric, direction, min_improvement, champion_alias, challenger_alias, model_uri, tracking_uri, dagshub_repo):
+    """Champion/challenger: register the run's model, compare its metric with the champion's, move the alias if it wins."""
+    from . import tracking as trk
+    from .gate import GateRequest, gate as do_gate, summary
+
+    req = GateRequest(run_id=run_id, model_name=model_name.strip(), metric=metric.strip(), direction=direction.strip().lower(),
+                      min_improvement=min_improvement, champion_alias=champion_alias.strip(), challenger_alias=challenger_alias.strip(),
+                      model_uri=model_uri)
+    from .gate import check_request
+
+    check_request(req)
+    tracking = trk.resolve(tracking_uri, dagshub_repo)
+    with gha.group(f"gate {model_name} on {metric} ({direction})"):
+        result = do_gate(req, tracking)
+        print(("promoted: " if result.promoted else "not promoted: ") + result.reason)
+    gha.add_summary(summary(result))
+    return result.outputs()
+
+
+@main.command("promote-image")
+@click.option("--source", required=True, help="Image to promote, by digest: registry/name@sha256:...")
+@click.option("--target", required=True, help="Target repository without tag, e.g. prod.example.com/owner/model.")
+@click.option("--version", "version", default="", help="Semantic version X.Y.Z → tag vX.Y.Z.")
+@click.option("--latest", type=_BOOL, default="true", show_default=True, help="Also tag latest.")
+@click.option("--tags", default="", help="Extra tags, comma- or newline-separated.")
+@click.option("--source-username", default="")
+@click.option("--target-username", default="")
+@stage
+def promote_image_cmd(source, target, version, latest, tags, source_username, target_username):
+    """Copy an image by digest to another repository/registry without rebuilding; tag vX.Y.Z and latest.
+    Passwords: SOURCE_REGISTRY_PASSWORD, TARGET_REGISTRY_PASSWORD env."""
+    from .pr import split_list
+    from .promote import PromoteRequest, promote
+
+    req = PromoteRequest(source=source, target=target, version=version, latest=_flag(latest, "latest"), extra_tags=split_list(tags),
+                         source_username=source_username, source_password=os.environ.get("SOURCE_REGISTRY_PASSWORD", ""),
+                         target_username=target_username, target_password=os.environ.get("TARGET_REGISTRY_PASSWORD", ""))
+    result = promote(req)
+    rows = [[f"`{t}`", f"`{result.digest}`"] for t in result.tags]
+    gha.add_summary(f"### 🏷️ promote-image\n`{source}` → `{result.image}` ({result.copied} blobs copied, {result.mounted} mounted, {result.present} present)\n\n"
+                    + gha.md_table(["tag", "digest"], rows))
+    return result.outputs()
+
+
+@main.command("health-check")
+@click.option("--image", required=True, help="Published image, by digest (name@sha256:...) or tag.")
+@click.option("--registry", default="", help="Registry to log in to (default: from image).")
+@click.option("--username", default="")
+@click.option("--payload", default="", help="JSON body for /invocations (default: the input example baked in the image).")
+@click.option("--timeout", default="180", show_default=True, help="Seconds to wait for /health.")
+@click.option("--port", default="8080", show_default=True, help="Port the server listens on in the container.")
+@click.option("--pull", type=_BOOL, default="true", show_default=True, help="Pull the image first.")
+@stage
+def health_check_cmd(image, registry, username, payload, timeout, port, pull):
+    """Pull the published image, run it, wait for /health, send one prediction, remove the container.
+    Password: REGISTRY_PASSWORD env."""
+    from .health import HealthRequest, health_check
+
+    req = HealthRequest(image=image, registry=registry, username=username, password=os.environ.get("REGISTRY_PASSWORD", ""),
+                        payload=payload, timeout=timeout, port=port, pull=_flag(pull, "pull"))
+    result = health_check(req)
+    gha.add_summary(f"### 🩺 health-check\n`{result.image}`: /health after {result.ready_seconds:.1f}s, prediction in {result.latency_ms} ms\n\n"
+                    + gha.md_table(["prediction"], [[f"`{result.prediction}`"]]))
     return result.outputs()
 
 

@@ -29,6 +29,7 @@ class PushRequest:
     context: Path
     image: str
     version: str = ""
+    version_bump: str = ""
     extra_tags: list[str] = field(default_factory=list)
     registry: str = ""
     username: str = ""
@@ -58,6 +59,7 @@ class PushResult:
             "digest": self.digest,
             "tags": "\n".join(self.tags),
             "image-id": self.image_id,
+            "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if _SEMVER.match(tag)), ""),
         }
 
 
@@ -71,25 +73,26 @@ def normalize_version(version: str, input_name: str = "version") -> str:
     return "v" + version.lstrip("v")
 
 
-def branch_tag(branch: str) -> str:
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).strip(".-")[:128]
-    return tag or "branch"
+def branch_tag(branch: str, sha: str = "") -> str:
+    """``<branch>-<sha7>`` with the branch sanitized to tag characters (and cut so the tag fits 128)."""
+    suffix = f"-{sha[:7]}" if sha else ""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).strip(".-")[: 128 - len(suffix)].rstrip(".-")
+    return (tag or "branch") + suffix
 
 
 def compute_tags(ref: str, sha: str, default_branch: str, version: str, extra: list[str]) -> list[str]:
-    """latest on the default branch, sha-<7>, the branch name, vX.Y.Z (given or from a tag ref)."""
+    """The one tag scheme: ``latest`` only on the default branch, ``<branch>-<sha7>`` (pull requests
+    ``pr-<n>-<sha7>``), ``vX.Y.Z`` (given, or from a vX.Y.Z tag ref), then the extra tags."""
     tags: list[str] = []
     if ref.startswith("refs/heads/"):
         branch = ref[len("refs/heads/"):]
         if branch == (default_branch or "main"):
             tags.append("latest")
-        tags.append(branch_tag(branch))
+        tags.append(branch_tag(branch, sha))
     elif ref.startswith("refs/pull/"):
-        tags.append("pr-" + ref.split("/")[2])
+        tags.append(branch_tag("pr-" + ref.split("/")[2], sha))
     elif ref.startswith("refs/tags/") and not version and _SEMVER.match(ref[len("refs/tags/"):]):
         version = ref[len("refs/tags/"):]
-    if sha:
-        tags.append(f"sha-{sha[:7]}")
     if version:
         tags.append(normalize_version(version))
     for t in extra:
@@ -100,6 +103,42 @@ def compute_tags(ref: str, sha: str, default_branch: str, version: str, extra: l
         if t not in unique:
             unique.append(t)
     return unique
+
+
+BUMPS = ("patch", "minor", "major")
+_RELEASE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+def release_versions(tags: list[str]) -> list[tuple[int, int, int]]:
+    """The vX.Y.Z release tags among ``tags`` (pre-releases and other tags are not releases)."""
+    return [tuple(int(g) for g in m.groups()) for m in map(_RELEASE.match, tags) if m]  # type: ignore[misc]
+
+
+def next_version(existing: list[str], bump: str) -> str:
+    """The next X.Y.Z after the highest vX.Y.Z in ``existing``; 0.1.0 when there is none."""
+    if bump not in BUMPS:
+        raise InputError("version-bump", f"'{bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+    found = release_versions(existing)
+    if not found:
+        return "0.1.0"
+    major, minor, patch = max(found)
+    if bump == "major":
+        return f"{major + 1}.0.0"
+    if bump == "minor":
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def existing_versions(ref: images.ImageRef, username: str, password: str, workdir: str | None = None) -> list[str]:
+    """vX.Y.Z tags in the target repository (registry API) and in the checkout (git tags)."""
+    from .registry import Registry, repository_path
+
+    repo = repository_path(ref)
+    if _ECR.match(ref.registry) and not password:
+        username, password = _ecr_password(ref.registry)
+    tags = Registry(ref.registry, username, password, scopes=[f"repository:{repo}:pull"]).tags(repo)
+    git_tags = _local_git("-C", workdir or ".", "tag", "--list", "v*").split()
+    return tags + git_tags
 
 
 def _default_branch() -> str:
@@ -352,8 +391,18 @@ def push_image(req: PushRequest) -> PushResult:
         raise InputError("context", f"'{context}' has no Dockerfile", "pass the context output of render-dockerfile")
     ref = images.parse(req.image, "image", allow_tag=False)
     version = normalize_version(req.version)
+    bump = (req.version_bump or "").strip().lower()
+    if bump and bump not in BUMPS:
+        raise InputError("version-bump", f"'{req.version_bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+    if bump and version:
+        raise InputError("version-bump", f"given together with version {version}", "set only one: version (exact) or version-bump (next after the highest vX.Y.Z)")
     sha = req.sha or os.environ.get("GITHUB_SHA") or _local_git("rev-parse", "HEAD")
     git_ref = req.ref or os.environ.get("GITHUB_REF") or (f"refs/heads/{_local_git('rev-parse', '--abbrev-ref', 'HEAD')}" if _local_git("rev-parse", "--abbrev-ref", "HEAD") not in ("", "HEAD") else "")
+    if bump and not (git_ref.startswith("refs/tags/") and _SEMVER.match(git_ref[len("refs/tags/"):])):
+        with gha.group(f"next {bump} version of {ref.name}"):
+            existing = existing_versions(ref, req.username, req.password)
+            version = normalize_version(next_version(existing, bump))
+            print(f"highest release: {max(release_versions(existing), default=None)} → {version}")
     tags = compute_tags(git_ref, sha, req.default_branch or _default_branch(), version, req.extra_tags)
     if not tags:
         raise InputError("tags", "no tag could be computed (no ref, sha or version)", "set version or tags")

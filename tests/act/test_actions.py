@@ -286,7 +286,7 @@ def test_push_image_pushed_a_pullable_digest(chain, registry, docker_engine):
     assert re.match(r"^sha256:[0-9a-f]{64}$", digest), out
     assert out["image"] == f"{image}@{digest}"
     sha7 = git("rev-parse", "--short=7", "HEAD", cwd=chain["adopter"].workdir)
-    assert out["tags"].splitlines() == [f"{image}:{t}" for t in ("latest", "main", f"sha-{sha7}", f"v{VERSION}")], out
+    assert out["tags"].splitlines() == [f"{image}:{t}" for t in ("latest", f"main-{sha7}", f"v{VERSION}")], out
     # the registry serves the manifest under that digest, for every tag
     auth = _auth(registry.username, registry.password)
     accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"

@@ -1,0 +1,178 @@
+"""Stage health-check: pull the published serving image, run it, wait for ``/health``, send one
+prediction (the given payload or the input example baked into the image), and always remove the
+container. A server that exits or does not answer in time fails the stage with its last log lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import gha, images
+from .errors import InputError, StageError
+from .image import _docker, _scrub, _tail, http_status, login, login_registry
+
+EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
+
+
+@dataclass
+class HealthRequest:
+    image: str
+    registry: str = ""
+    username: str = ""
+    password: str = ""
+    payload: str = ""
+    timeout: str | float = 180
+    port: str | int = 8080
+    pull: bool = True
+
+
+@dataclass
+class HealthResult:
+    image: str
+    healthy: bool
+    latency_ms: int
+    prediction: str
+    ready_seconds: float
+
+    def outputs(self) -> dict[str, object]:
+        return {"healthy": "true" if self.healthy else "false", "latency-ms": str(self.latency_ms), "prediction": self.prediction}
+
+
+def _number(value, name: str, kind=float, low: float = 1) -> float:
+    try:
+        number = kind(str(value).strip())
+    except ValueError:
+        raise InputError(name, f"'{value}' is not a number", f"write a whole number ≥ {low:g}") from None
+    if number < low:
+        raise InputError(name, f"'{value}' is below {low:g}", f"write a number ≥ {low:g}")
+    return number
+
+
+def health_check(req: HealthRequest) -> HealthResult:
+    ref = images.parse(req.image, "image")
+    timeout = _number(req.timeout, "timeout")
+    port = int(_number(req.port, "port", int))
+    if port > 65535:
+        raise InputError("port", f"'{req.port}' is not a TCP port", "write the container port of the server, e.g. 8080")
+    body: bytes | None = None
+    if req.payload:
+        path = Path(req.payload)
+        if not path.is_file():
+            raise InputError("payload", f"'{req.payload}' not found", "give a JSON request body file, or leave it empty for the image's input example")
+        body = path.read_bytes()
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise InputError("payload", f"'{req.payload}' is not JSON ({exc})", "give a JSON request body for /invocations") from None
+    if req.password:
+        gha.mask(req.password)
+    client = _docker()
+    reference = req.image.strip()
+    if req.pull:
+        registry = login_registry(ref, req.registry)
+        with gha.group(f"pull {reference}"):
+            login(client, registry, req.username, req.password)
+            _pull(client, reference, req.password)
+    container = None
+    try:
+        try:
+            container = client.containers.run(reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)})
+        except Exception as exc:  # noqa: BLE001 - engine errors (no such image, bad entrypoint) as one line
+            raise StageError(f"cannot start {reference}: {str(exc).splitlines()[0][:300]}", "check the image reference and that it is a serving image") from exc
+        started = time.monotonic()
+        base = _wait_healthy(container, port, timeout, started)
+        ready = time.monotonic() - started
+        print(f"/health answered 200 after {ready:.1f}s")
+        if body is None:
+            body = _example_from(container)
+        if body is None:
+            raise InputError("payload", f"the image has no input example at {EXAMPLE_IN_IMAGE}", "give a JSON request body file for /invocations")
+        t0 = time.monotonic()
+        request = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=max(10.0, timeout)) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise StageError(f"/invocations answered HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the payload matches the model's signature") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise StageError(f"/invocations gave no JSON answer ({exc.__class__.__name__}): {_tail(container)}", "run the image locally to see why") from exc
+        latency = int(round((time.monotonic() - t0) * 1000))
+        preds = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(preds, list) or not preds:
+            raise StageError(f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output")
+        prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
+        print(f"prediction in {latency} ms: {prediction[:300]}")
+        return HealthResult(image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready)
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - cleanup must not mask the real error
+                pass
+
+
+def _pull(client, reference: str, secret: str) -> None:
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    from .errors import TransientError
+    from .retry import retry
+
+    def attempt():
+        try:
+            for chunk in client.api.pull(reference, stream=True, decode=True):
+                if "error" in chunk:
+                    raise APIError(chunk["error"])
+        except (ImageNotFound, NotFound) as exc:
+            raise InputError("image", f"'{reference}' not found in the registry", "pass the image output of push-image or promote-image") from exc
+        except APIError as exc:
+            text = _scrub(str(exc.explanation or exc), secret)
+            low = text.lower()
+            if "not found" in low or "manifest unknown" in low:
+                raise InputError("image", f"'{reference}' not found in the registry ({text[:120]})", "pass the image output of push-image or promote-image") from exc
+            if "unauthorized" in low or "denied" in low or "authentication required" in low:
+                raise InputError("password", f"the registry refused the pull of {reference} ({text[:120]})", "pass username and password with pull permission") from exc
+            raise TransientError(f"pull {reference}: {text[:160]}") from exc
+
+    try:
+        retry(attempt, what=f"pull {reference}")
+    except TransientError as exc:
+        raise StageError(exc.problem + " after retries", "check that the registry is up") from exc
+
+
+def _wait_healthy(container, port: int, timeout: float, started: float) -> str:
+    host = os.environ.get("MLOPS_SMOKE_HOST", "127.0.0.1")
+    base = ""
+    while True:
+        container.reload()
+        state = container.attrs.get("State") or {}
+        if container.status in ("exited", "dead"):
+            raise StageError(f"the container exited with code {state.get('ExitCode')} before /health answered: {_tail(container) or 'no output'}",
+                             "run the image locally to see why the server does not start")
+        if not base:
+            bindings = ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp")
+            if bindings:
+                base = f"http://{host}:{bindings[0]['HostPort']}"
+        if base and http_status(base + "/health") == 200:
+            return base
+        if time.monotonic() - started > timeout:
+            raise StageError(f"/health did not answer 200 within {timeout:g}s: {_tail(container) or 'no output'}",
+                             "check that the model loads and the server listens on the port; raise timeout for slow models")
+        time.sleep(0.5)
+
+
+def _example_from(container) -> bytes | None:
+    """The input example baked in the image (render-dockerfile copies the model to /app/model)."""
+    try:
+        stream, _ = container.get_archive(EXAMPLE_IN_IMAGE)
+    except Exception:  # noqa: BLE001 - no such file
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        return tar.extractfile(member).read() if member else None
