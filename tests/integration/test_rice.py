@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import serve_image
+from conftest import rice_make_data, rice_samples, serve_image
 from mlops_actions import image as image_stage, tracking as trk
 from mlops_actions.artifacts import fetch
 from mlops_actions.dockerfile import render
@@ -30,15 +30,6 @@ CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 IMAGE_SIZE = 40
 # small and fast on 2 CPU cores (about 25 s of fitting), still well above 0.9 test accuracy
 PARAMS = {"epochs": "10", "batch_size": "32", "image_size": str(IMAGE_SIZE), "images_per_class": "200", "seed": "7"}
-
-
-def _make_data():
-    spec = importlib.util.spec_from_file_location("rice_make_data", RICE / "make_data.py")
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -87,21 +78,6 @@ def _timed(fn, name: str, timings: dict[str, float]):
     return wrapper
 
 
-def _samples(per_class: int, seed: int) -> tuple[list, list[int]]:
-    """Fresh synthetic grains (a seed training never used), JPEG round trip and resize like training."""
-    make_data = _make_data()
-    images, labels = [], []
-    for label, cls in enumerate(make_data.CLASSES):
-        rng = np.random.Generator(np.random.PCG64([seed, label]))
-        for _ in range(per_class):
-            buf = io.BytesIO()
-            Image.fromarray(make_data.draw_grain(rng, cls, 64)).save(buf, "JPEG", quality=92)
-            im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-            images.append(np.asarray(im, dtype=np.float32).tolist())
-            labels.append(label)
-    return images, labels
-
-
 @pytest.mark.docker
 def test_serving_image_classifies_grains(rice_run, mlflow_server, registry, docker_engine, tmp_path, monkeypatch):
     result, _ = rice_run
@@ -145,7 +121,7 @@ def test_serving_image_classifies_grains(rice_run, mlflow_server, registry, dock
     assert pulled.id == pushed.image_id and by_digest in pulled.attrs["RepoDigests"]
     assert pulled.labels["dev.mlflow.flavor"] == "tensorflow" and pulled.attrs["Config"]["User"] == "10001:10001"
     with serve_image(docker_engine, by_digest) as url:
-        images, labels = _samples(per_class=3, seed=20260)
+        images, labels = rice_samples(per_class=3, seed=20260)
         body = json.dumps({"instances": images}).encode()
         req = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
         proba = np.asarray(json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"])
