@@ -274,6 +274,30 @@ def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, outp
     return result.outputs()
 
 
+@main.command("dvc")
+@click.option("--operation", required=True, help="add, commit, push, pull, status or metrics-diff.")
+@click.option("--paths", default="", help="Data or model paths relative to workdir, comma- or newline-separated (empty: the whole project; add needs paths).")
+@click.option("--workdir", default=".", show_default=True, help="The DVC project (a folder with .dvc/, or inside it) in a git checkout.")
+@click.option("--remote", default="", help="Remote name from .dvc/config, a local directory or s3://bucket/prefix (empty: the project's default).")
+@click.option("--endpoint-url", default="", help="S3-compatible endpoint (MinIO, moto...) for an s3:// remote.")
+@click.option("--base", default="", help="Git revision to compare the DVC metrics with (dvc metrics diff BASE).")
+@click.option("--metrics-diff-file", default="", help="Where the metrics diff Markdown is written (default .mlops/dvc/metrics-diff.md).")
+@click.option("--jobs", type=int, default=0, show_default=True, help="Parallel transfers (0: DVC's default).")
+@stage
+def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_file, jobs):
+    """Version data and models with DVC: add/commit/push/pull/status, metrics diff against a base. Credentials: AWS_* env."""
+    from .dvc import DvcRequest, run
+    from .pr import split_list
+
+    req = DvcRequest(operation=operation.strip(), paths=split_list(paths), workdir=Path(workdir), remote=remote, endpoint_url=endpoint_url,
+                     base=base, metrics_diff_file=Path(metrics_diff_file) if metrics_diff_file else None, jobs=jobs or None)
+    result = run(req)
+    rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(result.hashes.items())]
+    gha.add_summary(f"### 🗃️ dvc {result.operation}\n{result.detail or 'done'}; changed: **{'true' if result.changed else 'false'}**\n\n"
+                    + (gha.md_table(["path", "md5"], rows) if rows else "") + (f"\n{result.metrics_diff}" if result.metrics_diff else ""))
+    return result.outputs()
+
+
 @main.command()
 @click.option("--project-path", default=".", show_default=True)
 @click.option("--entry-point", default="main", show_default=True)
