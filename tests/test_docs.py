@@ -32,6 +32,7 @@ EMITTERS = {
     "pipeline": [("pipeline.py", "run_pipeline"), ("train.py", "outputs")],
     "validate-data": [("validate.py", "outputs")],
     "drift": [("drift.py", "outputs")],
+    "dvc": [("dvc.py", "outputs")],
 }
 
 
