@@ -154,9 +154,10 @@ def verify_manifest(directory):
 @click.option("--open-pull-request", type=_BOOL, default="true", show_default=True, help="false: push the branch and render the body only.")
 @click.option("--template", default="", help="Jinja2 template for the PR body.")
 @click.option("--body-file", default="", help="Also write the rendered body here.")
+@click.option("--extra-body", default="", help="Markdown files added to the body (e.g. dvc's metrics-diff-file), comma- or newline-separated.")
 @stage
 def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, commit_message, labels, reviewers, draft,
-                repository, api_url, server_url, open_pull_request, template, body_file):
+                repository, api_url, server_url, open_pull_request, template, body_file, extra_body):
     """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
     from .pr import PrRequest, open_pr, split_list
 
@@ -166,6 +167,7 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
         draft=_flag(draft, "draft"), repository=repository, api_url=api_url, server_url=server_url,
         token=os.environ.get("GITHUB_TOKEN", ""), open_pull_request=_flag(open_pull_request, "open-pull-request"),
         template=Path(template) if template else None, body_file=Path(body_file) if body_file else None,
+        extra_body=[Path(p) for p in split_list(extra_body)],
     )
     result = open_pr(req)
     where = f"[#{result.pr_number}]({result.pr_url})" if result.pr_url else f"branch `{result.branch}`"

@@ -222,13 +222,16 @@ def plan(req: DvcRequest, repo_factory=None) -> _Plan:
     targets = []
     for raw in req.paths:
         full = target_of(raw, workdir, root)
-        dvc_file = full if full.suffix == ".dvc" else full.with_name(full.name + ".dvc")
-        known = full.exists() or dvc_file.is_file() or full in outs or (full.name in ("dvc.yaml", "dvc.lock") and full.is_file())
-        if req.operation == "add" and not full.exists():
-            known = False
-        if not known:
-            raise InputError("paths", f"'{raw}' does not exist (no file, no .dvc file, no pipeline output)",
-                             "give an existing path relative to workdir" if req.operation == "add" else "give a path tracked by DVC (a .dvc file or a dvc.yaml output)")
+        if req.operation == "add":
+            if not full.exists():
+                raise InputError("paths", f"'{raw}' does not exist", "give an existing file or folder, relative to workdir")
+        else:
+            dvc_file = full if full.suffix == ".dvc" else full.with_name(full.name + ".dvc")
+            tracked = dvc_file.is_file() or any(full == out or out in full.parents or full in out.parents for out in outs)
+            if not tracked:
+                what = "does not exist" if not full.exists() else "is not tracked by DVC"
+                raise InputError("paths", f"'{raw}' {what} (no .dvc file, no dvc.yaml output)",
+                                 "give a path tracked by DVC (add it first with operation add), relative to workdir")
         targets.append(os.path.relpath(full, root))
     name, override = resolve_remote(req.remote, configured, default, req.endpoint_url, workdir)
     if req.operation in REMOTE_OPERATIONS and not name:
