@@ -157,6 +157,15 @@ def test_readd_of_unchanged_data_is_not_a_change_but_an_edit_is(repo):
     assert json.loads(edited["hashes"]) != json.loads(first["hashes"])
 
 
+def test_commit_records_an_edited_output(repo):
+    added = json.loads(ok(run(["--operation", "add", "--paths", "models/sentiment"], repo), repo)["hashes"])
+    (repo / "models" / "sentiment" / "model.pkl").write_bytes(b"retrained")
+    out = ok(run(["--operation", "commit", "--paths", "models/sentiment.dvc"], repo), repo)
+    assert out["changed"] == "true"
+    assert json.loads(out["hashes"])["models/sentiment"] == dvc_file_md5(repo / "models" / "sentiment.dvc") != added["models/sentiment"]
+    assert ok(run(["--operation", "commit"], repo), repo)["changed"] == "false"
+
+
 def test_default_remote_of_the_project_is_used(repo, tmp_path):
     dvc_cli("remote", "add", "-d", "storage", str(tmp_path / "default-store"), cwd=repo)
     ok(run(["--operation", "add", "--paths", "data/reviews.csv"], repo), repo)
