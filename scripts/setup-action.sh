@@ -4,7 +4,7 @@
 # path of the `mlops` executable on stdout. The venv is keyed on the code and the interpreter, so a
 # second step of the same job reuses it; a lock keeps parallel steps from building it twice, and
 # an interrupted build is redone. --system-site-packages lets a runner with the libraries
-# preinstalled skip them.
+# preinstalled skip them. MLOPS_EXTRAS (e.g. dvc) installs optional extras too, in a venv of its own.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MLOPS_PYTHON:-python3}"
@@ -12,7 +12,8 @@ if ! command -v "$python" >/dev/null 2>&1; then
   echo "::error::input 'python': '$python' not found; fix: run actions/setup-python before this step or give an interpreter path" >&2
   exit 2
 fi
-stamp="$(cd "$root" && { "$python" -c 'import sys; print(sys.version)'; cat pyproject.toml; find scripts/mlops_actions -type f -name '*.py' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
+extras="${MLOPS_EXTRAS:-}"
+stamp="$(cd "$root" && { "$python" -c 'import sys; print(sys.version)'; echo "extras=$extras"; cat pyproject.toml; find scripts/mlops_actions -type f -name '*.py' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
 venv="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlops-actions-$stamp"
 exec 9>"$venv.lock"
 flock 9
@@ -20,7 +21,7 @@ if [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   echo "::group::install mlops-actions ($stamp)" >&2
   "$python" -m venv --system-site-packages "$venv" >&2
-  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$root" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$root${extras:+[$extras]}" >&2
   echo "::endgroup::" >&2
   touch "$venv/.complete"
 fi

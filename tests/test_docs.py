@@ -36,6 +36,7 @@ EMITTERS = {
     "gate": [("gate.py", "outputs")],
     "promote-image": [("promote.py", "outputs")],
     "health-check": [("health.py", "outputs")],
+    "dvc": [("dvc.py", "outputs")],
 }
 
 

@@ -154,9 +154,10 @@ def verify_manifest(directory):
 @click.option("--open-pull-request", type=_BOOL, default="true", show_default=True, help="false: push the branch and render the body only.")
 @click.option("--template", default="", help="Jinja2 template for the PR body.")
 @click.option("--body-file", default="", help="Also write the rendered body here.")
+@click.option("--extra-body", default="", help="Markdown files added to the body (e.g. dvc's metrics-diff-file), comma- or newline-separated.")
 @stage
 def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, commit_message, labels, reviewers, draft,
-                repository, api_url, server_url, open_pull_request, template, body_file):
+                repository, api_url, server_url, open_pull_request, template, body_file, extra_body):
     """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
     from .pr import PrRequest, open_pr, split_list
 
@@ -166,6 +167,7 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
         draft=_flag(draft, "draft"), repository=repository, api_url=api_url, server_url=server_url,
         token=os.environ.get("GITHUB_TOKEN", ""), open_pull_request=_flag(open_pull_request, "open-pull-request"),
         template=Path(template) if template else None, body_file=Path(body_file) if body_file else None,
+        extra_body=[Path(p) for p in split_list(extra_body)],
     )
     result = open_pr(req)
     where = f"[#{result.pr_number}]({result.pr_url})" if result.pr_url else f"branch `{result.branch}`"
@@ -272,6 +274,30 @@ def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, outp
     gha.add_summary(result.markdown)
     if result.drift_detected:
         gha.warning(f"drift detected in {', '.join(result.drifted)} (report: {result.table})")
+    return result.outputs()
+
+
+@main.command("dvc")
+@click.option("--operation", required=True, help="add, commit, push, pull, status or metrics-diff.")
+@click.option("--paths", default="", help="Data or model paths relative to workdir, comma- or newline-separated (empty: the whole project; add needs paths).")
+@click.option("--workdir", default=".", show_default=True, help="The DVC project (a folder with .dvc/, or inside it) in a git checkout.")
+@click.option("--remote", default="", help="Remote name from .dvc/config, a local directory or s3://bucket/prefix (empty: the project's default).")
+@click.option("--endpoint-url", default="", help="S3-compatible endpoint (MinIO, moto...) for an s3:// remote.")
+@click.option("--base", default="", help="Git revision to compare the DVC metrics with (dvc metrics diff BASE).")
+@click.option("--metrics-diff-file", default="", help="Where the metrics diff Markdown is written (default .mlops/dvc/metrics-diff.md).")
+@click.option("--jobs", type=int, default=0, show_default=True, help="Parallel transfers (0: DVC's default).")
+@stage
+def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_file, jobs):
+    """Version data and models with DVC: add/commit/push/pull/status, metrics diff against a base. Credentials: AWS_* env."""
+    from .dvc import DvcRequest, run
+    from .pr import split_list
+
+    req = DvcRequest(operation=operation.strip(), paths=split_list(paths), workdir=Path(workdir), remote=remote, endpoint_url=endpoint_url,
+                     base=base, metrics_diff_file=Path(metrics_diff_file) if metrics_diff_file else None, jobs=jobs or None)
+    result = run(req)
+    rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(result.hashes.items())]
+    gha.add_summary(f"### 🗃️ dvc {result.operation}\n{result.detail or 'done'}; changed: **{'true' if result.changed else 'false'}**\n\n"
+                    + (gha.md_table(["path", "md5"], rows) if rows else "") + (f"\n{result.metrics_diff}" if result.metrics_diff else ""))
     return result.outputs()
 
 

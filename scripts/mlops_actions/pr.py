@@ -47,6 +47,7 @@ class PrRequest:
     open_pull_request: bool = True
     template: Path | None = None
     body_file: Path | None = None
+    extra_body: list[Path] = field(default_factory=list)  # Markdown files added under the body (e.g. a DVC metrics diff)
 
 
 @dataclass
@@ -104,6 +105,8 @@ def validate(req: PrRequest) -> PrRequest:
     if not src.is_dir():
         raise InputError("source-dir", f"'{src}' is not a directory", "pass the path output of fetch-artifacts")
     manifest.verify(src, "source-dir")
+    for path in req.extra_body:
+        read_extra(Path(path))
     if not (Path(req.workdir) / ".git").exists():
         raise InputError("workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir")
     return req
@@ -270,6 +273,16 @@ def split_params(params: dict) -> dict[str, dict[str, str]]:
     return {"params": main, "extra_params": extra}
 
 
+def read_extra(path: Path) -> str:
+    """One extra-body file's Markdown, trimmed (a missing or non-text file is an InputError)."""
+    if not path.is_file():
+        raise InputError("extra-body", f"'{path}' is not a file", "give Markdown files written by earlier steps, e.g. the dvc action's metrics-diff-file")
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        raise InputError("extra-body", f"'{path}' is not UTF-8 text", "give Markdown files") from None
+
+
 def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: bool = True) -> str:
     src = Path(req.source_dir)
     run = _read_json(src / RUN_FILE)
@@ -303,6 +316,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
         "github": gha.github_context() | {"run_number": os.environ.get("GITHUB_RUN_NUMBER", "")},
         "head_sha": head_sha,
         "diffstat": diffstat,
+        "extra_body": [text for text in (read_extra(Path(p)) for p in req.extra_body) if text],
     }
     return render_template(req.template or resource("templates/pr_body.md.j2"), context, "template")
 

@@ -185,3 +185,23 @@ def test_local_mode_pushes_branch_without_api(git_remote, artifacts, tmp_path):
                                open_pull_request=False, body_file=tmp_path / "b.md"))
     assert result.operation == "pushed" and (tmp_path / "b.md").read_text().startswith("<!-- mlops-actions:open-pr -->")
     assert "mlops/model-update" in git_branches(git_remote.origin)
+
+
+def test_extra_body_files_are_added_to_the_body(gh, git_remote, artifacts, tmp_path):
+    """A DVC metrics diff (the dvc stage's metrics-diff-file) lands in the PR body; an empty file adds nothing."""
+    diff = tmp_path / "metrics-diff.md"
+    diff.write_text("### DVC metrics against `main`\n\n| file | metric | base | workspace | change |\n|---|---|---|---|---|\n"
+                    "| `metrics/eval.json` | accuracy | 0.9 | 0.95 | ▲ +0.05 |\n", encoding="utf-8")
+    empty = tmp_path / "empty.md"
+    empty.write_text("\n", encoding="utf-8")
+    result = open_pr(request(gh, git_remote, artifacts, extra_body=[diff, empty]))
+    body = open_pulls(gh)[0].body
+    assert result.operation == "created"
+    assert "### DVC metrics against `main`" in body and "| `metrics/eval.json` | accuracy | 0.9 | 0.95 | ▲ +0.05 |" in body
+    assert body.index("### Parameters") < body.index("### DVC metrics") < body.index("<summary>Files")
+
+
+def test_missing_extra_body_file_is_refused_before_any_push(gh, git_remote, artifacts, tmp_path):
+    with pytest.raises(InputError, match="input 'extra-body': '.*missing.md' is not a file"):
+        open_pr(request(gh, git_remote, artifacts, extra_body=[tmp_path / "missing.md"]))
+    assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []
