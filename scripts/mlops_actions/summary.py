@@ -4,7 +4,7 @@ Input is what a final ``if: always()`` job of a workflow sees: ``toJSON(needs)``
 (success / failure / cancelled / skipped) and the outputs of every job before it. The stage turns
 that into one table (each stage ✅ / ❌ / ⏭️ / 🚫 with the reason), the headline facts people look
 for (metrics, MLflow run, champion decision, pull request, image digest, health), the trigger and
-the run number, and writes the same data as JSON for machines.
+the run number, and writes the same data as JSON for machines (and the table as a .md twin).
 
 Reasons: a job that fails or is skipped has no outputs of its own to say why, so the workflow
 passes them in ``reasons`` (``job=text`` lines, computed with expressions from the deciding job's
@@ -60,7 +60,8 @@ class SummaryResult:
         }
 
     def outputs(self) -> dict[str, object]:
-        return {"status": self.status, "json": str(self.json_path), "failed": ",".join(s.job for s in self.stages if s.result == "failure")}
+        return {"status": self.status, "json": str(self.json_path), "markdown": str(self.json_path.with_suffix(".md")),
+                "failed": ",".join(s.job for s in self.stages if s.result == "failure")}
 
 
 def parse_needs(text: str) -> dict[str, dict]:
@@ -198,4 +199,5 @@ def summarize(needs_json: str, *, stages: str = "", reasons: str = "", after: st
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
+    path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     return result

@@ -33,6 +33,9 @@ import shutil
 import signal
 import subprocess
 import time
+import base64
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,15 +119,15 @@ class Adopter:
         return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def make_adopter(base: Path, slug: str = SLUG, project_dir: str = "sentiment") -> Adopter:
-    """A repository holding a copy of model_project/sentiment in ``project_dir``, pushed to a bare
+def make_adopter(base: Path, slug: str = SLUG, project_dir: str = "sentiment", project: str = "sentiment") -> Adopter:
+    """A repository holding a copy of model_project/<project> in ``project_dir``, pushed to a bare
     origin on main; remote ``github`` (https://github.com/<slug>.git) only names the repository."""
     base.mkdir(parents=True, exist_ok=True)
     origin, workdir = base / "origin.git", base / "adopter"
     git("init", "--quiet", "--bare", "--initial-branch=main", str(origin), cwd=base)
     git("init", "--quiet", "--initial-branch=main", str(workdir), cwd=base)
-    shutil.copytree(ROOT / "model_project" / "sentiment", workdir / project_dir,
-                    ignore=shutil.ignore_patterns("data", "mlruns", "__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "model_project" / project, workdir / project_dir,
+                    ignore=shutil.ignore_patterns("data", "mlruns", "__pycache__", "*.pyc", ".dvc-storage", "models"))
     (workdir / "README.md").write_text("# adopter\n\nA model repository using mlops-actions.\n")
     (workdir / ".gitignore").write_text(f"build/\n.act-out/\n.mlops/\n{project_dir}/data/\n")
     git("add", "--all", cwd=workdir)
@@ -258,3 +261,41 @@ def run_act(
     text = log_path.read_text(encoding="utf-8", errors="replace")
     steps = json.loads(out_file.read_text(encoding="utf-8")) if out_file.is_file() else {}
     return ActRun(returncode=returncode, log=text, log_path=log_path, seconds=seconds, command=cmd, steps=steps)
+
+
+def workflow_outputs(run) -> dict:
+    """The outputs of the reusable workflow, recorded by the adopter's record job; the run must have succeeded."""
+    assert run.returncode == 0, run.describe()
+    assert run.steps.get("result") == "success", run.steps
+    return run.steps["outputs"]
+
+
+def docker_tags(registry, name: str) -> list[str]:
+    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={"Authorization": basic_auth(registry.username, registry.password)})
+    try:
+        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
+
+
+def basic_auth(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def keep_docs(dest: Path, summary_md: Path, github) -> None:
+    """Copy what people look at after a run (the job-summary table and the PR body) next to the
+    act log: with MLOPS_ACT_LOG_DIR set they outlive the test (docs/ examples are taken from there)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if summary_md.is_file():
+        shutil.copyfile(summary_md, dest / "summary.md")
+    pulls = [p for pulls in github.pulls.values() for p in pulls]
+    if pulls:
+        (dest / "pr-body.md").write_text(pulls[-1].body or "", encoding="utf-8")
+    keep = os.environ.get("MLOPS_ACT_LOG_DIR")
+    if keep:
+        for name in ("summary.md", "pr-body.md"):
+            if (dest / name).is_file():
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dest / name, Path(keep) / f"{dest.parent.name}-{dest.name}-{name}")

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from act.harness import SLUG, act_binary, make_adopter, run_act, snapshot_actions
+from act.harness import SLUG, act_binary, basic_auth, docker_tags, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 from mlops_actions import manifest
 from conftest import git, sentiment_generator, serve_image
@@ -64,7 +64,7 @@ def _commit_data(adopter, text: str, message: str) -> None:
 
 
 def _experiment_runs(server, experiment: str) -> int:
-    headers = {"Authorization": _auth(server.username, server.password), "Content-Type": "application/json"}
+    headers = {"Authorization": basic_auth(server.username, server.password), "Content-Type": "application/json"}
     req = urllib.request.Request(f"{server.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment}", headers=headers)
     exp_id = json.loads(urllib.request.urlopen(req, timeout=30).read())["experiment"]["experiment_id"]
     body = json.dumps({"experiment_ids": [exp_id], "max_results": 1000}).encode()
@@ -105,6 +105,7 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
         print(f"\nact pipeline {name}: {run.seconds:.1f}s, log {run.log_path}")
         summary = adopter.workdir / ".mlops" / "summary.json"
         run.summary = json.loads(summary.read_text()) if summary.is_file() else {}
+        keep_docs(base / name, summary.with_suffix(".md"), github)
         summary.unlink(missing_ok=True)
         state[name] = run
         state[f"branches_after_{name}"] = adopter.branches()
@@ -129,30 +130,10 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
                 docker_engine.images.remove(ref, force=True)
 
 
-def _needs(run) -> dict:
-    assert run.returncode == 0, run.describe()
-    assert run.steps.get("result") == "success", run.steps
-    return run.steps["outputs"]
-
-
-def docker_tags(registry, name: str) -> list[str]:
-    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={"Authorization": _auth(registry.username, registry.password)})
-    try:
-        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return []
-        raise
-
-
-def _auth(user, password):
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def test_training_is_logged_to_the_authenticated_server(pipeline, mlflow_auth_server):
-    out = _needs(pipeline["first"])
+    out = workflow_outputs(pipeline["first"])
     req = urllib.request.Request(f"{mlflow_auth_server.url}/api/2.0/mlflow/runs/get?run_id={out['run-id']}",
-                                 headers={"Authorization": _auth(mlflow_auth_server.username, mlflow_auth_server.password)})
+                                 headers={"Authorization": basic_auth(mlflow_auth_server.username, mlflow_auth_server.password)})
     info = json.loads(urllib.request.urlopen(req, timeout=30).read())["run"]["info"]
     assert info["status"] == "FINISHED"
     assert json.loads(out["metrics"])["test_accuracy"] > 0.8
@@ -160,7 +141,7 @@ def test_training_is_logged_to_the_authenticated_server(pipeline, mlflow_auth_se
 
 
 def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
-    out = _needs(pipeline["first"])
+    out = workflow_outputs(pipeline["first"])
     adopter, github = pipeline["adopter"], pipeline["github"]
     assert out["pr-operation"] == "created" and out["pr-url"] == f"https://github.com/{SLUG}/pull/1"
     head = adopter.branches()[BRANCH]
@@ -176,7 +157,7 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
 
 
 def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry, docker_engine):
-    out = _needs(pipeline["first"])
+    out = workflow_outputs(pipeline["first"])
     image, digest = pipeline["image"], out["digest"]
     assert out["image"] == f"{image}@{digest}" and digest.startswith("sha256:")
     sha7 = git("rev-parse", "--short=7", "HEAD~1", cwd=pipeline["adopter"].workdir)  # the commit of the first runs
@@ -194,7 +175,7 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
 
 
 def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipeline, registry):
-    out = _needs(pipeline["first"])
+    out = workflow_outputs(pipeline["first"])
     assert out["promoted"] == "true" and out["model-version"] == "1"
     assert out["healthy"] == "true"
     assert out["prod-image"] == f"{pipeline['prod']}@{out['digest']}"  # copied by digest, not rebuilt
@@ -209,7 +190,7 @@ def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipe
 
 
 def test_second_run_of_the_same_commit_changes_nothing(pipeline):
-    first, second = _needs(pipeline["first"]), _needs(pipeline["second"])
+    first, second = workflow_outputs(pipeline["first"]), workflow_outputs(pipeline["second"])
     assert second["run-id"] == first["run-id"]  # the finished run of this fingerprint is reused
     assert second["model-version"] == first["model-version"] and second["promoted"] == "true"  # decision recorded once
     assert second["pr-operation"] == "unchanged"
@@ -221,7 +202,7 @@ def test_second_run_of_the_same_commit_changes_nothing(pipeline):
 
 
 def test_losing_challenger_opens_no_pr_and_builds_no_image(pipeline):
-    first, losing = _needs(pipeline["first"]), _needs(pipeline["losing"])
+    first, losing = workflow_outputs(pipeline["first"]), workflow_outputs(pipeline["losing"])
     assert losing["run-id"] != first["run-id"] and losing["promoted"] == "false"
     assert float(json.loads(losing["metrics"])["test_accuracy"]) < float(json.loads(first["metrics"])["test_accuracy"])
     assert losing["pr-url"] == "" and losing["image"] == "" and losing["digest"] == ""
@@ -261,7 +242,7 @@ def test_no_secret_in_logs_workspace_or_image(pipeline, docker_engine, tmp_path)
     files = [p for p in workdir.rglob("*") if p.is_file()]
     assert len(files) > 20
     haystacks += [(str(p.relative_to(workdir)), p.read_bytes()) for p in files]
-    digest = _needs(pipeline["first"])["digest"]
+    digest = workflow_outputs(pipeline["first"])["digest"]
     ref = f"{pipeline['image']}@{digest}"
     image = docker_engine.images.pull(ref, auth_config={"username": pipeline["secrets"]["REGISTRY_USERNAME"],
                                                         "password": pipeline["secrets"]["REGISTRY_PASSWORD"]})

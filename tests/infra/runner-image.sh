@@ -27,7 +27,8 @@ mount -t proc proc "$root/proc"
 chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
 chroot "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
   python3 -m pip install --break-system-packages --no-cache-dir -q -c /tmp/constraints.txt \
-  mlflow PyGithub docker jinja2 pyyaml click requests scikit-learn pandas setuptools wheel
+  mlflow PyGithub docker jinja2 pyyaml click requests scikit-learn pandas setuptools wheel \
+  scipy dvc dvc-s3 tensorflow-cpu pillow matplotlib
 umount "$root/proc"
 rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED "$root/tmp/constraints.txt"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

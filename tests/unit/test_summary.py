@@ -96,3 +96,4 @@ def test_cli_writes_outputs_and_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "status=success" in out.read_text() and f"json={tmp_path / 's.json'}" in out.read_text()
     assert "| gate | ✅ success |" in summ.read_text()
+    assert (tmp_path / "s.md").read_text().startswith("## ✅ mlops pipeline")
