@@ -36,6 +36,7 @@ import yaml
 
 from . import gha
 from .errors import InputError
+from .paths import read_text_input
 from .validate import Table, is_null, norm, read_table, to_number
 
 TYPES = ("numeric", "categorical", "text", "ignore")
@@ -90,10 +91,8 @@ def parse_columns(value: str) -> dict[str, str]:
         return {}
     if text.endswith((".yml", ".yaml")) and "\n" not in text and "=" not in text:
         path = Path(text)
-        if not path.is_file():
-            raise InputError("columns", f"'{path}' not found", "give a YAML file with a 'columns:' mapping, or name=type items")
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = yaml.safe_load(read_text_input(path, "columns", "a YAML file with a 'columns:' mapping", max_bytes=256_000))
         except yaml.YAMLError:
             raise InputError("columns", f"{path}: not valid YAML", "fix the YAML syntax") from None
         if not isinstance(doc, dict) or set(doc) != {"columns"} or not isinstance(doc["columns"], dict):

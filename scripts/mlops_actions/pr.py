@@ -19,7 +19,7 @@ from . import gha, manifest
 from .artifacts import RUN_FILE, safe_relative
 from .errors import InputError, StageError, TransientError
 from .git import Git, validate_branch
-from .paths import resource
+from .paths import read_text_input, resource
 from .retry import retry
 
 MARKER = "<!-- mlops-actions:open-pr -->"
@@ -275,12 +275,7 @@ def split_params(params: dict) -> dict[str, dict[str, str]]:
 
 def read_extra(path: Path) -> str:
     """One extra-body file's Markdown, trimmed (a missing or non-text file is an InputError)."""
-    if not path.is_file():
-        raise InputError("extra-body", f"'{path}' is not a file", "give Markdown files written by earlier steps, e.g. the dvc action's metrics-diff-file")
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
-        raise InputError("extra-body", f"'{path}' is not UTF-8 text", "give Markdown files") from None
+    return read_text_input(path, "extra-body", "a Markdown file written by an earlier step (e.g. the dvc action's metrics-diff-file)").strip()
 
 
 def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: bool = True) -> str:
@@ -323,12 +318,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
 
 def render_template(path: Path, context: dict, input_name: str) -> str:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(input_name, f"'{path}' not found", "leave it empty for the built-in template or give an existing file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(input_name, f"'{path}' is not UTF-8 text", "give a Jinja2 text template") from exc
+    text = read_text_input(path, input_name, "a Jinja2 text template (or leave it empty for the built-in one)")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
         return env.from_string(text).render(**context)

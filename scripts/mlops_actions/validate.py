@@ -32,6 +32,7 @@ import yaml
 
 from . import gha
 from .errors import InputError
+from .paths import read_text_input
 
 SPEC_INPUT = "spec"
 DATA_INPUT = "data"
@@ -226,11 +227,10 @@ def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
     if not str(path).strip():
         raise InputError(SPEC_INPUT, "is empty", "give the path of a YAML data spec (see actions/validate-data/examples)")
     path = Path(path)
-    if not path.is_file():
-        raise InputError(SPEC_INPUT, f"'{path}' not found", "give the path of a YAML data spec relative to the workspace")
+    text = read_text_input(path, SPEC_INPUT, "a YAML data spec relative to the workspace", max_bytes=256_000)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise InputError(SPEC_INPUT, f"{path}: not valid YAML{at}", "fix the YAML syntax") from None

@@ -41,7 +41,14 @@ def model_variants(fetched, tmp_path_factory):
     (tampered / "mlops-run.json").write_text("{}")
     empty = root / "empty"
     empty.mkdir()
-    return {"pytorch": pytorch, "index": index, "localpath": localpath, "tampered": tampered, "empty": empty, "good": fetched.path}
+    binary = root / "binary.yaml"  # a binary file where text is expected
+    binary.write_bytes(bytes(range(256)) * 8)
+    huge = root / "huge.yaml"  # a data file passed where a small spec belongs
+    huge.write_text("a: " + "x" * 2_000_000 + "\n")
+    csv = root / "reviews.csv"
+    csv.write_text("review_text,rating\n" + "".join(f"review number {i},{1 + i % 5}\n" for i in range(50)))
+    return {"pytorch": pytorch, "index": index, "localpath": localpath, "tampered": tampered, "empty": empty, "good": fetched.path,
+            "binary": binary, "huge": huge, "csv": csv}
 
 
 CASES = [
@@ -78,6 +85,24 @@ CASES = [
     ("render-bad-base-image", ["render-dockerfile", "--model-dir", "{good}/model", "--base-image", "Python:Latest!", "--output-dir", "out"], "base-image", {}),
     ("render-bad-port", ["render-dockerfile", "--model-dir", "{good}/model", "--port", "70000", "--output-dir", "out"], "port", {}),
     ("render-missing-ca", ["render-dockerfile", "--model-dir", "{good}/model", "--ca-bundle", "/no/ca.pem", "--output-dir", "out"], "ca-bundle", {}),
+    ("validate-binary-spec", ["validate-data", "--data", "{csv}", "--spec", "{binary}", "--output-dir", "out"], "spec", {}),
+    ("validate-huge-spec", ["validate-data", "--data", "{csv}", "--spec", "{huge}", "--output-dir", "out"], "spec", {}),
+    ("validate-binary-data", ["validate-data", "--data", "{binary}", "--spec", "{sentiment}/data-spec.yaml", "--output-dir", "out"], "data", {}),
+    ("drift-binary-reference", ["drift", "--reference", "{binary}", "--current", "{csv}", "--output-dir", "out"], "reference", {}),
+    ("drift-columns-binary", ["drift", "--reference", "{csv}", "--current", "{csv}", "--columns", "{binary}", "--output-dir", "out"], "columns", {}),
+    ("push-uppercase-image", ["push-image", "--context", "{ctx}", "--image", "127.0.0.1:5000/Acme/Model"], "image", {}),
+    ("push-version-bump-unknown", ["push-image", "--context", "{ctx}", "--image", "127.0.0.1:5000/acme/model", "--version-bump", "huge"], "version-bump", {}),
+    ("push-version-and-bump", ["push-image", "--context", "{ctx}", "--image", "127.0.0.1:5000/acme/model", "--version", "1.0.0", "--version-bump", "minor"], "version-bump", {}),
+    ("gate-direction", ["gate", "--run-id", "{run_id}", "--model-name", "m", "--metric", "test_accuracy", "--direction", "upward", "--tracking-uri", "{mlflow_url}"], "direction", {}),
+    ("gate-negative-margin", ["gate", "--run-id", "{run_id}", "--model-name", "m", "--metric", "test_accuracy", "--min-improvement", "-0.1", "--tracking-uri", "{mlflow_url}"], "min-improvement", {}),
+    ("gate-unknown-metric", ["gate", "--run-id", "{run_id}", "--model-name", "m", "--metric", "auc_typo", "--tracking-uri", "{mlflow_url}"], "metric", {}),
+    ("promote-not-by-digest", ["promote-image", "--source", "127.0.0.1:5000/acme/model:latest", "--target", "127.0.0.1:5000/acme/prod"], "source", {}),
+    ("promote-target-with-tag", ["promote-image", "--source", "127.0.0.1:5000/acme/model@sha256:" + "0" * 64, "--target", "127.0.0.1:5000/acme/prod:v1"], "target", {}),
+    ("health-bad-image", ["health-check", "--image", "Bad Image"], "image", {}),
+    ("summary-not-json", ["summary", "--needs", "{{not json", "--output", "out/summary.json"], "needs", {}),
+    ("summary-unknown-job", ["summary", "--needs", '{{"train": {{"result": "success"}}}}', "--reasons", "deploy=x", "--output", "out/summary.json"], "reasons", {}),
+    ("dvc-unknown-operation", ["dvc", "--operation", "fly"], "operation", {}),
+    ("dvc-not-a-repository", ["dvc", "--operation", "status", "--workdir", "{empty}"], "workdir", {}),
     ("push-upper-case-image", ["push-image", "--context", "{empty}", "--image", "ghcr.io/Acme/Model"], "context", {}),
     ("push-image-invalid", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model name"], "image", {}),
     ("push-image-with-tag", ["push-image", "--context", "{ctx}", "--image", "ghcr.io/acme/model:latest"], "image", {}),
