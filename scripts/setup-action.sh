@@ -4,7 +4,7 @@
 # path of the `mlops` executable on stdout. The venv is keyed on the code and the interpreter, so a
 # second step of the same job reuses it; a lock keeps parallel steps from building it twice, and
 # an interrupted build is redone. --system-site-packages lets a runner with the libraries
-# preinstalled skip them. MLOPS_EXTRAS (e.g. dvc) installs optional extras too, in a venv of its own.
+# preinstalled skip pip altogether (scripts/deps-missing.py decides). MLOPS_EXTRAS (e.g. dvc) installs optional extras too, in a venv of its own.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MLOPS_PYTHON:-python3}"
@@ -20,8 +20,24 @@ flock 9
 if [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   echo "::group::install mlops-actions ($stamp)" >&2
-  "$python" -m venv --system-site-packages "$venv" >&2
-  "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "$root${extras:+[$extras]}" >&2
+  "$python" -m venv --system-site-packages --without-pip "$venv" >&2
+  # only what the interpreter lacks goes through pip (a runner with the libraries preinstalled
+  # needs no network); the package itself is pure Python and is used from this checkout
+  if ! missing="$("$venv/bin/python" "$root/scripts/deps-missing.py" "$root/pyproject.toml" "$extras" 2>/dev/null)"; then
+    "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1  # no pip/packaging on the system: bring pip's
+    missing="$("$venv/bin/python" "$root/scripts/deps-missing.py" "$root/pyproject.toml" "$extras")"
+  fi
+  if [ -n "$missing" ]; then
+    printf '%s\n' "$missing" >"$venv/requirements.txt"
+    echo "installing: $(tr '\n' ' ' <"$venv/requirements.txt")" >&2
+    "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$venv/requirements.txt" >&2
+  fi
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  printf '%s\n' "$root/scripts" >"$site/mlops-actions.pth"
+  printf '#!/bin/sh\nexec "%s" -m mlops_actions "$@"\n' "$venv/bin/python" >"$venv/bin/mlops"
+  chmod +x "$venv/bin/mlops"
+  "$venv/bin/mlops" --version >&2
   echo "::endgroup::" >&2
   touch "$venv/.complete"
 fi
