@@ -26,7 +26,7 @@ _JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # outputs worth a headline, whichever job produced them (first job in stage order wins)
 HEADLINE = ("run-id", "run-url", "model-uri", "metrics", "data-valid", "drift-detected", "promoted", "model-version",
             "challenger-value", "champion-value", "champion-version", "pr-url", "pr-number", "operation", "pr-operation",
-            "image", "digest", "tags", "healthy", "latency-ms")
+            "image", "digest", "tags", "healthy", "latency-ms", "prod-image")
 
 
 @dataclass
@@ -172,6 +172,8 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
         rows.append(["image", f"`{facts['image']}`"])
     elif facts.get("digest"):
         rows.append(["image digest", f"`{facts['digest']}`"])
+    if facts.get("prod-image"):
+        rows.append(["production image", f"`{facts['prod-image']}`"])
     if facts.get("healthy"):
         rows.append(["health check", ("✅ answered" if facts["healthy"] == "true" else "❌ no answer") + (f" in {facts['latency-ms']} ms" if facts.get("latency-ms") else "")])
     if rows:

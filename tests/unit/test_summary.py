@@ -65,11 +65,13 @@ def test_winner_shows_pr_image_and_health(tmp_path):
     needs = dict(NEEDS, gate={"result": "success", "outputs": {"promoted": "true", "challenger-value": "0.95", "champion-value": ""}},
                  propose={"result": "success", "outputs": {"pr-url": "https://github.com/acme/model/pull/3", "operation": "updated"}},
                  image={"result": "success", "outputs": {"image": "reg/acme/m@sha256:" + "a" * 64, "digest": "sha256:" + "a" * 64}},
-                 health={"result": "success", "outputs": {"healthy": "true", "latency-ms": "41"}})
+                 health={"result": "success", "outputs": {"healthy": "true", "latency-ms": "41"}},
+                 promote={"result": "success", "outputs": {"prod-image": "reg/acme/prod@sha256:" + "a" * 64}})
     md = summarize(json.dumps(needs), output=str(tmp_path / "s.json")).markdown
     assert "🏆 new champion: 0.95 vs champion —" in md
     assert "https://github.com/acme/model/pull/3 (updated)" in md
     assert "`reg/acme/m@sha256:" + "a" * 64 + "`" in md and "✅ answered in 41 ms" in md
+    assert "| production image | `reg/acme/prod@sha256:" in md
 
 
 @pytest.mark.parametrize("needs, reasons, after, name", [
