@@ -488,7 +488,7 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     onnx = None
     if info.get("runtime") == "onnx":
         onnx = dict(info.get("onnx") or {})
-        onnx.setdefault("path", os.environ.get("ONNX_MODEL", "/app/model.onnx"))
+        onnx["path"] = os.environ.get("ONNX_MODEL") or onnx.get("path") or "/app/model.onnx"
         onnx.setdefault("classes", info.get("classes"))
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.request_queue_size = 128
@@ -513,18 +513,26 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
             break
         children.append(pid)
 
-    def stop(*_):
+    def stop(*_, code: int = 0):
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        os._exit(0)
+        os._exit(code)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if not preload:
-        threading.Thread(target=lambda: holder.__setitem__("model", Model(model_dir, onnx)), daemon=True).start()
+        def load():
+            try:
+                holder["model"] = Model(model_dir, onnx)
+            except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a 503 server up
+                sys.stderr.write(f"model load failed: {exc.__class__.__name__}: {exc}\n")
+                sys.stderr.flush()
+                stop(code=3)
+
+        threading.Thread(target=load, daemon=True).start()
     sys.stderr.write(f"serving {model_dir} ({info.get('flavor')}, {'onnx' if onnx else 'native'}) on :{port}, "
                      f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n")
     httpd.serve_forever()
