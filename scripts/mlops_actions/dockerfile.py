@@ -134,9 +134,15 @@ def render(
     source: str = "",
     revision: str = "",
     run_id: str = "",
-    runtime: str = "auto",
+    runtime: str = "native",
     check_data: str = "",
 ) -> RenderResult:
+    """Write the build context for ``model_dir`` to ``output_dir`` (replaced atomically).
+
+    ``runtime``: ``native`` (this function's default, as before the option existed), ``onnx``
+    (ONNX Runtime, or InputError when the model does not convert or fails the equivalence check) or
+    ``auto`` (ONNX when it passes, else native with the reason; the CLI's and the action's default).
+    ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models)."""
     runtime = (runtime or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise InputError("runtime", f"'{runtime}' is not a runtime", f"use one of: {', '.join(RUNTIMES)}")
