@@ -140,7 +140,8 @@ class Model:
                 except (TypeError, ValueError) as exc:
                     raise BadRequest(f"column '{spec['column']}': {exc}") from exc
             feed[spec["name"]] = arr.reshape(-1, 1)
-        return self._session.run([self._onnx_out], feed)[0]
+        out = self._session.run([self._onnx_out], feed)[0]
+        return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out  # one target: 1-D like sklearn
 
     def _predict_keras(self, frame):
         import numpy as np
