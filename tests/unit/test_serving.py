@@ -173,3 +173,27 @@ def test_cli_writes_runtime_outputs_and_summary(text_model, tmp_path):
     outputs = out.read_text()
     assert "runtime=onnx" in outputs and "runtime-reason=ONNX equivalent to the native model" in outputs
     assert "runtime **onnx**: ONNX equivalent" in summary.read_text()
+
+
+def test_onnx_regressor_on_numeric_columns_answers_like_sklearn(tmp_path):
+    import mlflow
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"size": rng.normal(size=60), "age": rng.normal(size=60)})
+    model = make_pipeline(StandardScaler(), Ridge()).fit(x, 3 * x["size"] - x["age"])
+    mlflow.sklearn.save_model(model, str(tmp_path / "m"), input_example=x.head(3))
+    res = render(tmp_path / "m", tmp_path / "ctx", runtime="onnx")
+    assert res.runtime == "onnx"
+    proc, url = _serve(res.context / "model", res.context / "model-info.json", workers=1, env={"ONNX_MODEL": str(res.context / "model.onnx")})
+    try:
+        code, body = _post(url, {"dataframe_split": {"columns": ["size", "age"], "data": x.head(4).values.tolist()}})
+        assert code == 200 and np.allclose(body["predictions"], model.predict(x.head(4)), atol=1e-4)
+        csv = ("size,age\n" + "\n".join(f"{a},{b}" for a, b in x.head(2).values)).encode()
+        code, body = _post(url, csv, "text/csv")
+        assert code == 200 and np.allclose(body["predictions"], model.predict(x.head(2)), atol=1e-4)
+    finally:
+        proc.terminate()
+        proc.wait(10)
