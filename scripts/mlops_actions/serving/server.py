@@ -530,15 +530,15 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if not preload:
-        def load():
-            try:
-                holder["model"] = Model(model_dir, onnx)
-            except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a 503 server up
-                sys.stderr.write(f"model load failed: {exc.__class__.__name__}: {exc}\n")
-                sys.stderr.flush()
-                stop(code=3)
-
-        threading.Thread(target=load, daemon=True).start()
+        # Load before accepting: a worker that accepted while loading would answer 503 to requests
+        # that another, ready worker (which already said 200 to /ping) could serve. Connections wait
+        # in the listen backlog meanwhile.
+        try:
+            holder["model"] = Model(model_dir, onnx)
+        except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
+            sys.stderr.write(f"model load failed: {exc.__class__.__name__}: {exc}\n")
+            sys.stderr.flush()
+            stop(code=3)
     sys.stderr.write(f"serving {model_dir} ({info.get('flavor')}, {'onnx' if onnx else 'native'}) on :{port}, "
                      f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n")
     httpd.serve_forever()
