@@ -98,9 +98,12 @@ def parse_wrk(text: str) -> dict:
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:.*?timeout (\d+)", text)
+    done = re.search(r"(\d+) requests in", text)
+    completed = int(done.group(1)) if done else None
     return {
         "rps": float(rps.group(1)) if rps else None,
-        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+        # no request completed within the window: wrk prints 0 latencies, which are no measurement
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 and completed != 0 else None,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "timeouts": int(errors.group(1)) if errors else 0,
     }

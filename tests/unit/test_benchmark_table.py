@@ -38,4 +38,5 @@ Requests/sec:   1200.50
 """
     assert bench.parse_wrk(out) == {"rps": 1200.5, "p99_ms": 12.5, "non2xx": 3, "timeouts": 2}
     assert bench.parse_wrk("     99%    1.20s\nRequests/sec: 2.0\n")["p99_ms"] == 1200.0
+    assert bench.parse_wrk("     99%    0.00us\n  0 requests in 10.00s, 0B read\nRequests/sec: 0.00\n")["p99_ms"] is None
     assert bench.median([3, None, 1, 2]) == 2 and bench.median([]) is None
