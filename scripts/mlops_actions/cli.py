@@ -184,14 +184,18 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--version", "version", default="")
 @click.option("--run-id", default="")
+@click.option("--runtime", default="auto", show_default=True,
+              help="auto: ONNX when it converts and passes the equivalence check, else native; native; onnx: ONNX or fail.")
+@click.option("--onnx-check-data", default="", help="Held-out sample for the ONNX equivalence check: CSV (table models) or .npy (tensor models).")
 @stage
-def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, port, version, run_id):
+def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, port, version, run_id, runtime, onnx_check_data):
     """Render the serving image's Dockerfile and build context for a model."""
     from .dockerfile import render
 
     result = render(model_dir, output_dir, template=template or None, base_image=base_image, ca_bundle=ca_bundle,
-                    port=port, version=version, run_id=run_id)
-    gha.add_summary(f"### 🐳 render-dockerfile\n`{result.dockerfile}` for a `{result.flavor}` model (sha256 `{result.model_sha256[:12]}…`)")
+                    port=port, version=version, run_id=run_id, runtime=runtime, check_data=onnx_check_data)
+    gha.add_summary(f"### 🐳 render-dockerfile\n`{result.dockerfile}` for a `{result.flavor}` model (sha256 `{result.model_sha256[:12]}…`)\n\n"
+                    f"runtime **{result.runtime}**: {result.runtime_reason}")
     return result.outputs()
 
 

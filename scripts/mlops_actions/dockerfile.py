@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +23,9 @@ UID = 10001
 SERVER_REQUIREMENTS = ("pyyaml", "pandas", "numpy")
 # Packages the model lists that serving does not need (the server loads models natively).
 DROP = {"mlflow", "mlflow-skinny", "mlflow-tracing"}
+RUNTIMES = ("auto", "native", "onnx")
+# What the ONNX runtime image installs: the server's own needs without pandas, plus onnxruntime.
+ONNX_REQUIREMENTS = ("numpy", "pyyaml")
 
 
 @dataclass
@@ -31,9 +34,13 @@ class RenderResult:
     context: Path
     flavor: str
     model_sha256: str
+    runtime: str = "native"
+    runtime_reason: str = ""
+    requirements: list[str] = field(default_factory=list)
 
     def outputs(self) -> dict[str, object]:
-        return {"dockerfile": str(self.dockerfile), "context": str(self.context), "flavor": self.flavor, "model-sha256": self.model_sha256}
+        return {"dockerfile": str(self.dockerfile), "context": str(self.context), "flavor": self.flavor, "model-sha256": self.model_sha256,
+                "runtime": self.runtime, "runtime-reason": self.runtime_reason}
 
 
 def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:
@@ -68,6 +75,42 @@ def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-
     return [reqs[k] for k in sorted(reqs)]
 
 
+def onnx_requirements(native: list[str]) -> list[str]:
+    """The ONNX image's requirements: onnxruntime at the version the equivalence check ran with,
+    numpy and pyyaml (pinned as the model pinned them, if it did); no pandas, no flavor library."""
+    from importlib.metadata import version
+
+    pinned = {Requirement(r).name.lower(): r for r in native}
+    reqs = {"onnxruntime": f"onnxruntime=={version('onnxruntime')}"}
+    for name in ONNX_REQUIREMENTS:
+        reqs[name] = pinned.get(name, name)
+    return [reqs[k] for k in sorted(reqs)]
+
+
+def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[str, str, dict]:
+    """(runtime, reason, model-info additions). ``onnx`` that cannot be proven equivalent raises;
+    ``auto`` falls back to ``native`` with the reason."""
+    from . import onnx_export
+
+    if runtime == "native":
+        return "native", "runtime 'native' asked for", {}
+    check = Path(check_data) if check_data else None
+    if check is not None and not check.is_file():
+        raise InputError("onnx-check-data", f"'{check_data}' not found", "give a CSV (table models) or .npy file (tensor models), or leave it empty")
+    try:
+        conv = onnx_export.convert(info, staging / "model.onnx", check)
+    except onnx_export.NotConvertible as exc:
+        (staging / "model.onnx").unlink(missing_ok=True)
+        if runtime == "onnx":
+            raise InputError("runtime", f"'onnx' is not possible for this model: {exc}",
+                             "use runtime 'auto' (falls back to native) or 'native'") from exc
+        return "native", f"ONNX not used: {exc}", {}
+    extra = {"onnx": {**conv.server_config(), "path": "/app/model.onnx"}, "classes": conv.classes,
+             "onnx_check": {"rows": conv.checked_rows, "max_abs_diff": conv.max_abs_diff, "tolerance": onnx_export.TOLERANCE,
+                            "source": conv.check_source}}
+    return "onnx", conv.reason(), extra
+
+
 def _created() -> str:
     """Reproducible build time: SOURCE_DATE_EPOCH, else the commit time of HEAD, else now; so the
     same commit renders the same Dockerfile and a rebuild from cache gives the same image digest."""
@@ -91,7 +134,18 @@ def render(
     source: str = "",
     revision: str = "",
     run_id: str = "",
+    runtime: str = "native",
+    check_data: str = "",
 ) -> RenderResult:
+    """Write the build context for ``model_dir`` to ``output_dir`` (replaced atomically).
+
+    ``runtime``: ``native`` (this function's default, as before the option existed), ``onnx``
+    (ONNX Runtime, or InputError when the model does not convert or fails the equivalence check) or
+    ``auto`` (ONNX when it passes, else native with the reason; the CLI's and the action's default).
+    ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models)."""
+    runtime = (runtime or "auto").strip().lower()
+    if runtime not in RUNTIMES:
+        raise InputError("runtime", f"'{runtime}' is not a runtime", f"use one of: {', '.join(RUNTIMES)}")
     info = modelinfo.read(Path(model_dir), "model-dir")
     modelinfo.require_servable(info, "model-dir")
     if not (1 <= int(port) <= 65535):
@@ -123,16 +177,20 @@ def render(
         "io.github.mlops-actions.version": __version__,
     }
     labels = {k: v for k, v in labels.items() if v}
-    text = render_template(
-        Path(template) if template else resource("Dockerfile.tmpl"),
-        {"base_image": base, "flavor": info.flavor, "python_version": pyver, "port": int(port), "uid": UID,
-         "ca_bundle": ca_path is not None, "labels": labels},
-        "template",
-    )
     out = Path(output_dir)
     staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     try:
+        chosen, reason, extra = choose_runtime(info, runtime, staging, check_data)
+        if chosen == "onnx":
+            requirements = onnx_requirements(requirements)
+        labels["io.github.mlops-actions.runtime"] = chosen
+        text = render_template(
+            Path(template) if template else resource("Dockerfile.tmpl"),
+            {"base_image": base, "flavor": info.flavor, "python_version": pyver, "port": int(port), "uid": UID,
+             "ca_bundle": ca_path is not None, "labels": labels, "runtime": chosen},
+            "template",
+        )
         (staging / "Dockerfile").write_text(text, encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         (staging / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
@@ -150,6 +208,9 @@ def render(
             "revision": labels.get("org.opencontainers.image.revision", ""),
             "created": created,
             "serving": f"mlops-actions {__version__}",
+            "runtime": chosen,
+            "runtime_reason": reason,
+            **extra,
         }
         (staging / "model-info.json").write_text(json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if out.exists():
@@ -158,4 +219,5 @@ def render(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RenderResult(dockerfile=out / "Dockerfile", context=out, flavor=info.flavor, model_sha256=model_sha)
+    return RenderResult(dockerfile=out / "Dockerfile", context=out, flavor=info.flavor, model_sha256=model_sha,
+                        runtime=chosen, runtime_reason=reason, requirements=requirements)

@@ -28,7 +28,7 @@ chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
 chroot "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
   python3 -m pip install --break-system-packages --no-cache-dir -q -c /tmp/constraints.txt \
   mlflow PyGithub docker jinja2 pyyaml click requests scikit-learn pandas setuptools wheel \
-  scipy dvc dvc-s3 tensorflow-cpu pillow matplotlib
+  scipy dvc dvc-s3 tensorflow-cpu pillow matplotlib onnx onnxruntime skl2onnx tf2onnx
 umount "$root/proc"
 rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED "$root/tmp/constraints.txt"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

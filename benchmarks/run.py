@@ -1,0 +1,376 @@
+"""Benchmark the render-dockerfile serving image against ``mlflow models build-docker``.
+
+One command (see benchmarks/README.md): trains (or reuses, under ``--work``) the sentiment
+(TF-IDF + LogisticRegression) and rice (Keras CNN 64x64x3, 5 classes) models on SYNTHETIC data,
+builds both images of each (ours through render-dockerfile, MLflow's through ``mlflow models
+generate-dockerfile`` with its FROM line pointed at the same local base image and the host CA
+bundle given to pip), and measures image size, cold build, rebuild after a model-only change,
+``docker run`` → first /ping 200, requests/s and p99 at concurrency 8 for 1-row and 100-row
+payloads (wrk on loopback, bounded in time), and idle memory (cgroup usage less inactive page
+cache, as ``docker stats`` shows it). Prints a markdown table with ratios and the targets.
+
+No timing is asserted anywhere: this prints. tests/unit/test_benchmark_table.py checks the table code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "python:3.11-slim"
+CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
+
+# metric → (label, unit, higher is better, target ratio per model or None)
+TARGETS = {
+    "size_mb": ("image size", "MB", False, {"sentiment": 0.5, "rice": 0.25}),
+    "cold_build_s": ("cold build", "s", False, None),
+    "rebuild_s": ("rebuild after model-only change", "s", False, 0.2),
+    "start_s": ("docker run → first /ping 200", "s", False, 0.5),
+    "rps_1": ("req/s @8, 1 row", "req/s", True, 2.0),
+    "p99_1_ms": ("p99 @8, 1 row", "ms", False, 1.0),
+    "rps_100": ("req/s @8, 100 rows", "req/s", True, 2.0),
+    "p99_100_ms": ("p99 @8, 100 rows", "ms", False, 1.0),
+    "rss_mib": ("memory idle", "MiB", False, 0.5),
+}
+
+
+# --- pure helpers (tested) -----------------------------------------------------------------------
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return ours / theirs
+
+
+def verdict(metric: str, model: str, r: float | None) -> str:
+    label, unit, higher, target = TARGETS[metric]
+    if isinstance(target, dict):
+        target = target.get(model)
+    if target is None:
+        return "–"
+    if r is None:
+        return "n/a"
+    ok = r >= target if higher else r <= target
+    return ("met" if ok else "missed") + f" ({'≥' if higher else '≤'} {target:g}×)"
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(results: dict) -> str:
+    """results[model]["ours"|"mlflow"][metric] = number or None → a markdown table."""
+    lines = ["| model | metric | build-docker | ours | ratio | target |", "|---|---|---|---|---|---|"]
+    for model, systems in results.items():
+        runtime = systems.get("ours", {}).get("runtime", "")
+        for metric, (label, unit, _, _) in TARGETS.items():
+            theirs, ours = systems.get("mlflow", {}).get(metric), systems.get("ours", {}).get(metric)
+            if theirs is None and ours is None:
+                continue
+            r = ratio(ours, theirs)
+            name = f"{model} ({runtime})" if runtime else model
+            lines.append(f"| {name} | {label} ({unit}) | {fmt(theirs)} | {fmt(ours)} | {fmt(r) + '×' if r is not None else 'n/a'} | {verdict(metric, model, r)} |")
+    return "\n".join(lines)
+
+
+def parse_wrk(text: str) -> dict:
+    """Requests/sec, p99 (ms) and non-2xx/errors from ``wrk --latency`` output."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:.*?timeout (\d+)", text)
+    done = re.search(r"(\d+) requests in", text)
+    completed = int(done.group(1)) if done else None
+    return {
+        "rps": float(rps.group(1)) if rps else None,
+        # no request completed within the window: wrk prints 0 latencies, which are no measurement
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 and completed != 0 else None,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "timeouts": int(errors.group(1)) if errors else 0,
+    }
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# --- models --------------------------------------------------------------------------------------
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def sentiment_model(work: Path) -> tuple[Path, Path]:
+    """The sentiment project's pipeline on synthetic reviews, saved as an MLflow model; a held-out CSV."""
+    out, held = work / "models" / "sentiment", work / "data" / "sentiment-heldout.csv"
+    if (out / "MLmodel").is_file() and held.is_file():
+        return out, held
+    import mlflow
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    gen = _load(ROOT / "model_project" / "sentiment" / "make_data.py", "bench_sentiment_data").generate
+    data = work / "data" / "sentiment.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    gen(data, rows=2000, seed=42)
+    gen(held, rows=500, seed=4242)
+    df = pd.read_csv(data)
+    df = df[df["rating"] != 3]
+    model = Pipeline([
+        ("features", ColumnTransformer([("tfidf", TfidfVectorizer(ngram_range=(1, 2), max_features=20000, sublinear_tf=True), "review_text")])),
+        ("clf", LogisticRegression(C=4.0, max_iter=1000, random_state=42)),
+    ])
+    model.fit(df[["review_text"]], (df["rating"] >= 4).astype(int))
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow.sklearn.save_model(model, str(out), input_example=df[["review_text"]].head(3))
+    return out, held
+
+
+def rice_model(work: Path) -> tuple[Path, Path | None]:
+    """A Keras CNN (model_project/rice's architecture) on 64x64x3 synthetic grains, 5 classes."""
+    out = work / "models" / "rice"
+    if (out / "MLmodel").is_file():
+        return out, None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(ROOT / "model_project" / "rice"))
+    make_data = _load(ROOT / "model_project" / "rice" / "make_data.py", "make_data")
+    modelling = _load(ROOT / "model_project" / "rice" / "modelling.py", "bench_rice_modelling")
+    import mlflow
+    import numpy as np
+
+    data = work / "data" / "rice"
+    if not (data / "train").is_dir():
+        make_data.generate(data, images_per_class=80, size=64, seed=7)
+    classes = modelling.find_classes(data)
+    x_train, y_train = modelling.load_split(data, "train", classes, 64)
+    x_test, y_test = modelling.load_split(data, "test", classes, 64)
+    model = modelling.build_model(64, len(classes), 0.003, decay_steps=4 * -(-len(x_train) // 32))
+    model.fit(x_train, y_train, batch_size=32, epochs=4, verbose=0)
+    example = np.stack([x_test[np.flatnonzero(y_test == k)[0]] for k in range(len(classes))])
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow.tensorflow.save_model(model, str(out), input_example=example, pip_requirements=modelling.pip_requirements(),
+                                 metadata={"classes": classes})
+    return out, None
+
+
+# --- docker --------------------------------------------------------------------------------------
+
+def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+def build(context: Path, tag: str, no_cache: bool = False) -> float:
+    started = time.monotonic()
+    proc = subprocess.run(["docker", "build", "-q", "-t", tag, *(["--no-cache"] if no_cache else []), str(context)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"docker build {tag} failed:\n{proc.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def image_mb(tag: str) -> float:
+    return int(sh("docker", "image", "inspect", "-f", "{{.Size}}", tag).stdout.strip()) / 1e6
+
+
+def ours_context(model: Path, out: Path, held: Path | None, runtime: str) -> tuple[Path, str, str]:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from mlops_actions.dockerfile import render
+
+    res = render(model, out, ca_bundle=CA, base_image=BASE_IMAGE, runtime=runtime, check_data=str(held) if held else "")
+    return res.context, res.runtime, res.runtime_reason
+
+
+def mlflow_context(model: Path, out: Path) -> tuple[Path, Path]:
+    """``mlflow models generate-dockerfile``, FROM pointed at the local base image, pip given the CA."""
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    sh(str(mlflow_bin), "models", "generate-dockerfile", "-m", str(model), "-d", str(out))
+    text = (out / "Dockerfile").read_text()
+    text = re.sub(r"^FROM \S+", f"FROM {BASE_IMAGE}\nCOPY ca-bundle.crt /etc/pip-ca.crt\nENV PIP_CERT=/etc/pip-ca.crt", text, count=1, flags=re.M)
+    (out / "Dockerfile").write_text(text)
+    shutil.copyfile(CA, out / "ca-bundle.crt")
+    model_copy = next(p for p in (out / "model_dir").iterdir() if p.is_dir())
+    return out, model_copy
+
+
+def touch_model(model_dir: Path) -> None:
+    """A model-only change: a new file in the model folder (what a retrain changes: the model files)."""
+    (model_dir / "BENCHMARK_NONCE.txt").write_text(uuid.uuid4().hex)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def start(tag: str, timeout: float = 300) -> tuple[str, str, float]:
+    port = free_port()
+    started = time.monotonic()
+    cid = sh("docker", "run", "-d", "-p", f"127.0.0.1:{port}:8080", tag).stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    while status(url + "/ping", 1.0) != 200:
+        if time.monotonic() - started > timeout:
+            logs = sh("docker", "logs", "--tail", "30", cid, check=False)
+            sh("docker", "rm", "-f", cid, check=False)
+            raise SystemExit(f"{tag}: /ping never 200:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.05)
+    return cid, url, time.monotonic() - started
+
+
+def post(url: str, body: bytes, timeout: float = 300) -> dict:
+    req = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def memory_mib(cid: str) -> float | None:
+    text = sh("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", cid).stdout.split("/")[0].strip()
+    m = re.match(r"([\d.]+)\s*([KMG]i?B)", text)
+    if not m:
+        return None
+    unit = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1e3 / 2**20, "MB": 1e6 / 2**20, "GB": 1e9 / 2**20}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+def load(url: str, body: bytes, seconds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body.json").write_bytes(body)
+        script = Path(tmp) / "post.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          f'local f = io.open("{tmp}/body.json", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
+        proc = sh("wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "60s", "--latency", "-s", str(script), url + "/invocations")
+    return parse_wrk(proc.stdout)
+
+
+def payloads(name: str, model: Path, held: Path | None) -> dict[int, bytes]:
+    if name == "sentiment":
+        import pandas as pd
+
+        texts = pd.read_csv(held)["review_text"].astype(str).tolist()
+        rows = lambda n: [[texts[i % len(texts)]] for i in range(n)]  # noqa: E731
+        return {n: json.dumps({"dataframe_split": {"columns": ["review_text"], "data": rows(n)}}).encode() for n in (1, 100)}
+    example = json.loads((model / "serving_input_example.json").read_text())["inputs"]
+    images = [[[[int(round(v)) for v in px] for px in row] for row in img] for img in example]
+    return {n: json.dumps({"instances": [images[i % len(images)] for i in range(n)]}).encode() for n in (1, 100)}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dict[int, bytes], args) -> dict:
+    tag = f"bench-{system}-{name}:latest"
+    res: dict = {}
+    print(f"[{name}/{system}] cold build (--no-cache) ...", flush=True)
+    res["cold_build_s"] = build(context, tag, no_cache=True)
+    res["size_mb"] = image_mb(tag)
+    rebuilds = []
+    for _ in range(args.repeats):
+        touch_model(model_copy)
+        rebuilds.append(build(context, tag))
+    res["rebuild_s"] = median(rebuilds)
+    starts, mems = [], []
+    for i in range(args.repeats):
+        cid, url, took = start(tag)
+        try:
+            starts.append(took)
+            post(url, bodies[1])
+            time.sleep(3)
+            mems.append(memory_mib(cid))
+            if i == 0:
+                for n in (1, 100):
+                    post(url, bodies[n])  # warm-up
+                    w = load(url, bodies[n], args.seconds)
+                    res[f"rps_{n}"], res[f"p99_{n}_ms"] = w["rps"], w["p99_ms"]
+                    res[f"errors_{n}"] = w["non2xx"] + w["timeouts"]
+        finally:
+            sh("docker", "rm", "-f", cid, check=False)
+    res["start_s"], res["rss_mib"] = median(starts), median(mems)
+    res["raw"] = {"rebuilds": rebuilds, "starts": starts, "mems": mems}
+    print(f"[{name}/{system}] {json.dumps({k: v for k, v in res.items() if k != 'raw'})}", flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="models, contexts, results (reused)")
+    ap.add_argument("--models", default="sentiment,rice")
+    ap.add_argument("--runtime", default="auto", help="render-dockerfile runtime for our images")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of rebuild, start and idle memory (median)")
+    ap.add_argument("--seconds", type=int, default=10, help="load duration per throughput point")
+    ap.add_argument("--systems", default="ours,mlflow", help="which images to measure; the others are taken from results.json")
+    ap.add_argument("--table-only", action="store_true", help="print the table of the saved results.json")
+    args = ap.parse_args(argv)
+    saved = args.work / "results.json"
+    results: dict = json.loads(saved.read_text()) if saved.is_file() else {}
+    if args.table_only:
+        print(table(results))
+        return 0
+    systems = set(args.systems.split(","))
+    if not shutil.which("wrk"):
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    for name in args.models.split(","):
+        model, held = (sentiment_model if name == "sentiment" else rice_model)(args.work)
+        bodies = payloads(name, model, held)
+        results.setdefault(name, {})
+        ctx_root = args.work / "contexts" / name
+        ctx_root.mkdir(parents=True, exist_ok=True)
+        if "ours" in systems:
+            ctx, runtime, reason = ours_context(model, ctx_root / "ours", held, args.runtime)
+            print(f"[{name}/ours] runtime {runtime}: {reason}", flush=True)
+            results[name]["ours"] = {"runtime": runtime, "runtime_reason": reason,
+                                     **measure(name, "ours", ctx, ctx / "model", bodies, args)}
+            saved.write_text(json.dumps(results, indent=2))
+        if "mlflow" in systems:
+            mctx, mmodel = mlflow_context(model, ctx_root / "mlflow")
+            results[name]["mlflow"] = measure(name, "mlflow", mctx, mmodel, bodies, args)
+            saved.write_text(json.dumps(results, indent=2))
+    print()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
