@@ -100,13 +100,14 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
     state: dict = {"adopter": adopter, "github": github, "image": image, "prod": prod, "secrets": secrets}
 
     def once(name: str, **extra_vars):
+        for stale in (".mlops/summary.json", ".mlops/summary.md"):
+            (adopter.workdir / stale).unlink(missing_ok=True)
         run = run_act(adopter, workflow, actions_dir=actions_dir, scratch=base / name, secrets=secrets,
                       variables=dict(variables, **extra_vars), env={"GITHUB_API_URL": github.url}, timeout=1500)
         print(f"\nact pipeline {name}: {run.seconds:.1f}s, log {run.log_path}")
         summary = adopter.workdir / ".mlops" / "summary.json"
         run.summary = json.loads(summary.read_text()) if summary.is_file() else {}
         keep_docs(base / name, summary.with_suffix(".md"), github)
-        summary.unlink(missing_ok=True)
         state[name] = run
         state[f"branches_after_{name}"] = adopter.branches()
         state[f"tags_after_{name}"] = sorted(docker_tags(registry, IMAGE_PATH))

@@ -74,6 +74,8 @@ def rice(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
                  "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
     state = {"adopter": adopter, "github": github, "image": image, "secrets": secrets, "counts": counts}
     for name in ("first", "second"):
+        for stale in (".mlops/summary.json", ".mlops/summary.md"):
+            (adopter.workdir / stale).unlink(missing_ok=True)
         run = run_act(adopter, workflow, actions_dir=actions_dir, scratch=base / name, secrets=secrets,
                       variables=variables, env={"GITHUB_API_URL": github.url}, timeout=2400)
         print(f"\nact rice pipeline {name}: {run.seconds:.1f}s, log {run.log_path}")
