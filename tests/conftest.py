@@ -20,6 +20,7 @@ from mlops_actions.paths import resource
 
 ROOT = resource(".")
 SENTIMENT = ROOT / "model_project" / "sentiment"
+RICE = ROOT / "model_project" / "rice"
 ADMIN_PASSWORD = "mlops-admin-" + secrets.token_hex(6)
 REGISTRY_USER = "ci-pusher"
 REGISTRY_PASSWORD = "reg-" + secrets.token_hex(8)
@@ -38,6 +39,9 @@ def sentiment_generator():
 
 def rice_make_data():
     """model_project/rice/make_data.py loaded by path under its own name."""
+    import importlib.util
+    import sys
+
     spec = importlib.util.spec_from_file_location("rice_make_data", RICE / "make_data.py")
     module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
     if spec.name not in sys.modules:
@@ -48,6 +52,11 @@ def rice_make_data():
 
 def rice_samples(per_class: int, seed: int, image_size: int = 40) -> tuple[list, list[int]]:
     """Fresh synthetic grains (a seed training never used), JPEG round trip and resize like training."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
     make_data = rice_make_data()
     images, labels = [], []
     for label, cls in enumerate(make_data.CLASSES):
@@ -142,21 +151,46 @@ def fetched(trained, mlflow_server, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def serve_image(engine, ref: str, timeout: float = 120):
+def serve_image(engine, ref: str, timeout: float = 120, **run_options):
     """Run an image with its port 8080 on loopback, yield its base URL once /ping answers 200 (fail
-    with the container's log otherwise), and remove the container afterwards."""
+    with the container's log otherwise), and remove the container afterwards. ``run_options`` go
+    to ``containers.run`` (e.g. read_only=True); the container is ``url.container``."""
     port = local_services.free_port()
-    box = engine.containers.run(ref, detach=True, ports={"8080/tcp": ("127.0.0.1", port)})
-    url = f"http://127.0.0.1:{port}"
+    box = engine.containers.run(ref, detach=True, ports={"8080/tcp": ("127.0.0.1", port)}, **run_options)
+    url = ServedUrl(f"http://127.0.0.1:{port}")
+    url.container = box
     try:
         deadline = time.monotonic() + timeout
         while http_status(url + "/ping") != 200:
             if time.monotonic() > deadline:
                 pytest.fail(f"{ref}: /ping never answered 200: {box.logs(tail=20).decode(errors='replace')}")
-            time.sleep(0.5)
+            time.sleep(0.25)
         yield url
     finally:
         box.remove(force=True)
+
+
+class ServedUrl(str):
+    """The base URL of a served image; ``.container`` is its running container."""
+
+    container = None
+
+
+def registry_tags(registry, name: str) -> list[str]:
+    """The tags of repository ``name`` on the test registry (empty when it does not exist)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    auth = "Basic " + base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={"Authorization": auth})
+    try:
+        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
 
 
 def git(*args: str, cwd: Path) -> str:

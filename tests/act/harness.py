@@ -34,8 +34,6 @@ import signal
 import subprocess
 import time
 import base64
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,16 +266,6 @@ def workflow_outputs(run) -> dict:
     assert run.returncode == 0, run.describe()
     assert run.steps.get("result") == "success", run.steps
     return run.steps["outputs"]
-
-
-def docker_tags(registry, name: str) -> list[str]:
-    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={"Authorization": basic_auth(registry.username, registry.password)})
-    try:
-        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return []
-        raise
 
 
 def basic_auth(user, password):

@@ -7,7 +7,6 @@ Docker engine, a bare git origin and the OpenAPI-checked GitHub double."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import urllib.error
@@ -15,10 +14,10 @@ import urllib.request
 
 import pytest
 
-from act.harness import SLUG, act_binary, basic_auth, docker_tags, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
+from act.harness import SLUG, act_binary, basic_auth, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 from mlops_actions import manifest
-from conftest import git, sentiment_generator, serve_image
+from conftest import git, registry_tags, sentiment_generator, serve_image
 
 pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(act_binary() is None, reason="act is not installed")]
@@ -110,7 +109,7 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
         keep_docs(base / name, summary.with_suffix(".md"), github)
         state[name] = run
         state[f"branches_after_{name}"] = adopter.branches()
-        state[f"tags_after_{name}"] = sorted(docker_tags(registry, IMAGE_PATH))
+        state[f"tags_after_{name}"] = sorted(registry_tags(registry, IMAGE_PATH))
         state[f"runs_after_{name}"] = _experiment_runs(mlflow_auth_server, "sentiment")
         return run
 
@@ -119,7 +118,7 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
     once("losing", PARAMS="C=0.0005\nmax_features=30")
     # invalid data: one class only and empty reviews; validate-data must stop the run before training
     rows = good.splitlines()
-    bad = "\n".join([rows[0]] + [f'"",5' if i % 5 == 0 else f'"fine app number {i}",5' for i in range(600)]) + "\n"
+    bad = "\n".join([rows[0]] + ['"",5' if i % 5 == 0 else f'"fine app number {i}",5' for i in range(600)]) + "\n"
     _commit_data(adopter, bad, "broken export")
     once("invalid")
     yield state
@@ -180,7 +179,7 @@ def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipe
     assert out["promoted"] == "true" and out["model-version"] == "1"
     assert out["healthy"] == "true"
     assert out["prod-image"] == f"{pipeline['prod']}@{out['digest']}"  # copied by digest, not rebuilt
-    assert sorted(docker_tags(registry, PROD_PATH)) == ["latest", "v1.0.0"]
+    assert sorted(registry_tags(registry, PROD_PATH)) == ["latest", "v1.0.0"]
     summary = pipeline["first"].summary
     assert summary["status"] == "success"
     results = {s["job"]: s["result"] for s in summary["stages"]}

@@ -16,8 +16,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from act.harness import SLUG, act_binary, docker_tags, git, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
-from conftest import rice_make_data, rice_samples, serve_image
+from act.harness import SLUG, act_binary, git, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
+from conftest import registry_tags, rice_make_data, rice_samples, serve_image
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 
 pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,
@@ -82,7 +82,7 @@ def rice(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
         state[name] = run
         keep_docs(base / name, adopter.workdir / ".mlops" / "summary.md", github)
         state[f"branches_after_{name}"] = adopter.branches()
-        state[f"tags_after_{name}"] = sorted(docker_tags(registry, IMAGE_PATH))
+        state[f"tags_after_{name}"] = sorted(registry_tags(registry, IMAGE_PATH))
     yield state
     github.stop()
     assert_no_violations(github)

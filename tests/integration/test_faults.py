@@ -6,7 +6,6 @@ image tag, no partly replaced artifact folder."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from chaos import ChaosProxy
-from conftest import git
+from conftest import git, registry_tags
 from github_double.server import git_branches
 from mlops_actions import manifest, tracking as trk
 from mlops_actions.artifacts import fetch
@@ -44,19 +43,6 @@ SLOW_PROJECT = {
         "mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name='model', input_example=x[:2])\n"
     ),
 }
-
-
-def _registry_tags(registry, name: str) -> list[str]:
-    import base64
-
-    req = urllib.request.Request(f"{registry.url}/v2/{name}/tags/list", headers={
-        "Authorization": "Basic " + base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()})
-    try:
-        return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("tags") or []
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return []
-        raise
 
 
 def _registry_digest(registry, name: str, tag: str) -> str:
@@ -120,7 +106,7 @@ def test_mlflow_dies_during_training_no_pr_no_image(mlflow_proxy, github_api, gi
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "ctx").exists()
     assert set(git_branches(git_remote.origin)) == {"main"}
     assert github_api.pulls.get(REPO, []) == []
-    assert _registry_tags(registry, "acme/faults-train") == []
+    assert registry_tags(registry, "acme/faults-train") == []
 
 
 def test_mlflow_dies_during_artifact_download_leaves_the_old_copy(trained, mlflow_proxy, tmp_path):
@@ -177,7 +163,7 @@ def test_registry_dies_during_push_no_tag_points_at_a_half_pushed_image(registry
         assert pushed.is_set(), "the push finished before the registry went away"
         print(f"\n{proxy.bytes_up} bytes uploaded before the cut; error: {exc.value.line()}")
         assert "\n" not in exc.value.line()
-        assert _registry_tags(registry, name) == []  # nothing tagged in the registry
+        assert registry_tags(registry, name) == []  # nothing tagged in the registry
         assert not docker_engine.images.list(name=f"{proxy.host}/{name}")  # no local tag left behind either
     finally:
         proxy.down()
@@ -225,7 +211,7 @@ def test_two_pushes_of_the_same_build_give_one_set_of_tags(registry, docker_engi
     for t in threads:
         t.join(300)
     assert len(results) == 2
-    tags = _registry_tags(registry, "acme/faults-twice")
+    tags = registry_tags(registry, "acme/faults-twice")
     assert sorted(tags) == sorted(t.rsplit(":", 1)[1] for t in results[0].tags)
     # whichever build won the race, every tag names one and the same image
     digests = {tag: _registry_digest(registry, "acme/faults-twice", tag) for tag in tags}

@@ -5,40 +5,20 @@ after real requests."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import time
 import urllib.request
 
 import pandas as pd
 import pytest
 
-from conftest import sentiment_generator
+from conftest import sentiment_generator, serve_image
 from mlops_actions.dockerfile import render
-from mlops_actions.image import http_status
-from mlops_actions.local_services import free_port
 from mlops_actions.serving.server import Model
 
 pytestmark = pytest.mark.docker
 CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
-
-
-@contextlib.contextmanager
-def read_only_container(engine, ref: str, timeout: float = 120):
-    port = free_port()
-    box = engine.containers.run(ref, detach=True, read_only=True, ports={"8080/tcp": ("127.0.0.1", port)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while http_status(url + "/ping") != 200:
-            if time.monotonic() > deadline:
-                pytest.fail(f"{ref}: /ping never 200: {box.logs(tail=20).decode(errors='replace')}")
-            time.sleep(0.25)
-        yield url, box
-    finally:
-        box.remove(force=True)
 
 
 def _post(url: str, body: bytes, ctype: str = "application/json") -> dict:
@@ -65,7 +45,8 @@ def test_onnx_image_serves_the_native_predictions_and_metrics(fetched, docker_en
         native = Model(fetched.model_path)
         texts = pd.read_csv(held)["review_text"].astype(str).tolist()[:50]
         want = native.predict({"dataframe_split": {"columns": ["review_text"], "data": [[t] for t in texts]}})
-        with read_only_container(docker_engine, tag) as (url, box):
+        with serve_image(docker_engine, tag, read_only=True) as url:
+            box = url.container
             got = _post(url, json.dumps({"dataframe_split": {"columns": ["review_text"], "data": [[t] for t in texts]}}).encode())
             assert got == {"predictions": want}
             assert _post(url, json.dumps({"dataframe_records": [{"review_text": t} for t in texts[:5]]}).encode()) == {"predictions": want[:5]}

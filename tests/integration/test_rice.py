@@ -4,19 +4,15 @@ and push the image to a registry with auth, pull it by digest, run it and classi
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import os
-import sys
 import time
 import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import rice_make_data, rice_samples, serve_image
+from conftest import rice_samples, serve_image
 from mlops_actions import image as image_stage, tracking as trk
 from mlops_actions.artifacts import fetch
 from mlops_actions.dockerfile import render
