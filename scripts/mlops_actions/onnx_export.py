@@ -128,7 +128,7 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
     except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for unsupported pieces
         raise NotConvertible(f"skl2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_path.write_bytes(proto.SerializeToString())
+    onnx_path.write_bytes(_stable_bytes(proto))
     sess = _session(onnx_path)
     outs = [o.name for o in sess.get_outputs()]
     label = outs[0] if is_classifier else ""
@@ -162,6 +162,19 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(final, "classes_", [])] if is_classifier else []
     return Conversion(kind="table", inputs=inputs, label=label, output="" if is_classifier else outs[0], classes=classes,
                       checked_rows=len(df), max_abs_diff=diff, check_source=source)
+
+
+def _stable_bytes(proto) -> bytes:
+    """The serialized model without what changes from one conversion to the next (the converters
+    name the graph with a random UUID and list the opsets in set order), so the same model always gives the same file: a rerun
+    rebuilds no image layer and keeps the digest."""
+    proto.graph.name = "mlops-model"
+    opsets = sorted(((o.domain, o.version) for o in proto.opset_import))  # a set's order in the converter
+    del proto.opset_import[:]
+    for domain, version in opsets:
+        entry = proto.opset_import.add()
+        entry.domain, entry.version = domain, version
+    return proto.SerializeToString()
 
 
 @contextlib.contextmanager
@@ -239,7 +252,7 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     except Exception as exc:  # noqa: BLE001
         raise NotConvertible(f"tf2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_path.write_bytes(proto.SerializeToString())
+    onnx_path.write_bytes(_stable_bytes(proto))
     sess = _session(onnx_path)
     batches = [example.astype("float32")]
     source = "input example"

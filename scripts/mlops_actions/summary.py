@@ -74,7 +74,13 @@ def parse_needs(text: str) -> dict[str, dict]:
         raise InputError("needs", f"is not JSON ({exc.msg} at {exc.pos})", "pass needs: ${{ toJSON(needs) }}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) and "result" in v for v in data.values()):
         raise InputError("needs", "is not the needs context (an object of jobs with a result)", "pass needs: ${{ toJSON(needs) }}")
+    for job in data.values():  # an engine that skipped a job may hand back its output expressions unevaluated
+        job["outputs"] = {k: v for k, v in (job.get("outputs") or {}).items() if not _unevaluated(v)}
     return data
+
+
+def _unevaluated(value: object) -> bool:
+    return isinstance(value, str) and "${{" in value
 
 
 def parse_pairs(text: str, input_name: str) -> dict[str, str]:
@@ -87,7 +93,7 @@ def parse_pairs(text: str, input_name: str) -> dict[str, str]:
         key = key.strip()
         if not sep or not _JOB_ID.match(key):
             raise InputError(input_name, f"line '{line.strip()[:60]}' is not job=text", "write one job-id=text per line")
-        if value.strip():
+        if value.strip() and not _unevaluated(value):
             pairs[key] = value.strip()
     return pairs
 

@@ -5,6 +5,7 @@ giving the native model's answers. The image-level checks are in tests/integrati
 from __future__ import annotations
 
 import json
+import hashlib
 import os
 import re
 import subprocess
@@ -173,6 +174,22 @@ def test_cli_writes_runtime_outputs_and_summary(text_model, tmp_path):
     outputs = out.read_text()
     assert "runtime=onnx" in outputs and "runtime-reason=ONNX equivalent to the native model" in outputs
     assert "runtime **onnx**: ONNX equivalent" in summary.read_text()
+
+
+def test_conversion_gives_the_same_bytes_in_every_process(text_model, tmp_path):
+    """A rerun of the pipeline must rebuild no layer: two renders in processes with different
+    string hash seeds write the same model.onnx (the converters' random graph name and set-ordered
+    opsets are normalised)."""
+    model_dir, held, _ = text_model
+    digests = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(resource("scripts"))}
+        ctx = tmp_path / f"ctx{seed}"
+        proc = subprocess.run([sys.executable, "-m", "mlops_actions", "render-dockerfile", "--model-dir", str(model_dir),
+                               "--output-dir", str(ctx), "--runtime", "onnx"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        digests.add(hashlib.sha256((ctx / "model.onnx").read_bytes()).hexdigest())
+    assert len(digests) == 1
 
 
 def test_onnx_regressor_on_numeric_columns_answers_like_sklearn(tmp_path):

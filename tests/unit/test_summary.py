@@ -99,3 +99,13 @@ def test_cli_writes_outputs_and_summary(tmp_path):
     assert "status=success" in out.read_text() and f"json={tmp_path / 's.json'}" in out.read_text()
     assert "| gate | ✅ success |" in summ.read_text()
     assert (tmp_path / "s.md").read_text().startswith("## ✅ mlops pipeline")
+
+
+def test_unevaluated_expressions_of_skipped_jobs_are_ignored(tmp_path):
+    """act hands back a skipped job's outputs as the raw ${{ }} text; GitHub gives empty strings."""
+    needs = {"train": {"result": "failure", "outputs": {}},
+             "gate": {"result": "skipped", "outputs": {"reason": "${{ steps.gate.outputs.reason }}"}}}
+    result = summarize(json.dumps(needs), reasons="gate=${{ steps.gate.outputs.reason }}", after="gate=train",
+                       output=str(tmp_path / "s.json"))
+    gate = {s.job: s for s in result.stages}["gate"]
+    assert gate.reason == "train failure: failed: see the job's log" and "${{" not in result.markdown
