@@ -401,14 +401,20 @@ class _Api:
         pull = self.find_open(base)
         if pull is None:
             result.operation = "created"
+            attempts = []
+
+            def create():
+                attempts.append(1)
+                return repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft)
+
             try:
-                pull = self.call(lambda: repo.create_pull(title=title, body=body, base=base, head=req.branch, draft=req.draft), "create pull request")
+                pull = self.call(create, "create pull request")
             except StageError as exc:
                 # a 5xx after the write landed, or a concurrent run (422 "already exists"): adopt that PR
                 pull = self.find_open(base)
                 if pull is None:
                     raise
-                if "HTTP 422" in exc.problem:  # another run opened it: ours is an update of that PR
+                if "HTTP 422" in exc.problem and len(attempts) == 1:  # another run opened it: ours updates it
                     result.operation = "updated" if pushed else "unchanged"
         if (pull.body or "") != body or pull.title != title:
             self.call(lambda: pull.edit(title=title, body=body), "update pull request")

@@ -202,6 +202,6 @@ def test_extra_body_files_are_added_to_the_body(gh, git_remote, artifacts, tmp_p
 
 
 def test_missing_extra_body_file_is_refused_before_any_push(gh, git_remote, artifacts, tmp_path):
-    with pytest.raises(InputError, match="input 'extra-body': '.*missing.md' is not a file"):
+    with pytest.raises(InputError, match="input 'extra-body': '.*missing.md' not found"):
         open_pr(request(gh, git_remote, artifacts, extra_body=[tmp_path / "missing.md"]))
     assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []
