@@ -218,7 +218,9 @@ def test_losing_challenger_opens_no_pr_and_builds_no_image(pipeline):
 
 def test_invalid_data_stops_before_training(pipeline):
     run = pipeline["invalid"]
-    assert run.returncode != 0 and run.steps.get("result") == "failure", run.describe()
+    # act stops the caller's other jobs once a called workflow failed (GitHub would still run the
+    # adopter's `if: always()` record job), so the outcome is read from act and the summary JSON
+    assert run.returncode != 0 and run.steps.get("result") in (None, "failure"), run.describe()
     assert pipeline["runs_after_invalid"] == pipeline["runs_after_losing"]  # no MLflow run was started
     assert pipeline["branches_after_invalid"].get(BRANCH) == pipeline["branches_after_losing"].get(BRANCH)
     assert pipeline["tags_after_invalid"] == pipeline["tags_after_losing"]

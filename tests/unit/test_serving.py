@@ -4,8 +4,8 @@ giving the native model's answers. The image-level checks are in tests/integrati
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -120,7 +120,9 @@ def test_every_payload_shape_and_metrics_across_workers(text_model, tmp_path, ru
         assert _post(url, {"nothing": 1})[0] == 400
         assert _post(url, b"x", "text/plain")[0] == 415
         # every request above used a new connection, so both workers answered some; the counters
-        # are summed over workers whichever one answers the scrape
+        # are summed over workers whichever one answers the scrape. A worker counts a request
+        # right after sending its answer, so give the last one a moment before scraping.
+        time.sleep(0.2)
         for _ in range(3):
             m = _metrics(url)
             assert m['mlserve_requests_total{path="/invocations",status="200"}'] == len(PAYLOADS)
@@ -133,6 +135,7 @@ def test_every_payload_shape_and_metrics_across_workers(text_model, tmp_path, ru
             assert m["mlserve_workers"] == 2
         for _ in range(20):  # scrapes count themselves too, whichever worker answers
             _metrics(url)
+        time.sleep(0.2)
         assert _metrics(url)['mlserve_requests_total{path="/metrics",status="200"}'] == 3 + 20  # a scrape is counted once answered
     finally:
         proc.terminate()
