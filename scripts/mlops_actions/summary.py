@@ -131,7 +131,9 @@ def build(needs: dict[str, dict], labels: dict[str, str], reasons: dict[str, str
     for stage in stages:
         if stage.result in ("skipped", "cancelled") and not stage.reason:
             upstream = by_job.get(after.get(stage.job, ""))
-            if upstream is not None and upstream.result != "success":
+            if upstream is not None and upstream.result == "skipped":
+                stage.reason = f"{upstream.label} skipped"  # one level up; the root cause is on its row
+            elif upstream is not None and upstream.result != "success":
                 stage.reason = f"{upstream.label} {upstream.result}" + (f": {upstream.reason}" if upstream.reason else "")
             elif stage.result == "skipped":
                 stage.reason = "not requested"
