@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 import urllib.error
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from . import gha, images
 from .errors import InputError, StageError
-from .image import _docker, _scrub, _tail, http_status, login, login_registry
+from .image import _docker, _scrub, _tail, login, login_registry, wait_for_endpoint
 
 EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
 
@@ -87,7 +86,8 @@ def health_check(req: HealthRequest) -> HealthResult:
         except Exception as exc:  # noqa: BLE001 - engine errors (no such image, bad entrypoint) as one line
             raise StageError(f"cannot start {reference}: {str(exc).splitlines()[0][:300]}", "check the image reference and that it is a serving image") from exc
         started = time.monotonic()
-        base = _wait_healthy(container, port, timeout, started)
+        base = wait_for_endpoint(container, port, "/health", timeout, started, "",
+                                 "check that the model loads and the server listens on the port; raise timeout for slow models")
         ready = time.monotonic() - started
         print(f"/health answered 200 after {ready:.1f}s")
         if body is None:
@@ -144,27 +144,6 @@ def _pull(client, reference: str, secret: str) -> None:
         retry(attempt, what=f"pull {reference}")
     except TransientError as exc:
         raise StageError(exc.problem + " after retries", "check that the registry is up") from exc
-
-
-def _wait_healthy(container, port: int, timeout: float, started: float) -> str:
-    host = os.environ.get("MLOPS_SMOKE_HOST", "127.0.0.1")
-    base = ""
-    while True:
-        container.reload()
-        state = container.attrs.get("State") or {}
-        if container.status in ("exited", "dead"):
-            raise StageError(f"the container exited with code {state.get('ExitCode')} before /health answered: {_tail(container) or 'no output'}",
-                             "run the image locally to see why the server does not start")
-        if not base:
-            bindings = ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp")
-            if bindings:
-                base = f"http://{host}:{bindings[0]['HostPort']}"
-        if base and http_status(base + "/health") == 200:
-            return base
-        if time.monotonic() - started > timeout:
-            raise StageError(f"/health did not answer 200 within {timeout:g}s: {_tail(container) or 'no output'}",
-                             "check that the model loads and the server listens on the port; raise timeout for slow models")
-        time.sleep(0.5)
 
 
 def _example_from(container) -> bytes | None:

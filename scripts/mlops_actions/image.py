@@ -245,6 +245,29 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
     return candidate, image.id
 
 
+def wait_for_endpoint(container, port: int, path: str, timeout: float, started: float, prefix: str, fix: str) -> str:
+    """Wait until the container's published ``port`` answers 200 on ``path``; return its base URL.
+    A container that exits, or no answer within ``timeout`` seconds of ``started``, is a StageError
+    with the container's last log lines. Used by the smoke test and the health check."""
+    host = os.environ.get("MLOPS_SMOKE_HOST", "127.0.0.1")
+    base = ""
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            raise StageError(f"{prefix}the container exited with code {code} before {path} answered: {_tail(container) or 'no output'}",
+                             "run the image locally to see why the server does not start")
+        if not base:
+            bindings = ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp")
+            if bindings:
+                base = f"http://{host}:{bindings[0]['HostPort']}"
+        if base and http_status(base + path) == 200:
+            return base
+        if time.monotonic() - started > timeout:
+            raise StageError(f"{prefix}{path} did not answer 200 within {timeout:g}s: {_tail(container) or 'no output'}", fix)
+        time.sleep(0.5)
+
+
 def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
     """Start the image, wait for /ping, POST the input example to /invocations, check the answer."""
     info = json.loads((context / "model-info.json").read_text()) if (context / "model-info.json").is_file() else {}
@@ -255,27 +278,8 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
     started = time.monotonic()
     result: dict = {"ping_seconds": None, "predictions": None}
     try:
-        host = os.environ.get("MLOPS_SMOKE_HOST", "127.0.0.1")
-        port = None
-        while port is None and time.monotonic() - started < 30:
-            container.reload()
-            bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
-            if bindings.get("8080/tcp"):
-                port = bindings["8080/tcp"][0]["HostPort"]
-            elif container.status == "exited":
-                break
-            else:
-                time.sleep(0.2)
-        base = f"http://{host}:{port}"
-        while True:
-            container.reload()
-            if container.status in ("exited", "dead"):
-                raise StageError(f"smoke test: the container exited (code {container.attrs['State'].get('ExitCode')}): {_tail(container)}", "run the image locally to see why the server does not start")
-            if port and http_status(base + "/ping") == 200:
-                break
-            if time.monotonic() - started > timeout:
-                raise StageError(f"smoke test: /ping did not answer 200 within {timeout:.0f}s: {_tail(container)}", "check that the model loads; raise smoke-timeout for slow models")
-            time.sleep(0.5)
+        base = wait_for_endpoint(container, 8080, "/ping", timeout, started, "smoke test: ",
+                                 "check that the model loads; raise smoke-timeout for slow models")
         result["ping_seconds"] = round(time.monotonic() - started, 2)
         version = _get_json(base + "/version")
         if info.get("model_sha256") and version.get("model_sha256") != info["model_sha256"]:
