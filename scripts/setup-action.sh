@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Used by every action.yml: install the mlops CLI from this checkout (so the code always matches
 # the action's ref) into a virtualenv shared by all mlops-actions steps of the job, and print the
-# path of the `mlops` executable on stdout. The venv is keyed on the code and the interpreter, so a
-# second step of the same job reuses it; a lock keeps parallel steps from building it twice, and
-# an interrupted build is redone. --system-site-packages lets a runner with the libraries
-# preinstalled skip pip altogether (scripts/deps-missing.py decides). MLOPS_EXTRAS (e.g. dvc) installs optional extras too, in a venv of its own.
+# path of the `mlops` executable on stdout. The venv is keyed on the code, the constraints and the
+# interpreter, so a second step of the same job reuses it; a lock keeps parallel steps from
+# building it twice, and an interrupted build is redone. --system-site-packages lets a runner with
+# the libraries preinstalled skip the install altogether (scripts/deps-missing.py decides).
+# MLOPS_EXTRAS (e.g. dvc) installs optional extras too, in a venv of its own.
+# On a bare runner the libraries come pinned by this ref's constraints.txt, through uv and its
+# cache (~/.cache/uv, or UV_CACHE_DIR: hand it to actions/cache to make a cold job warm). uv reads
+# UV_INDEX_URL / UV_EXTRA_INDEX_URL and SSL_CERT_FILE (proxies, private mirrors).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MLOPS_PYTHON:-python3}"
@@ -13,7 +17,7 @@ if ! command -v "$python" >/dev/null 2>&1; then
   exit 2
 fi
 extras="${MLOPS_EXTRAS:-}"
-stamp="$(cd "$root" && { "$python" -c 'import sys; print(sys.version)'; echo "extras=$extras"; cat pyproject.toml; find scripts/mlops_actions -type f -name '*.py' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
+stamp="$(cd "$root" && { "$python" -c 'import sys; print(sys.version)'; echo "extras=$extras"; cat pyproject.toml constraints.txt; find scripts/mlops_actions -type f -name '*.py' | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16)"
 venv="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlops-actions-$stamp"
 exec 9>"$venv.lock"
 flock 9
@@ -28,10 +32,17 @@ if [ ! -f "$venv/.complete" ]; then
     missing="$("$venv/bin/python" "$root/scripts/deps-missing.py" "$root/pyproject.toml" "$extras")"
   fi
   if [ -n "$missing" ]; then
+    started=$(date +%s.%N)
     printf '%s\n' "$missing" >"$venv/requirements.txt"
-    echo "installing: $(tr '\n' ' ' <"$venv/requirements.txt")" >&2
+    echo "installing (pinned by constraints.txt of this ref): $(tr '\n' ' ' <"$venv/requirements.txt")" >&2
     "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
-    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$venv/requirements.txt" >&2
+    # uv first (one wheel, from pip's cache when warm), then everything else through uv's cache
+    if ! "$venv/bin/python" -m uv --version >/dev/null 2>&1; then
+      "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -c "$root/constraints.txt" uv >&2
+    fi
+    "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet \
+      -c "$root/constraints.txt" -r "$venv/requirements.txt" >&2
+    echo "setup: installed in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
   fi
   site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   printf '%s\n' "$root/scripts" >"$site/mlops-actions.pth"

@@ -76,6 +76,11 @@ def tracking_options(fn):
     return fn
 
 
+def env_manager_option(fn):
+    return click.option("--env-manager", default="uv", show_default=True,
+                        help="How the project's environment is built: uv, virtualenv (MLflow's env managers) or local.")(fn)
+
+
 @main.command()
 @click.option("--project-path", default=".", show_default=True, help="Folder of the model project.")
 @click.option("--entry-point", default="main", show_default=True, help="MLproject entry point.")
@@ -86,9 +91,10 @@ def tracking_options(fn):
 @click.option("--model-name", default="", help="Name of the logged model to report when the run logs several.")
 @click.option("--autolog", type=_BOOL, default="true", show_default=True, help="mlflow.autolog() for plain scripts.")
 @click.option("--reuse", type=_BOOL, default="false", show_default=True, help="Return a finished run with the same fingerprint instead of training again.")
+@env_manager_option
 @tracking_options
 @stage
-def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, reuse, tracking_uri, dagshub_repo):
+def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, reuse, env_manager, tracking_uri, dagshub_repo):
     """Run a model project under MLflow tracking."""
     from . import tracking as trk
     from .train import parse_params, train as do_train
@@ -97,7 +103,8 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = do_train(project_path, entry_point=entry_point, script=script or None, params=parsed,
                       experiment=experiment, run_name=run_name or None, tracking=tracking,
-                      autolog=_flag(autolog, "autolog"), model_name=model_name or None, reuse=_flag(reuse, "reuse"))
+                      autolog=_flag(autolog, "autolog"), model_name=model_name or None, reuse=_flag(reuse, "reuse"),
+                      env_manager=env_manager)
     link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
     rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
     gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
@@ -422,11 +429,12 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @click.option("--username", default="")
 @click.option("--version", "version", default="")
 @click.option("--push", type=_BOOL, default="true", show_default=True)
+@env_manager_option
 @tracking_options
 @stage
 def pipeline(project_path, entry_point, params, experiment, artifacts_path, repo_path, branch, base, labels, open_pull_request,
              repository, api_url, server_url, context_dir, base_image, ca_bundle, image, registry, username, version, push,
-             tracking_uri, dagshub_repo):
+             env_manager, tracking_uri, dagshub_repo):
     """All five stages in one step (the root action). Secrets: GITHUB_TOKEN, REGISTRY_PASSWORD env."""
     from . import tracking as trk
     from .image import PushRequest
@@ -436,7 +444,8 @@ def pipeline(project_path, entry_point, params, experiment, artifacts_path, repo
 
     cfg = PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
                          params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path),
-                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version)
+                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version,
+                         env_manager=env_manager)
     if repo_path:
         cfg.pr = PrRequest(source_dir=Path(artifacts_path), repo_path=repo_path, branch=branch, base=base, labels=split_list(labels),
                            repository=repository, api_url=api_url, server_url=server_url, token=os.environ.get("GITHUB_TOKEN", ""),

@@ -27,13 +27,15 @@ class PipelineConfig:
     ca_bundle: str = ""
     version: str = ""
     push: object = None  # an image.PushRequest (context filled in), or None to stop after render
+    env_manager: str = "uv"
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
     out: dict[str, object] = {}
     stages: list[list[str]] = []
     with gha.group("1/5 train"):
-        trained = train(cfg.project_path, entry_point=cfg.entry_point, params=cfg.params, experiment=cfg.experiment, tracking=cfg.tracking)
+        trained = train(cfg.project_path, entry_point=cfg.entry_point, params=cfg.params, experiment=cfg.experiment, tracking=cfg.tracking,
+                        env_manager=cfg.env_manager)
     out.update(trained.outputs())
     stages.append(["train", "✅", trained.run_url or trained.run_id])
     with gha.group("2/5 fetch-artifacts"):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gha, tracking as trk
+from . import gha, projectenv, tracking as trk
 from .errors import InputError, StageError
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -51,9 +49,14 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     run_url: str = ""
     tracking_uri: str = ""
+    env_manager: str = ""
+    reused: bool = False
 
     def outputs(self) -> dict[str, object]:
         return {
+            "env-manager": self.env_manager,
+            "env-cache": "\n".join(projectenv.cache_paths()),
+            "reused": "true" if self.reused else "false",
             "run-id": self.run_id,
             "experiment-id": self.experiment_id,
             "model-uri": self.model_uri,
@@ -129,12 +132,17 @@ def train(
     autolog: bool = True,
     model_name: str | None = None,
     reuse: bool = False,
+    env_manager: str = projectenv.DEFAULT_ENV_MANAGER,
 ) -> TrainResult:
     """Run the project and return its run. With ``reuse``, a finished run of the same fingerprint
     (project files as committed, entry point or script, parameters) is returned instead of training
     again, so a re-run of the same commit proposes the same artifacts and builds the same image."""
     project = Path(project_path)
     mode, script_path = _validate_project(project, script)
+    env_manager = projectenv.check_env_manager(env_manager)
+    if mode == "mlproject" and env_manager != "local" and not projectenv.mlproject_declares_env(project):
+        raise InputError("project-path", f"{project}/MLproject declares no environment, so env-manager {env_manager} would install nothing",
+                         "add python_env: python_env.yaml (python and dependencies: -r requirements.txt) to the MLproject, or set env-manager: local")
     params = params or {}
     import mlflow
 
@@ -148,25 +156,27 @@ def train(
     previous = _finished_run(client, experiment_id, tags[FINGERPRINT_TAG], tracking) if reuse else None
     if previous is not None:
         gha.notice(f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint {tags[FINGERPRINT_TAG][:12]})")
-        return _result(previous, client, tracking, model_name)
+        return _result(previous, client, tracking, model_name, env_manager, reused=True)
 
-    with gha.group(f"train {project} ({mode}) → {tracking.display_uri}"):
+    with gha.group(f"train {project} ({mode}, env-manager {env_manager}) → {tracking.display_uri}"):
         if mode == "mlproject":
-            run_id = _run_mlproject(project, entry_point, params, experiment_id, run_name, tracking)
+            run_id = _run_mlproject(project, entry_point, params, experiment_id, run_name, tracking, env_manager)
             for key, value in tags.items():
                 trk.call(lambda k=key, v=value: client.set_tag(run_id, k, v), "tag run", tracking)
         else:
-            run_id = _run_script(script_path, project, params, experiment_id, run_name, tags, tracking, autolog, client)
+            run_id = _run_script(script_path, project, params, experiment_id, run_name, tags, tracking, autolog, client, env_manager)
 
     run = trk.call(lambda: client.get_run(run_id), "read run", tracking)
     if run.info.status != "FINISHED":
         raise StageError(f"run {run_id} ended with status {run.info.status}", "read the training log above")
-    return _result(run, client, tracking, model_name)
+    return _result(run, client, tracking, model_name, env_manager)
 
 
-def _result(run, client, tracking: trk.Tracking, model_name: str | None) -> TrainResult:
+def _result(run, client, tracking: trk.Tracking, model_name: str | None, env_manager: str = "", reused: bool = False) -> TrainResult:
     model_uri = find_model_uri(run, client, tracking, model_name)
     return TrainResult(
+        env_manager=env_manager,
+        reused=reused,
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
         model_uri=model_uri,
@@ -210,48 +220,63 @@ def _finished_run(client, experiment_id: str, print_: str, tracking: trk.Trackin
     return runs[0] if runs else None
 
 
-def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], experiment_id: str, run_name: str | None, tracking: trk.Tracking) -> str:
+def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], experiment_id: str, run_name: str | None,
+                   tracking: trk.Tracking, env_manager: str) -> str:
     import mlflow
     from mlflow.exceptions import ExecutionException, MlflowException
 
-    try:
-        submitted = mlflow.projects.run(
-            uri=str(project.resolve()),
-            entry_point=entry_point,
-            parameters=params,
-            experiment_id=experiment_id,
-            run_name=run_name or None,
-            env_manager="local",
-            synchronous=True,
-        )
-    except ExecutionException as exc:
-        text = str(exc).splitlines()[0]
-        if "entry point" in text.lower() or "parameter" in text.lower():
-            name = "entry-point" if "entry point" in text.lower() else "params"
-            raise InputError(name, text, "match the MLproject file's entry points and parameters") from exc
-        raise StageError(f"training failed: {text}", "read the training log above") from exc
-    except MlflowException as exc:
-        raise StageError(f"training failed: {str(exc).splitlines()[0]}", "read the training log above") from exc
-    return submitted.run_id
+    where = f"the environment {project}/MLproject declares (python_env / conda_env)"
+    with projectenv.tools_on_path(env_manager), projectenv.scrubbed_process_env(), projectenv.StderrTail() as tail:
+        try:
+            submitted = mlflow.projects.run(
+                uri=str(project.resolve()),
+                entry_point=entry_point,
+                parameters=params,
+                experiment_id=experiment_id,
+                run_name=run_name or None,
+                env_manager=env_manager,
+                synchronous=True,
+            )
+            failure = None
+        except ExecutionException as exc:
+            failure = exc
+        except MlflowException as exc:
+            failure = exc
+    if failure is None:
+        return submitted.run_id
+    text = str(failure).splitlines()[0] if str(failure) else failure.__class__.__name__
+    if isinstance(failure, ExecutionException) and ("entry point" in text.lower() or "parameter" in text.lower()):
+        name = "entry-point" if "entry point" in text.lower() else "params"
+        raise InputError(name, text, "match the MLproject file's entry points and parameters") from failure
+    module = tail.missing_module()
+    if module:
+        raise projectenv.missing_module_error(module, env_manager, where) from failure
+    raise StageError(f"training failed: {text}", "read the training log above") from failure
 
 
 def _run_script(script: Path, project: Path, params: dict[str, str], experiment_id: str, run_name: str | None,
-                tags: dict[str, str], tracking: trk.Tracking, autolog: bool, client) -> str:
+                tags: dict[str, str], tracking: trk.Tracking, autolog: bool, client, env_manager: str) -> str:
+    with projectenv.tools_on_path(env_manager):
+        interpreter = projectenv.script_python(project, script, env_manager)
     run = trk.call(lambda: client.create_run(experiment_id, tags=tags, run_name=run_name or None), "create run", tracking)
     run_id = run.info.run_id
     for key, value in params.items():
         trk.call(lambda k=key, v=value: client.log_param(run_id, k, v), "log params", tracking)
-    env = dict(os.environ, MLFLOW_RUN_ID=run_id, MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_TRACKING_URI=tracking.uri)
-    cmd = [sys.executable, "-m", "mlops_actions.bootstrap", "--autolog" if autolog else "--no-autolog", str(script)]
+    env = projectenv.scrubbed_environ()
+    env.update(MLFLOW_RUN_ID=run_id, MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_TRACKING_URI=tracking.uri, PATH=projectenv.tool_path())
+    # bootstrap.py runs by path: it needs only mlflow, which the project's own environment has
+    cmd = [interpreter.python, str(Path(__file__).with_name("bootstrap.py")), "--autolog" if autolog else "--no-autolog", str(script)]
     for key, value in params.items():
         cmd += [f"--{key}", value]
-    proc = subprocess.run(cmd, cwd=project, env=env)
-    status = "FINISHED" if proc.returncode == 0 else "FAILED"
+    returncode, module = projectenv.run_streaming(cmd, project, env)
+    status = "FINISHED" if returncode == 0 else "FAILED"
     current = trk.call(lambda: client.get_run(run_id), "read run", tracking)
     if current.info.status == "RUNNING":
         trk.call(lambda: client.set_terminated(run_id, status), "end run", tracking)
-    if proc.returncode != 0:
-        raise StageError(f"training script {script.name} exited with code {proc.returncode}", "read the training log above")
+    if module:
+        raise projectenv.missing_module_error(module, env_manager, interpreter.source or "the runner's Python")
+    if returncode != 0:
+        raise StageError(f"training script {script.name} exited with code {returncode}", "read the training log above")
     return run_id
 
 

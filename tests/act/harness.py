@@ -11,6 +11,8 @@ a bare ``origin`` on the host. act runs its job in the local runner image
 * ``--bind``: the adopter checkout is bind-mounted at its host path, so ``GITHUB_WORKSPACE`` is the
   host directory and whatever the job writes there is visible to the test;
 * ``--container-options -v <origin>:<origin>``: the bare origin is reachable at its host path;
+  pip's and uv's package caches are mounted at ~/.cache (what actions/cache restores on GitHub);
+  the runner image itself has no ML library;
 * ``--network host`` (act's default, made explicit): MLflow, the registry and the GitHub double on
   127.0.0.1 are reachable, and so is the smoke-test container's published port;
 * the Docker socket is bind-mounted into the job container (act's default), so push-image builds
@@ -38,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The package caches mounted into every job container, as actions/cache would restore them on
+# GitHub: pip's and uv's wheels only, never an installed library (the runner image has none).
+PACKAGE_CACHE = Path(os.environ.get("MLOPS_TEST_PACKAGE_CACHE", "/var/cache/mlops-tests"))
 RUNNER_IMAGE = os.environ.get("MLOPS_ACT_RUNNER_IMAGE", "mlops-actions/runner:bookworm")
 ACTIONS_REPO = "mlops-actions/mlops-actions"
 ACTIONS_REF = "v1"
@@ -162,6 +167,15 @@ class ActRun:
         return f"act exited {self.returncode} after {self.seconds:.0f}s (log {self.log_path}):\n{tail}"
 
 
+def package_cache_mounts() -> list[str]:
+    """``-v`` options for the pip and uv caches (HOME is /root in act's job containers)."""
+    mounts = []
+    for name in ("pip", "uv"):
+        (PACKAGE_CACHE / name).mkdir(parents=True, exist_ok=True)
+        mounts.append(f"-v {PACKAGE_CACHE / name}:/root/.cache/{name}")
+    return mounts
+
+
 def _write_secret_file(path: Path, secrets: dict[str, str]) -> None:
     lines = []
     for name, value in secrets.items():
@@ -216,7 +230,7 @@ def run_act(
         "--network", "host",
         "--remote-name", "github",
         "--local-repository", f"{ACTIONS_REPO}@{ACTIONS_REF}={actions_dir}",
-        "--container-options", f"-v {adopter.origin}:{adopter.origin}",
+        "--container-options", " ".join([f"-v {adopter.origin}:{adopter.origin}", *package_cache_mounts()]),
         "--secret-file", str(secret_file),
         "--action-cache-path", str(scratch / "act-cache"),
         "--no-cache-server",

@@ -37,6 +37,7 @@ def test_github_context_becomes_run_tags(mlflow_server, monkeypatch, tmp_path):
         with mlflow.start_run():
             LogisticRegression().fit(x, y)
     """))
+    (tmp_path / "requirements.txt").write_text("mlflow>=3.1,<4\nscikit-learn\npandas\n")  # built by env-manager uv
     result = train(str(tmp_path), script="fit.py", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-script")
     tags = mlflow.MlflowClient(tracking_uri=mlflow_server.url).get_run(result.run_id).data.tags
     assert tags["github.sha"] == "a" * 40
@@ -72,13 +73,13 @@ def test_unreachable_server_fails_after_bounded_retries(tmp_path):
 def test_run_without_model_fails_clearly(mlflow_server, tmp_path):
     (tmp_path / "nomodel.py").write_text("import mlflow\nwith mlflow.start_run():\n    mlflow.log_metric('m', 1.0)\n")
     with pytest.raises(StageError, match="logged no model"):
-        train(str(tmp_path), script="nomodel.py", autolog=False, tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-nomodel")
+        train(str(tmp_path), script="nomodel.py", autolog=False, env_manager="local", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-nomodel")
 
 
 def test_failing_script_marks_run_failed(mlflow_server, tmp_path):
     (tmp_path / "boom.py").write_text("import mlflow\nwith mlflow.start_run():\n    pass\nraise SystemExit(3)\n")
     with pytest.raises(StageError, match="exited with code 3"):
-        train(str(tmp_path), script="boom.py", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-fail")
+        train(str(tmp_path), script="boom.py", env_manager="local", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-fail")
 
 
 def test_reuse_returns_the_finished_run_of_the_same_fingerprint(trained, mlflow_server):
