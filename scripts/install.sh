@@ -25,7 +25,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 [ "$with_tests" = 1 ] && extras="[test]"
-stamp=".venv/.installed$( [ "$with_tests" = 1 ] && echo -test )"
+stamp=".venv/.installed"
+if [ "$with_tests" = 1 ]; then stamp=".venv/.installed-test"; fi
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "== pip install -e .$extras (constraints.txt)"

@@ -9,12 +9,25 @@ if [ "$(id -u)" -ne 0 ]; then echo "dockerd needs root" >&2; exit 1; fi
 for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
   if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then rm -f "$pidfile"; fi
 done
-echo "== starting dockerd (log: /tmp/mlops-dockerd.log)"
-nohup dockerd >/tmp/mlops-dockerd.log 2>&1 &
-for _ in $(seq 1 60); do
+log=/tmp/mlops-dockerd.log
+echo "== starting dockerd (log: $log)"
+nohup dockerd >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 120); do
   docker info >/dev/null 2>&1 && exit 0
-  sleep 1
+  if ! kill -0 "$pid" 2>/dev/null; then
+    # dockerd gave up (typically inside a container without --privileged: no iptables, no mounts)
+    code=0; wait "$pid" 2>/dev/null || code=$?
+    reason="$({ grep -E 'failed to start daemon|level=(fatal|error)' "$log" || true; } | tail -n 1 | sed -E 's/^.*msg="?//; s/"$//' | cut -c1-300)"
+    hint=""
+    if [ -f /.dockerenv ] || [ -f /run/.containerenv ]; then
+      hint=" (this is a container: dockerd needs --privileged, or mount the host's /var/run/docker.sock)"
+    fi
+    echo "dockerd exited during start-up with code $code: ${reason:-see $log}$hint" >&2
+    exit 1
+  fi
+  sleep 0.5
 done
-echo "dockerd did not come up; see /tmp/mlops-dockerd.log" >&2
-tail -n 20 /tmp/mlops-dockerd.log >&2 || true
+echo "dockerd did not answer within 60s; see $log" >&2
+tail -n 20 "$log" >&2 || true
 exit 1

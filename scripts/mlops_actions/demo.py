@@ -2,8 +2,13 @@
 
 MLflow: a sqlite store in the workspace. Git: a bare "origin" and a clone in the workspace, the
 bot branch pushed there and the PR body rendered to a file (there is no GitHub here). Image: built,
-smoke-tested and pushed to a local registry with auth when a Docker engine can be started;
-otherwise the demo says what it skipped."""
+smoke-tested and pushed to a local registry with auth when a Docker engine answers or can be
+started; otherwise the demo says what it skipped (inside an unprivileged container dockerd dies at
+start-up, and that is reported at once).
+
+Training uses the train stage's default env-manager (PipelineConfig's); scripts/demo.sh runs
+``mlops demo`` with the venv's bin folder first on PATH, so the ``python`` and ``uv`` the MLproject
+run finds are the venv's, never the machine's."""
 
 from __future__ import annotations
 
@@ -26,6 +31,12 @@ def _ca_bundle() -> str:
         if value and Path(value).is_file():
             return value
     return ""
+
+
+def _done(ws: Path, outputs: dict[str, object]) -> None:
+    print(f"\ndemo done: MLflow store {ws / 'mlflow.db'} (run {outputs.get('run-id')}), PR branch {outputs.get('pr-branch')} in "
+          f"{ws / 'origin.git'}, PR body {outputs.get('pr-body') or '(unchanged)'}, Dockerfile {outputs.get('dockerfile')}, "
+          f"image {outputs.get('image')}")
 
 
 def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = False) -> dict[str, object]:
@@ -53,6 +64,7 @@ def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = Fals
         outputs = run_pipeline(cfg)
         print(skipped)
         outputs["image"] = "skipped"
+        _done(ws, outputs)
         return outputs
     local_services.ensure_base_image()
     password = secrets.token_urlsafe(18)
@@ -63,6 +75,5 @@ def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = Fals
         outputs = run_pipeline(cfg)
     finally:
         reg.stop()
-    print(f"\ndemo done: MLflow store {ws / 'mlflow.db'}, PR branch {outputs.get('pr-branch')} in {ws / 'origin.git'}, "
-          f"PR body {outputs.get('pr-body') or '(unchanged)'}, image {outputs.get('image')}")
+    _done(ws, outputs)
     return outputs

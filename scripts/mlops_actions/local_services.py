@@ -63,12 +63,15 @@ def ensure_dockerd(timeout: float = 60) -> bool:
         return True
     if not shutil.which("dockerd") or os.geteuid() != 0:
         return False
-    log = open("/tmp/mlops-dockerd.log", "ab")
-    subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    with open("/tmp/mlops-dockerd.log", "ab") as log:
+        proc = subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if docker_ok():
             return True
+        if proc.poll() is not None:  # died at start-up (an unprivileged container): no use waiting
+            print(f"dockerd exited during start-up with code {proc.returncode} (log: /tmp/mlops-dockerd.log)")
+            return False
         time.sleep(0.5)
     return False
 
