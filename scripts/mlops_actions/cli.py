@@ -107,7 +107,9 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
                       env_manager=env_manager)
     link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
     rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
-    gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
+    how = "reused (same fingerprint, nothing trained)" if result.reused else f"trained in an environment built by `{result.env_manager}`"
+    gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`; {how}\n\nTracking store: {tracking.describe()}\n\n"
+                    + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
     return result.outputs()
 
 
@@ -127,7 +129,7 @@ def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, track
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = fetch(run_id, dest, tracking=tracking, artifact_path=artifact_path, model_uri=model_uri, include_model=_flag(include_model, "include-model"))
     count = sum(1 for _ in open(result.manifest, encoding="utf-8"))
-    gha.add_summary(f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{result.path}` (verified against `{result.manifest.name}`); model flavor `{result.flavor or '—'}`, Python {result.python_version or '—'}")
+    gha.add_summary(f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{result.path}` (verified against `{result.manifest.name}`); model flavor `{result.flavor or '—'}`, Python {result.python_version or '—'}\n\nTracking store: {tracking.describe()}")
     return result.outputs()
 
 

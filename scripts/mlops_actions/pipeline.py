@@ -66,6 +66,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         stages.append(["push-image", "✅", pushed.image])
     else:
         stages.append(["push-image", "⏭️", "no image given"])
-    gha.add_summary("### mlops-actions pipeline\n" + gha.md_table(["stage", "result", "detail"], stages))
+    gha.add_summary("### mlops-actions pipeline\n" + gha.md_table(["stage", "result", "detail"], stages)
+                    + f"\n\nTracking store: {cfg.tracking.describe()}")
     out["stages"] = {s[0]: s[1] for s in stages}
     return out

@@ -158,7 +158,7 @@ def train(
         gha.notice(f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint {tags[FINGERPRINT_TAG][:12]})")
         return _result(previous, client, tracking, model_name, env_manager, reused=True)
 
-    with gha.group(f"train {project} ({mode}, env-manager {env_manager}) → {tracking.display_uri}"):
+    with gha.group(f"train {project} ({mode}, env-manager {env_manager}) → {tracking.describe()}"):
         if mode == "mlproject":
             run_id = _run_mlproject(project, entry_point, params, experiment_id, run_name, tracking, env_manager)
             for key, value in tags.items():

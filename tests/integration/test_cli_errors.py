@@ -16,7 +16,8 @@ MLOPS = [sys.executable, "-m", "mlops_actions"]
 
 def run(args, cwd, env=None, actions=True):
     full = dict(os.environ, MLOPS_RETRY_BASE_DELAY="0.05", MLOPS_RETRY_ATTEMPTS="2", **(env or {}))
-    for var in ("GITHUB_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "REGISTRY_PASSWORD"):
+    for var in ("GITHUB_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "REGISTRY_PASSWORD",
+                "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "DAGSHUB_USER_TOKEN"):
         if not env or var not in env:
             full.pop(var, None)
     if actions:

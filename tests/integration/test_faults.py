@@ -83,7 +83,7 @@ def test_mlflow_dies_during_training_no_pr_no_image(mlflow_proxy, github_api, gi
                MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
     image = f"{registry.host}/acme/faults-train"
     proc = subprocess.Popen(
-        MLOPS + ["pipeline", "--project-path", str(project), "--tracking-uri", mlflow_proxy.url, "--experiment", "faults",
+        MLOPS + ["pipeline", "--project-path", str(project), "--env-manager", "local", "--tracking-uri", mlflow_proxy.url, "--experiment", "faults",
                  "--artifacts-path", str(tmp_path / "artifacts"), "--repo-path", "models/slow", "--repository", REPO,
                  "--api-url", github_api.url, "--context-dir", str(tmp_path / "ctx"), "--image", image,
                  "--username", registry.username],
