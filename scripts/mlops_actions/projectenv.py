@@ -188,6 +188,7 @@ def script_python(project: Path, script: Path, env_manager: str) -> ScriptEnv:
 
     python_env, source = _script_python_env(project, script)
     env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, project)
+    print(f"training environment: {env_manager}, Python {python_env.python}, from {source} → {env_dir}", flush=True)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         _create_virtualenv(local_model_path=project.resolve(), python_env=python_env, env_dir=env_dir, env_manager=env_manager)

