@@ -11,7 +11,8 @@ image of ``tests/infra/runner-image.sh`` (bare, like ubuntu-latest):
 
 for the plain stages and for the two that install extras (render-dockerfile: onnx, dvc: dvc),
 and prints the warm/cold ratio measured in the same run. It also times the train stage's
-environment (uv building the sentiment project's python_env.yaml), cold and warm.
+job's whole setup (the stage's install, then uv building the sentiment project's python_env.yaml),
+cold and warm.
 
     python benchmarks/setup_time.py [--repeats 3] [--json out.json]
 
@@ -35,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("MLOPS_ACT_RUNNER_IMAGE", "mlops-actions/runner:bookworm")
 KINDS = {"stage": "", "render-dockerfile (onnx)": "onnx", "dvc": "dvc"}
 TRAIN_ENV = (
-    "set -e; mlops=$(/a/scripts/setup-action.sh 2>/dev/null); py=$(dirname \"$mlops\")/python; "
-    "cd /tmp && cp -r /a/model_project/sentiment p && s=$(date +%s.%N) && "
+    "set -e; s=$(date +%s.%N); mlops=$(/a/scripts/setup-action.sh 2>/dev/null); py=$(dirname \"$mlops\")/python; "
+    "cd /tmp && cp -r /a/model_project/sentiment p && "
     "PATH=$(dirname \"$mlops\"):$PATH \"$py\" -c 'from pathlib import Path; from mlflow.utils.environment import _PythonEnv; "
     "from mlflow.utils.virtualenv import _create_virtualenv, _get_virtualenv_name; "
     "p = Path(\"p\").resolve(); e = _PythonEnv.from_yaml(\"p/python_env.yaml\"); "
@@ -83,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = snapshot(Path(tmp) / "repo")
         jobs = {name: ("/a/scripts/setup-action.sh >/dev/null", extras) for name, extras in KINDS.items()}
-        jobs["train environment (uv, sentiment)"] = (TRAIN_ENV, "")
+        jobs["train job: stage + project environment (uv, sentiment)"] = (TRAIN_ENV, "")
         for name, (script, extras) in jobs.items():
             cold, warm = [], []
             for _ in range(args.repeats):
