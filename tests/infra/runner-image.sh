@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local GitHub Actions runner image that `act` runs jobs in, shaped like GitHub's bare
 # ubuntu-latest for Python: Debian bookworm with python3, pip, venv, git, curl, node and the docker
-# client, and NO ML library (no mlflow, scikit-learn, TensorFlow, DVC, ONNX): the actions must
+# client, and no machine-learning library at all: the actions must
 # install what they need, as they do on GitHub. Test-only, never published: it trusts the host CA
 # bundle so pip and uv work behind this machine's TLS proxy (what users behind a proxy configure).
 #   usage: tests/infra/runner-image.sh [TAG]   (default mlops-actions/runner:bookworm)
