@@ -414,6 +414,12 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @click.option("--entry-point", default="main", show_default=True)
 @click.option("--params", default="")
 @click.option("--experiment", default="mlops-actions", show_default=True)
+@click.option("--reuse", type=_BOOL, default="true", show_default=True, help="Reuse a finished run with the same fingerprint instead of training again.")
+@click.option("--gate", "gate_on", type=_BOOL, default="true", show_default=True, help="Champion/challenger gate in the MLflow Model Registry; 'false': propose every run.")
+@click.option("--metric", default="", help="The metric the gate compares (required while the gate is on).")
+@click.option("--direction", default="max", show_default=True, help="max or min: which way the metric is better.")
+@click.option("--min-improvement", default="0", show_default=True, help="Absolute margin the run must beat the champion by.")
+@click.option("--model-name", default="", help="Registered model name; empty: the project folder's name.")
 @click.option("--artifacts-path", default="artifacts", show_default=True)
 @click.option("--repo-path", default="", help="Folder in the repo for the PR; empty: no PR.")
 @click.option("--branch", default="mlops/model-update", show_default=True)
@@ -426,7 +432,7 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @click.option("--context-dir", default="build/image", show_default=True)
 @click.option("--base-image", default="")
 @click.option("--ca-bundle", default=lambda: os.environ.get("MLOPS_CA_BUNDLE", ""))
-@click.option("--image", default="", help="registry/name to push; empty: stop after render-dockerfile.")
+@click.option("--image", default="", help="registry/name to push (lowercased); empty: stop after render-dockerfile.")
 @click.option("--registry", default="")
 @click.option("--username", default="")
 @click.option("--version", "version", default="")
@@ -434,27 +440,34 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @env_manager_option
 @tracking_options
 @stage
-def pipeline(project_path, entry_point, params, experiment, artifacts_path, repo_path, branch, base, labels, open_pull_request,
-             repository, api_url, server_url, context_dir, base_image, ca_bundle, image, registry, username, version, push,
-             env_manager, tracking_uri, dagshub_repo):
-    """All five stages in one step (the root action). Secrets: GITHUB_TOKEN, REGISTRY_PASSWORD env."""
+def pipeline(project_path, entry_point, params, experiment, reuse, gate_on, metric, direction, min_improvement, model_name,
+             artifacts_path, repo_path, branch, base, labels, open_pull_request, repository, api_url, server_url, context_dir,
+             base_image, ca_bundle, image, registry, username, version, push, env_manager, tracking_uri, dagshub_repo):
+    """train (reuse) → gate → fetch → render → build + smoke test → open-pr → push, in one step (the
+    root action). A losing challenger stops cleanly (decision: rejected). Secrets: GITHUB_TOKEN, REGISTRY_PASSWORD env."""
     from . import tracking as trk
     from .image import PushRequest
-    from .pipeline import PipelineConfig, run_pipeline
+    from .pipeline import GateConfig, PipelineConfig, default_model_name, run_pipeline
     from .pr import PrRequest, split_list
     from .train import parse_params
 
-    cfg = PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
-                         params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path),
-                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version,
-                         env_manager=env_manager)
+    gate_cfg = None
+    if _flag(gate_on, "gate"):
+        gate_cfg = GateConfig(metric=metric, model_name=model_name.strip() or default_model_name(project_path), direction=direction,
+                              min_improvement=min_improvement)
+    pr = None
     if repo_path:
-        cfg.pr = PrRequest(source_dir=Path(artifacts_path), repo_path=repo_path, branch=branch, base=base, labels=split_list(labels),
-                           repository=repository, api_url=api_url, server_url=server_url, token=os.environ.get("GITHUB_TOKEN", ""),
-                           open_pull_request=_flag(open_pull_request, "open-pull-request"))
+        pr = PrRequest(source_dir=Path(artifacts_path), repo_path=repo_path, branch=branch, base=base, labels=split_list(labels),
+                       repository=repository, api_url=api_url, server_url=server_url, token=os.environ.get("GITHUB_TOKEN", ""),
+                       open_pull_request=_flag(open_pull_request, "open-pull-request"))
+    push_req = None
     if image:
-        cfg.push = PushRequest(context=Path(context_dir), image=image, version=version, registry=registry, username=username,
+        push_req = PushRequest(context=Path(context_dir), image=image, version=version, registry=registry, username=username,
                                password=os.environ.get("REGISTRY_PASSWORD", ""), push=_flag(push, "push"))
+    cfg = PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
+                         params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path), pr=pr,
+                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version, push=push_req,
+                         env_manager=env_manager, reuse=_flag(reuse, "reuse"), gate=gate_cfg)
     outputs = run_pipeline(cfg)
     outputs.pop("stages", None)
     return outputs

@@ -107,6 +107,7 @@ jobs:
         with:
           project-path: sentiment
           params: rows=400
+          gate: 'false'
           experiment: act-root
           artifacts-path: build/root-artifacts
           context-dir: build/root-image

@@ -83,7 +83,7 @@ def test_mlflow_dies_during_training_no_pr_no_image(mlflow_proxy, github_api, gi
                MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
     image = f"{registry.host}/acme/faults-train"
     proc = subprocess.Popen(
-        MLOPS + ["pipeline", "--project-path", str(project), "--env-manager", "local", "--tracking-uri", mlflow_proxy.url, "--experiment", "faults",
+        MLOPS + ["pipeline", "--gate", "false", "--project-path", str(project), "--env-manager", "local", "--tracking-uri", mlflow_proxy.url, "--experiment", "faults",
                  "--artifacts-path", str(tmp_path / "artifacts"), "--repo-path", "models/slow", "--repository", REPO,
                  "--api-url", github_api.url, "--context-dir", str(tmp_path / "ctx"), "--image", image,
                  "--username", registry.username],
@@ -113,6 +113,7 @@ def test_mlflow_dies_during_artifact_download_leaves_the_old_copy(trained, mlflo
     dest = tmp_path / "artifacts"
     dest.mkdir()
     (dest / "old.txt").write_text("the artifacts of the previous run\n")
+    (dest / ".mlops-output").write_text("fetch-artifacts\n")  # written by an earlier fetch (a foreign folder is refused)
     manifest.write(dest)
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
     mlflow_proxy.cut_after(60_000)  # the metadata calls pass, the download breaks half-way
