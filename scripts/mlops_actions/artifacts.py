@@ -1,8 +1,14 @@
 """Stage 2, fetch-artifacts: download a run's artifacts and its model, write and verify a manifest.
 
-The directory is replaced atomically: everything lands in a sibling temporary folder first and
-is swapped in only once the download is complete and the manifest verified, so a failed or
-interrupted fetch leaves the previous contents untouched and never mixes old and new files.
+Only a finished, live run is fetched (:func:`read_run`, shared with gate): a deleted run or one
+that is not FINISHED is refused naming ``run-id``. The destination follows the stage rules of
+:mod:`mlops_actions.paths`: it is new, empty or an earlier fetch-artifacts output (marker
+``.mlops-output``), never the workspace or checkout root, and it is replaced atomically:
+everything lands in a sibling temporary folder first and is swapped in only once the download is
+complete and the manifest written, so a failed or interrupted fetch leaves the previous contents
+untouched and never mixes old and new files. Every artifact name the server lists must be a
+plain relative path inside the run (no ``..``, no absolute path); a link in the downloaded tree is
+refused; the manifest never follows one.
 """
 
 from __future__ import annotations
@@ -10,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import manifest, modelinfo, tracking as trk
+from . import manifest, modelinfo, paths, tracking as trk
 from .errors import InputError, StageError
 
+STAGE = "fetch-artifacts"
 RUN_FILE = "mlops-run.json"
 _SAFE_TAGS = ("github.sha", "github.ref", "github.repository", "github.run_url", "github.workflow", "mlflow.runName", "mlflow.source.git.commit")
 
@@ -53,6 +59,58 @@ def safe_relative(value: str, input_name: str) -> str:
     return "/".join(parts)
 
 
+_REMOTE_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "abfss://", "dbfs:/", "http://", "https://")
+
+
+def check_model_uri(value: str, input_name: str) -> str:
+    """A model URI names a model in MLflow or a remote store (models:/, runs:/, s3://...), never a
+    path on the runner: a local path or file:// URI would copy the runner's files into the
+    artifacts, and from there into the pull request and the image."""
+    text = (value or "").strip()
+    if text and (not text.startswith(_REMOTE_SCHEMES) or any(ord(c) < 32 for c in text)):
+        raise InputError(input_name, f"'{text[:80]}' is not an MLflow model URI (a local path or file:// is never read)",
+                         "pass models:/<model-id> or runs:/<run-id>/<path>, or leave it empty for the run's model")
+    return text
+
+
+def mlflow_call(fn, what: str, tracking: trk.Tracking):
+    """``tracking.call`` whose remaining MLflow errors (an unexpected answer, a refused path) end
+    as one line naming the server instead of an exception."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return trk.call(fn, what, tracking)
+    except MlflowException as exc:
+        text = " ".join(str(exc.message if hasattr(exc, "message") else exc).split())[:240]
+        raise StageError(f"MLflow at {tracking.display_uri} failed during {what}: {text}",
+                         "check the tracking server (and its artifact store), then re-run the job") from exc
+
+
+def read_run(client, run_id: str, tracking: trk.Tracking, input_name: str = "run-id"):
+    """The run ``run_id``, which must exist, be live (not deleted) and FINISHED: fetch-artifacts and
+    gate take only what a training run completed. Anything else is an InputError naming the input."""
+    from mlflow.exceptions import MlflowException
+
+    def get_run():
+        try:
+            return client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
+                raise InputError(input_name, f"no run '{run_id}' on {tracking.display_uri}", "pass the run-id output of the train step against the same tracking-uri") from exc
+            raise
+
+    run = mlflow_call(get_run, "read run", tracking)
+    stage = str(getattr(run.info, "lifecycle_stage", "") or "active")
+    if stage != "active":
+        raise InputError(input_name, f"run '{run_id}' is {stage} on {tracking.display_uri}",
+                         "pass the run-id of a live run (restore it in the MLflow UI, or train again)")
+    status = str(getattr(run.info, "status", "") or "")
+    if status != "FINISHED":
+        raise InputError(input_name, f"run '{run_id}' is {status or 'in an unknown state'}, not FINISHED",
+                         "pass the run-id of a run the train step finished")
+    return run
+
+
 def fetch(
     run_id: str,
     dest: str | os.PathLike[str],
@@ -66,53 +124,40 @@ def fetch(
     if not run_id:
         raise InputError("run-id", "is empty", "pass the run-id output of the train step")
     sub = safe_relative(artifact_path, "artifact-path")
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
+    model_uri = check_model_uri(model_uri, "model-uri")
     dest = Path(dest)
+    import mlflow
+
     trk.preflight(tracking)
     trk.activate(tracking)
     client = mlflow.MlflowClient()
-
-    def get_run():
-        try:
-            return client.get_run(run_id)
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
-                raise InputError("run-id", f"no run '{run_id}' on {tracking.display_uri}", "pass the run-id output of the train step against the same tracking-uri") from exc
-            raise
-
-    run = trk.call(get_run, "read run", tracking)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    run = read_run(client, run_id, tracking)
+    with paths.output_dir(dest, STAGE, "path") as staging:
         expected = _download_run_artifacts(client, run_id, sub, staging, tracking)
+        paths.tree_files(staging, "run-id")  # nothing downloaded may be a link
         model_dir = modelinfo.find_model_dir(staging)
         resolved_model_uri = model_uri
         if include_model and model_dir is None:
             if not resolved_model_uri:
                 from .train import find_model_uri
 
-                resolved_model_uri = find_model_uri(run, client, tracking)
+                resolved_model_uri = mlflow_call(lambda: find_model_uri(run, client, tracking), "find the run's model", tracking)
             target = staging / "model"
-            trk.call(
+            mlflow_call(
                 lambda: mlflow.artifacts.download_artifacts(artifact_uri=resolved_model_uri, dst_path=str(target)),
                 "download model",
                 tracking,
             )
+            paths.tree_files(target, "model-uri" if model_uri else "run-id")
             model_dir = modelinfo.find_model_dir(target)
             if model_dir is None:
                 raise StageError(f"model {resolved_model_uri} has no MLmodel file", "log the model with mlflow.<flavor>.log_model")
         _check_sizes(staging, expected)
-        info = modelinfo.read(model_dir) if model_dir else None
+        info = modelinfo.read(model_dir, "run-id") if model_dir else None
         _write_run_file(staging, run, tracking, resolved_model_uri, info)
-        manifest.write(staging)
-        _swap(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    final_model = dest / model_dir.relative_to(staging) if model_dir else None
+        manifest.write(staging, "run-id")
+        relative_model = model_dir.relative_to(staging) if model_dir else None
+    final_model = dest / relative_model if relative_model is not None else None
     manifest.verify(dest, "path")
     return FetchResult(
         path=dest,
@@ -123,6 +168,18 @@ def fetch(
     )
 
 
+def _safe_listed(path: str, run_id: str, tracking: trk.Tracking) -> str:
+    """An artifact name as the server listed it: a plain relative POSIX path, or a StageError
+    naming the server (a hostile or broken server must not steer a download out of the folder)."""
+    text = str(path or "")
+    parts = text.split("/")
+    if (not text or text.startswith("/") or "\\" in text or any(ord(c) < 32 for c in text)
+            or any(p in ("", ".", "..") for p in parts) or (len(text) > 1 and text[1] == ":")):
+        raise StageError(f"MLflow at {tracking.display_uri} listed an unsafe artifact name {text[:80]!r} for run {run_id}",
+                         "check the tracking server: artifact names must be relative paths inside the run")
+    return text
+
+
 def _download_run_artifacts(client, run_id: str, sub: str, staging: Path, tracking: trk.Tracking) -> dict[str, int]:
     """Download (all or a sub-path of) the run's artifacts; return the sizes the server lists."""
     import mlflow
@@ -130,7 +187,11 @@ def _download_run_artifacts(client, run_id: str, sub: str, staging: Path, tracki
     expected: dict[str, int] = {}
 
     def walk(path: str | None) -> None:
-        for entry in trk.call(lambda: client.list_artifacts(run_id, path), "list artifacts", tracking):
+        for entry in mlflow_call(lambda: client.list_artifacts(run_id, path), "list artifacts", tracking):
+            _safe_listed(entry.path, run_id, tracking)
+            if path and not entry.path.startswith(path + "/"):
+                raise StageError(f"MLflow at {tracking.display_uri} listed '{entry.path[:80]}' under '{path}' for run {run_id}",
+                                 "check the tracking server: a folder lists only what is inside it")
             if entry.is_dir:
                 walk(entry.path)
             elif entry.file_size is not None:
@@ -141,7 +202,7 @@ def _download_run_artifacts(client, run_id: str, sub: str, staging: Path, tracki
     if sub and not expected:
         # a sub-path that names a single file lists as itself from its parent
         parent = sub.rsplit("/", 1)[0] if "/" in sub else None
-        listed = {e.path: e for e in trk.call(lambda: client.list_artifacts(run_id, parent), "list artifacts", tracking)}
+        listed = {_safe_listed(e.path, run_id, tracking): e for e in mlflow_call(lambda: client.list_artifacts(run_id, parent), "list artifacts", tracking)}
         if sub not in listed:
             raise InputError("artifact-path", f"run {run_id} has no artifact '{sub}'", "leave it empty for all artifacts or give a path listed in the MLflow UI")
         expected[sub.rsplit("/", 1)[-1]] = listed[sub].file_size or 0
@@ -149,7 +210,7 @@ def _download_run_artifacts(client, run_id: str, sub: str, staging: Path, tracki
         return expected
     target = staging / "_dl"
     downloaded = Path(
-        trk.call(
+        mlflow_call(
             lambda: mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=sub or None, dst_path=str(target)),
             "download artifacts",
             tracking,
@@ -194,20 +255,3 @@ def _iso(ms: int | None) -> str:
     if not ms:
         return ""
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _swap(staging: Path, dest: Path) -> None:
-    """Replace ``dest`` with ``staging`` so readers see the old tree or the new one, never a mix."""
-    if dest.exists() or dest.is_symlink():
-        if not dest.is_dir() or dest.is_symlink():
-            raise InputError("path", f"'{dest}' exists and is not a directory", "choose another destination")
-        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        dest.rename(old)
-        try:
-            staging.rename(dest)
-        except OSError:
-            old.rename(dest)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(dest)

@@ -1,22 +1,30 @@
-"""Stage 4, render-dockerfile: a build context (Dockerfile, requirements, server, model) for a model."""
+"""Stage 4, render-dockerfile: a build context (Dockerfile, requirements, server, model) for a model.
+
+The output folder follows the stage rules of :mod:`mlops_actions.paths`: it is new, empty or an
+earlier render-dockerfile output (marker ``.mlops-output``), never the workspace or checkout root,
+never inside the model folder (nor the model folder inside it); it is replaced atomically. The
+model folder is copied without following links: a symbolic link in it is refused, so no file of
+the runner can reach the build context, and from there the pushed image."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from . import __version__, gha, images, modelinfo
+from . import __version__, gha, images, modelinfo, paths
 from .errors import InputError
-from .paths import resource
+from .paths import read_text_input, resource
 from .pr import render_template
+
+STAGE = "render-dockerfile"
 
 UID = 10001
 # What the scoring server itself imports, besides the flavor's libraries.
@@ -46,7 +54,7 @@ class RenderResult:
 def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:
     """The model's requirements.txt, checked line by line, without mlflow, plus the server's own."""
     path = Path(model_dir) / "requirements.txt"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    lines = read_text_input(path, input_name, "the model's requirements.txt (pip requirement lines)").splitlines() if path.is_file() else []
     reqs: dict[str, str] = {}
     for number, raw in enumerate(lines, start=1):
         line = raw.split(" #", 1)[0].strip()
@@ -97,6 +105,8 @@ def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[
     check = Path(check_data) if check_data else None
     if check is not None and not check.is_file():
         raise InputError("onnx-check-data", f"'{check_data}' not found", "give a CSV (table models) or .npy file (tensor models), or leave it empty")
+    if check is not None:
+        _readable_check_data(check)
     try:
         conv = onnx_export.convert(info, staging / "model.onnx", check)
     except onnx_export.NotConvertible as exc:
@@ -109,6 +119,26 @@ def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[
              "onnx_check": {"rows": conv.checked_rows, "max_abs_diff": conv.max_abs_diff, "tolerance": onnx_export.TOLERANCE,
                             "source": conv.check_source}}
     return "onnx", conv.reason(), extra
+
+
+def _readable_check_data(check: Path) -> None:
+    """The held-out sample must parse as what it claims to be (a .npy array, else a UTF-8 CSV)
+    before the equivalence check reads it: a binary or broken file is one line naming the input."""
+    fix = "give a UTF-8 CSV with the model's columns (table models) or a .npy array (tensor models)"
+    try:
+        if check.suffix.lower() == ".npy":
+            import numpy as np
+
+            np.load(check, allow_pickle=False, mmap_mode="r")
+        else:
+            import pandas as pd
+
+            if b"\0" in check.read_bytes()[:65536]:
+                raise ValueError("binary content")
+            pd.read_csv(check, nrows=5, encoding="utf-8")
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError("onnx-check-data", f"'{check}' cannot be read as check data ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
+                         fix) from None
 
 
 def _created() -> str:
@@ -146,11 +176,18 @@ def render(
     runtime = (runtime or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise InputError("runtime", f"'{runtime}' is not a runtime", f"use one of: {', '.join(RUNTIMES)}")
-    info = modelinfo.read(Path(model_dir), "model-dir")
+    model_path = Path(model_dir)
+    if model_path.is_dir():
+        paths.tree_files(model_path, "model-dir")  # a link in the model folder never reaches the image
+    info = modelinfo.read(model_path, "model-dir")
     modelinfo.require_servable(info, "model-dir")
+    paths.claim_output(output_dir, STAGE, "output-dir", {"model-dir": model_path})
     if not (1 <= int(port) <= 65535):
         raise InputError("port", f"{port} is not a TCP port", "use a number from 1 to 65535")
     pyver = ".".join(info.python_version.split(".")[:2]) or "3.11"
+    if not base_image.strip() and not re.fullmatch(r"3\.\d{1,2}", pyver):
+        raise InputError("model-dir", f"the model's python_version '{info.python_version[:40]}' is not 3.X(.Y)",
+                         "re-log the model with mlflow, or set base-image")
     base = base_image.strip() or f"python:{pyver}-slim"
     images.parse(base, "base-image")
     ca_path = Path(ca_bundle) if ca_bundle else None
@@ -178,9 +215,7 @@ def render(
     }
     labels = {k: v for k, v in labels.items() if v}
     out = Path(output_dir)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
-    try:
+    with paths.output_dir(out, STAGE, "output-dir", {"model-dir": model_path}) as staging:
         chosen, reason, extra = choose_runtime(info, runtime, staging, check_data)
         if chosen == "onnx":
             requirements = onnx_requirements(requirements)
@@ -193,9 +228,11 @@ def render(
         )
         (staging / "Dockerfile").write_text(text, encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
-        (staging / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+        (staging / ".dockerignore").write_text(f"**/__pycache__\n**/*.pyc\n{paths.MARKER}\n", encoding="utf-8")
         shutil.copytree(resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(info.path, staging / "model", ignore=shutil.ignore_patterns("__pycache__"))
+        model_files = [rel for rel in paths.tree_files(info.path, "model-dir") if "__pycache__" not in rel.split("/")]
+        (staging / "model").mkdir()
+        paths.copy_files(info.path, staging / "model", model_files, "model-dir")
         if ca_path is not None:
             shutil.copyfile(ca_path, staging / "ca-bundle.crt")
         model_info = {
@@ -213,11 +250,5 @@ def render(
             **extra,
         }
         (staging / "model-info.json").write_text(json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return RenderResult(dockerfile=out / "Dockerfile", context=out, flavor=info.flavor, model_sha256=model_sha,
                         runtime=chosen, runtime_reason=reason, requirements=requirements)

@@ -40,3 +40,35 @@ class TransientError(MlopsError):
     def __init__(self, problem: str, fix: str | None = None, retry_after: float | None = None):
         self.retry_after = retry_after
         super().__init__(problem, fix)
+
+
+def positive_number(value: object, input_name: str, *, integer: bool = False, maximum: float | None = None,
+                    unit: str = "", example: str = "", zero_ok: bool = False) -> float:
+    """The one rule for numeric inputs (timeouts, ports, retry settings): a finite number above 0
+    (a whole number when ``integer``; 0 too when ``zero_ok``), at most ``maximum``. ``nan``, ``inf``, 0, negatives, text
+    and booleans are refused with one line naming the input. Returns a float (an int when
+    ``integer``)."""
+    import math
+
+    unit_text = f" {unit}" if unit else ""
+    hint = example or ("a whole number" if integer else "a number")
+    limit = f" up to {maximum:g}{unit_text}" if maximum is not None else ""
+    fix = f"write {hint} {'from 0' if zero_ok else 'above 0'}{limit}"
+    if isinstance(value, bool):
+        raise InputError(input_name, f"'{value}' is not a number", fix)
+    text = str(value).strip()
+    try:
+        number: float = float(text)
+    except (TypeError, ValueError):
+        raise InputError(input_name, f"'{value}' is not a number", fix) from None
+    if not math.isfinite(number):
+        raise InputError(input_name, f"'{value}' is not a finite number", fix)
+    if integer:
+        if number != int(number) or not text.lstrip("+-").isdigit():
+            raise InputError(input_name, f"'{value}' is not a whole number", fix)
+        number = int(number)
+    if number < 0 or (number == 0 and not zero_ok):
+        raise InputError(input_name, f"'{value}' is {'negative' if number < 0 else 'not above 0'}", fix)
+    if maximum is not None and number > maximum:
+        raise InputError(input_name, f"'{value}' is more than {maximum:g}{unit_text}", fix)
+    return number

@@ -4,7 +4,11 @@ The run's model becomes a version of a registered model (once: a rerun for the s
 version it registered). Its metric is compared with the metric of the run behind the version that
 holds the champion alias; only a strict win by more than ``min_improvement`` moves the champion
 alias, otherwise the challenger alias goes to the new version. The decision is written as tags on
-the version, so a rerun answers with the recorded decision and moves nothing."""
+the version, so a rerun answers with the recorded decision and moves nothing.
+
+Only a finished, live run is gated (``artifacts.read_run``): a deleted run, or one that is not
+FINISHED, is refused naming ``run-id`` before anything is registered; so is a metric that is not a
+finite number. MLflow errors end as one line naming the server (``artifacts.mlflow_call``)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from . import tracking as trk
+from .artifacts import check_model_uri, mlflow_call, read_run
 from .errors import InputError, StageError
 
 TAG = "mlops.gate."
@@ -86,6 +91,7 @@ def check_request(req: GateRequest) -> float:
         raise InputError("champion-alias", "is empty", "keep the default champion or name another alias")
     if req.champion_alias == req.challenger_alias:
         raise InputError("challenger-alias", "equals champion-alias", "use two different aliases, or leave challenger-alias empty")
+    check_model_uri(req.model_uri, "model-uri")
     return parse_min_improvement(req.min_improvement)
 
 
@@ -115,22 +121,17 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
     client = mlflow.MlflowClient()
     run_id = req.run_id.strip()
 
-    def get_run(rid: str, input_name: str | None):
-        def read():
-            try:
-                return client.get_run(rid)
-            except MlflowException as exc:
-                if input_name and (exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower()):
-                    raise InputError(input_name, f"no run '{rid}' on {tracking.display_uri}", "pass the run-id output of the train step against the same tracking-uri") from exc
-                raise
-        return trk.call(read, f"read run {rid}", tracking)
+    def champion_run(rid: str):
+        return mlflow_call(lambda: client.get_run(rid), f"read run {rid}", tracking)
 
-    run = get_run(run_id, "run-id")
+    run = read_run(client, run_id, tracking, "run-id")
     metrics = run.data.metrics
     if req.metric not in metrics:
         have = ", ".join(sorted(metrics)) or "none"
         raise InputError("metric", f"run {run_id} has no metric '{req.metric}' (it logged: {have})", "name a metric the training run logs")
     value = float(metrics[req.metric])
+    if not math.isfinite(value):
+        raise InputError("metric", f"run {run_id} logged {value} for '{req.metric}', not a finite number", "gate on a metric the run logs as a number")
 
     version = _register(client, req, run, tracking)
     tags = version.tags or {}
@@ -142,22 +143,25 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
     try:
         holder = trk.call(lambda: client.get_model_version_by_alias(req.model_name, req.champion_alias), "read champion alias", tracking)
     except MlflowException:
-        holder = None
+        holder = None  # no champion yet
     if holder is not None and str(holder.version) != str(version.version):
         champion_version = str(holder.version)
         if not holder.run_id:
             raise StageError(f"champion v{champion_version} of {req.model_name} has no run", "move the champion alias to a version registered from a run")
-        champ_run = get_run(holder.run_id, None)
+        champ_run = champion_run(holder.run_id)
         if req.metric not in champ_run.data.metrics:
             raise InputError("metric", f"the champion v{champion_version} (run {holder.run_id}) has no metric '{req.metric}'", "compare on a metric both runs log")
         champion_value = float(champ_run.data.metrics[req.metric])
+        if not math.isfinite(champion_value):
+            raise StageError(f"the champion v{champion_version} logged {champion_value} for '{req.metric}'",
+                             "move the champion alias to a version whose run logged a finite value")
 
     promoted, reason = decide(value, champion_value, champion_version, req.metric, req.direction, margin)
     name, number = req.model_name, str(version.version)
     if promoted:
-        trk.call(lambda: client.set_registered_model_alias(name, req.champion_alias, number), "set champion alias", tracking)
+        mlflow_call(lambda: client.set_registered_model_alias(name, req.champion_alias, number), "set champion alias", tracking)
     elif req.challenger_alias:
-        trk.call(lambda: client.set_registered_model_alias(name, req.challenger_alias, number), "set challenger alias", tracking)
+        mlflow_call(lambda: client.set_registered_model_alias(name, req.challenger_alias, number), "set challenger alias", tracking)
     record = {
         "metric": req.metric,
         "direction": req.direction,
@@ -169,9 +173,9 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         "promoted": "true" if promoted else "false",
     }
     for key, val in record.items():
-        trk.call(lambda k=key, v=val: client.set_model_version_tag(name, number, TAG + k, v), "tag model version", tracking)
+        mlflow_call(lambda k=key, v=val: client.set_model_version_tag(name, number, TAG + k, v), "tag model version", tracking)
     # the decision tag last: a version carries it only when the rest of the record is complete
-    trk.call(lambda: client.set_model_version_tag(name, number, TAG + "decision", "promoted" if promoted else "rejected"), "tag model version", tracking)
+    mlflow_call(lambda: client.set_model_version_tag(name, number, TAG + "decision", "promoted" if promoted else "rejected"), "tag model version", tracking)
     return GateResult(promoted=promoted, model_version=number, challenger_value=value, champion_value=champion_value,
                       champion_version=champion_version, reason=reason, metric=req.metric, model_name=name)
 
@@ -198,6 +202,9 @@ def _register(client, req: GateRequest, run, tracking: trk.Tracking):
         try:
             client.create_registered_model(name)
         except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                raise InputError("model-name", f"MLflow refuses the name '{name}' ({str(exc.message)[:160]})",
+                                 "use letters, digits, _ - . and spaces, e.g. sentiment") from exc
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
 
@@ -205,22 +212,22 @@ def _register(client, req: GateRequest, run, tracking: trk.Tracking):
         found = client.search_model_versions(f"name = '{_quote(name)}' and run_id = '{run_id}'")
         return sorted(found, key=lambda v: int(v.version))
 
-    trk.call(create_model, "create registered model", tracking)
-    found = trk.call(existing, "search model versions", tracking)
+    mlflow_call(create_model, "create registered model", tracking)
+    found = mlflow_call(existing, "search model versions", tracking)
     if found:
         return found[0]
     uri = req.model_uri.strip()
     if not uri:
         from .train import find_model_uri
 
-        uri = find_model_uri(run, client, tracking)
+        uri = mlflow_call(lambda: find_model_uri(run, client, tracking), "find the run's model", tracking)
     try:
         version = trk.call(lambda: mlflow.register_model(uri, name, await_registration_for=0), "register model version", tracking)
     except MlflowException as exc:
         raise InputError("model-uri", f"cannot register '{uri}': {str(exc).splitlines()[0][:200]}", "pass the URI of a model the run logged (models:/<id> or runs:/<run>/<path>)") from exc
     if version.run_id and version.run_id != run_id:
         raise InputError("model-uri", f"'{uri}' belongs to run {version.run_id}, not {run_id}", "pass a model logged by the gated run")
-    return trk.call(lambda: client.get_model_version(name, version.version), "read model version", tracking)
+    return mlflow_call(lambda: client.get_model_version(name, version.version), "read model version", tracking)
 
 
 def _quote(text: str) -> str:

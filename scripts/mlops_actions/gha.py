@@ -4,6 +4,11 @@ Outputs go to ``$GITHUB_OUTPUT`` (heredoc form for multi-line values), Markdown 
 ``$GITHUB_STEP_SUMMARY``, log groups and masks to stdout as workflow commands. Outside Actions
 (no ``GITHUB_ACTIONS``) the file-based calls are no-ops and groups print a plain heading, so the
 same code runs from a laptop.
+
+Every value that goes into a workflow command (``::group::``, ``::error::``, ``::warning::``,
+``::notice::``) is escaped here, by GitHub's rules (``escape_data``: ``%``, CR, LF; and
+``escape_property`` for ``key=value`` properties such as ``title``: also ``:`` and ``,``), so no
+input, file name or server message can end a command early or start a forged one on a new line.
 """
 
 from __future__ import annotations
@@ -66,13 +71,27 @@ def mask(value: str | None) -> None:
         sys.stdout.flush()
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+def escape_data(text: object) -> str:
+    """A workflow command's message (GitHub's toolkit ``escapeData``)."""
+    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: object) -> str:
+    """A workflow command's ``key=value`` property (GitHub's toolkit ``escapeProperty``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_escape_data = escape_data  # the name used before the property variant existed
+
+
+def _plain(text: object) -> str:
+    """One log line outside Actions: line breaks shown as spaces."""
+    return " ".join(str(text).replace("\r", "\n").split("\n"))
 
 
 def error(message: str, title: str | None = None) -> None:
     if in_actions():
-        prefix = f"::error title={_escape_data(title)}::" if title else "::error::"
+        prefix = f"::error title={escape_property(title)}::" if title else "::error::"
         sys.stdout.write(prefix + _escape_data(message) + "\n")
         sys.stdout.flush()
     else:
@@ -100,16 +119,16 @@ def group(title: str) -> Iterator[None]:
     """A collapsible log group in Actions; a timed heading elsewhere."""
     start = time.monotonic()
     if in_actions():
-        sys.stdout.write(f"::group::{title}\n")
+        sys.stdout.write(f"::group::{escape_data(title)}\n")
     else:
-        sys.stdout.write(f"== {title}\n")
+        sys.stdout.write(f"== {_plain(title)}\n")
     sys.stdout.flush()
     try:
         yield
     finally:
         elapsed = time.monotonic() - start
         if in_actions():
-            sys.stdout.write(f"{title}: {elapsed:.1f}s\n::endgroup::\n")
+            sys.stdout.write(f"{escape_data(title)}: {elapsed:.1f}s\n::endgroup::\n")
         else:
             sys.stdout.write(f"   ({elapsed:.1f}s)\n")
         sys.stdout.flush()

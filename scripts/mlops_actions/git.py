@@ -29,9 +29,16 @@ class Git:
         self._token = token
 
     def run(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["git", *args], cwd=cwd or self.workdir, env=self.env, capture_output=True, text=True)
+        """Run git; with ``check`` a failure is a StageError carrying git's last message line."""
+        try:
+            proc = subprocess.run(["git", *args], cwd=cwd or self.workdir, env=self.env, capture_output=True, text=True)
+        except OSError as exc:
+            raise StageError(f"cannot run git {args[0]} in '{cwd or self.workdir}' ({exc.strerror or exc.__class__.__name__})",
+                             "install git on the runner and check workdir") from exc
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, ["git", args[0]], proc.stdout, proc.stderr)
+            err = _scrub((proc.stderr or proc.stdout or "").strip(), self._token)
+            last = err.splitlines()[-1][:300] if err else f"exit code {proc.returncode}"
+            raise StageError(f"git {args[0]} failed: {last}", "read git's message; check the checkout (workdir) and the remote")
         return proc
 
     def out(self, *args: str, cwd: Path | None = None) -> str:
@@ -100,6 +107,9 @@ def validate_branch(name: str, input_name: str) -> str:
         or ".." in name
         or "//" in name
         or "@{" in name
+        or name in ("HEAD", "@")
+        or name.startswith("refs/")
+        or any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
     )
     if bad:
         raise InputError(input_name, f"'{name}' is not a valid branch name", "use letters, digits and . _ - / only, e.g. mlops/model-update")

@@ -1,6 +1,7 @@
 """Stage health-check: pull the published serving image, run it, wait for ``/health``, send one
 prediction (the given payload or the input example baked into the image), and always remove the
-container. A server that exits or does not answer in time fails the stage with its last log lines."""
+container. A server that exits or does not answer in time fails the stage with its last log lines.
+``timeout`` is a finite number of seconds above 0 (at most a day); ``port`` a whole number 1-65535."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import gha, images
-from .errors import InputError, StageError
-from .image import _docker, _scrub, _tail, login, login_registry, wait_for_endpoint
+from .errors import InputError, StageError, positive_number
+from .image import MAX_WAIT, _docker, _scrub, _tail, login, login_registry, wait_for_endpoint
 
 EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
 
@@ -44,22 +45,10 @@ class HealthResult:
         return {"healthy": "true" if self.healthy else "false", "latency-ms": str(self.latency_ms), "prediction": self.prediction}
 
 
-def _number(value, name: str, kind=float, low: float = 1) -> float:
-    try:
-        number = kind(str(value).strip())
-    except ValueError:
-        raise InputError(name, f"'{value}' is not a number", f"write a whole number ≥ {low:g}") from None
-    if number < low:
-        raise InputError(name, f"'{value}' is below {low:g}", f"write a number ≥ {low:g}")
-    return number
-
-
 def health_check(req: HealthRequest) -> HealthResult:
     ref = images.parse(req.image, "image")
-    timeout = _number(req.timeout, "timeout")
-    port = int(_number(req.port, "port", int))
-    if port > 65535:
-        raise InputError("port", f"'{req.port}' is not a TCP port", "write the container port of the server, e.g. 8080")
+    timeout = positive_number(req.timeout, "timeout", maximum=MAX_WAIT, unit="s", example="seconds to wait for /health")
+    port = int(positive_number(req.port, "port", integer=True, maximum=65535, example="the container's TCP port, e.g. 8080,"))
     body: bytes | None = None
     if req.payload:
         path = Path(req.payload)

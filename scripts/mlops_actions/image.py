@@ -1,5 +1,9 @@
 """Stage 5, push-image: build the context with the Docker engine, smoke-test the image, tag it and
-push it. Nothing is tagged under the target name, and nothing pushed, unless the smoke test passed."""
+push it. Nothing is tagged under the target name, and nothing pushed, unless the smoke test passed.
+
+The build context holds plain files only: a symbolic link anywhere in it is refused naming
+``context`` (see :mod:`mlops_actions.paths`), so no file of the runner can be sent to the engine
+and baked into the image. ``smoke-timeout`` is a finite number of seconds above 0 (at most a day)."""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import gha, images
-from .errors import InputError, StageError, TransientError
+from . import gha, images, paths
+from .errors import InputError, StageError, TransientError, positive_number
 from .retry import retry
+
+MAX_WAIT = 86_400.0  # seconds: no wait for a server outlives a day
 
 _SEMVER = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
 _ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$")
@@ -270,7 +276,7 @@ def wait_for_endpoint(container, port: int, path: str, timeout: float, started: 
 
 def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
     """Start the image, wait for /ping, POST the input example to /invocations, check the answer."""
-    info = json.loads((context / "model-info.json").read_text()) if (context / "model-info.json").is_file() else {}
+    info = _model_info(context)
     payload_path = payload_path or (context / "model" / "serving_input_example.json")
     if not payload_path.is_file():
         payload_path = None
@@ -304,6 +310,20 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
             container.remove(force=True)
         except Exception:  # noqa: BLE001 - cleanup must not mask the real error
             pass
+
+
+def _model_info(context: Path) -> dict:
+    """The context's model-info.json (written by render-dockerfile); {} when there is none."""
+    path = context / "model-info.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(paths.read_text_input(path, "context", "render-dockerfile's model-info.json"))
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise InputError("context", f"'{path}' is not a JSON object", "pass the context output of render-dockerfile, unedited")
+    return info
 
 
 def http_status(url: str, headers: dict[str, str] | None = None, timeout: float = 2) -> int | None:
@@ -393,6 +413,9 @@ def push_image(req: PushRequest) -> PushResult:
     context = Path(req.context)
     if not (context / "Dockerfile").is_file():
         raise InputError("context", f"'{context}' has no Dockerfile", "pass the context output of render-dockerfile")
+    paths.tree_files(context, "context")  # links never reach the engine
+    req = replace(req, smoke_timeout=positive_number(req.smoke_timeout, "smoke-timeout", maximum=MAX_WAIT, unit="s", example="seconds"))
+    _model_info(context)
     ref = images.parse(req.image, "image", allow_tag=False)
     version = normalize_version(req.version)
     bump = (req.version_bump or "").strip().lower()

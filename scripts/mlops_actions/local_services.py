@@ -128,8 +128,10 @@ def start_mlflow(root: Path, port: int | None = None, admin_password: str | None
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     env = dict(os.environ)
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         env.pop(var, None)
+    # no GenAI job runner: it starts several huey consumer processes per server that nothing here uses
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--workers", "2"]

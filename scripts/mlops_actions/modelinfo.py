@@ -51,22 +51,27 @@ def read(model_dir: Path, input_name: str = "model-dir") -> ModelInfo:
         )
     try:
         data = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise InputError(input_name, f"'{mlmodel}' is not valid YAML ({exc.__class__.__name__})", "re-log the model with mlflow") from exc
     if not isinstance(data, dict):
         raise InputError(input_name, f"'{mlmodel}' is not valid MLmodel YAML", "re-log the model with mlflow")
     flavors = data.get("flavors") or {}
     if not isinstance(flavors, dict) or not flavors:
         raise InputError(input_name, f"'{mlmodel}' declares no flavors", "re-log the model with mlflow.<flavor>.log_model")
+    if not all(isinstance(k, str) and isinstance(v, (dict, type(None))) for k, v in flavors.items()):
+        raise InputError(input_name, f"'{mlmodel}' has a malformed flavors section (each flavor must be a name with a mapping)",
+                         "re-log the model with mlflow.<flavor>.log_model")
     native = [f for f in flavors if f != "python_function"]
     flavor = native[0] if native else "python_function"
     pyver = str((flavors.get("python_function") or {}).get("python_version") or "")
     env_file = model_dir / "python_env.yaml"
     if env_file.is_file():
         try:
-            pyver = str((yaml.safe_load(env_file.read_text()) or {}).get("python") or pyver)
-        except yaml.YAMLError:
-            pass
+            env = yaml.safe_load(env_file.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            env = {}
+        if isinstance(env, dict) and env.get("python"):
+            pyver = str(env["python"])
     return ModelInfo(
         path=model_dir,
         flavors=flavors,
@@ -74,7 +79,7 @@ def read(model_dir: Path, input_name: str = "model-dir") -> ModelInfo:
         python_version=pyver,
         model_uuid=str(data.get("model_uuid") or data.get("model_id") or ""),
         run_id=str(data.get("run_id") or ""),
-        signature=data.get("signature") or {},
+        signature=data.get("signature") if isinstance(data.get("signature"), dict) else {},
         has_input_example=bool(data.get("saved_input_example_info")),
     )
 

@@ -1,6 +1,20 @@
 """Stage 3, open-pr: commit fetched artifacts into a repo path on one bot branch, push it and open
 (or update) the pull request. Reruns are idempotent: same content → nothing pushed, the open PR is
-reused, never duplicated."""
+reused, never duplicated.
+
+What it never does (the stage rules of :mod:`mlops_actions.paths`):
+
+* push to the base branch or the default branch: the bot branch must differ from both (``--base``,
+  the repository's default branch from the API, the remote's HEAD, ``GITHUB_BASE_REF``), checked
+  before the first push and again right before it;
+* follow a link: the source folder is verified against its manifest, which refuses links, and only
+  the listed plain files are copied; a repo-path that passes through a symbolic link on the bot
+  branch (or the base) is refused, so nothing is written outside the checkout;
+* replace what it did not deliver: the repo-path on the branch is new, or holds a
+  ``MANIFEST.sha256`` (an earlier delivery of fetched artifacts); never inside ``.git``/``.github``;
+* overwrite a file: ``--body-file`` is new or an earlier PR body (it carries the open-pr marker),
+  and it is written beside and renamed.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +29,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import gha, manifest
+from . import gha, manifest, paths
 from .artifacts import RUN_FILE, safe_relative
 from .errors import InputError, StageError, TransientError
 from .git import Git, validate_branch
@@ -23,6 +37,8 @@ from .paths import read_text_input, resource
 from .retry import retry
 
 MARKER = "<!-- mlops-actions:open-pr -->"
+STAGE = "open-pr"
+_REMOTE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PLOT_EXT = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 
@@ -88,8 +104,11 @@ def validate(req: PrRequest) -> PrRequest:
     req.repo_path = safe_relative(req.repo_path, "repo-path")
     if not req.repo_path:
         raise InputError("repo-path", "is empty", "give the folder in the repository that receives the artifacts, e.g. models/sentiment")
-    if req.repo_path.split("/")[0] == ".git":
-        raise InputError("repo-path", "points into .git", "give a folder of the working tree")
+    protected = [p for p in req.repo_path.split("/") if p.lower() in (".git", ".github")]
+    if protected:
+        raise InputError("repo-path", f"'{req.repo_path}' points into {protected[0]}", "give a folder of the working tree outside .git and .github, e.g. models/sentiment")
+    if not _REMOTE_RE.match(req.remote or ""):
+        raise InputError("remote", f"'{req.remote}' is not a git remote name", "leave it as origin, or name a configured remote")
     req.branch = validate_branch(req.branch, "branch")
     if req.base:
         req.base = validate_branch(req.base, "base")
@@ -107,9 +126,40 @@ def validate(req: PrRequest) -> PrRequest:
     manifest.verify(src, "source-dir")
     for path in req.extra_body:
         read_extra(Path(path))
+    if req.body_file:
+        paths.claim_output_file(req.body_file, "body-file", MARKER, STAGE)
     if not (Path(req.workdir) / ".git").exists():
         raise InputError("workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir")
     return req
+
+
+def check_branches(branch: str, base: str, defaults: dict[str, str]) -> None:
+    """The one branch rule: the bot branch is never the base nor a default branch, so open-pr
+    never pushes to either. ``defaults`` maps a default branch to where it was learnt."""
+    if branch == base:
+        raise InputError("branch", f"'{branch}' is the base branch; open-pr never pushes to the base",
+                         "use a dedicated bot branch such as mlops/model-update")
+    for name, where in defaults.items():
+        if name and branch == name:
+            raise InputError("branch", f"'{branch}' is the default branch ({where}); open-pr never pushes to it",
+                             "use a dedicated bot branch such as mlops/model-update")
+
+
+def _default_branches(git: Git, api) -> dict[str, str]:
+    """Every default branch that can be learnt: the repository's (API), the remote's HEAD, and the
+    pull request's base in a pull_request workflow."""
+    found: dict[str, str] = {}
+    if api is not None:
+        name = api.default_branch()
+        if name:
+            found[name] = "the repository's default branch"
+    head = _remote_head(git)
+    if head:
+        found.setdefault(head, f"HEAD of {git.remote}")
+    env_base = os.environ.get("GITHUB_BASE_REF") or ""
+    if env_base:
+        found.setdefault(env_base, "GITHUB_BASE_REF")
+    return found
 
 
 def open_pr(req: PrRequest, github_factory=None) -> PrResult:
@@ -125,6 +175,8 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
     if api is not None:
         api.repository()
     base = req.base or (api.default_branch() if api is not None else "") or _default_base(git)
+    base = validate_branch(base, "base")
+    check_branches(req.branch, base, _default_branches(git, api))
     render_body(req, git, base, "0" * 40, fetch_base=False)  # template errors surface before any push
     with gha.group(f"commit {req.source_dir} → {req.repo_path} on {req.branch} (base {base})"):
         for attempt in range(3):
@@ -140,8 +192,8 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
         return result
     body = render_body(req, git, base, head_sha)
     if req.body_file:
-        req.body_file.parent.mkdir(parents=True, exist_ok=True)
-        req.body_file.write_text(body, encoding="utf-8")
+        paths.claim_output_file(req.body_file, "body-file", MARKER, STAGE)
+        paths.write_file_atomic(req.body_file, body, "body-file")
         result.body_file = str(req.body_file)
     if api is None:
         result.operation = "pushed" if pushed else "unchanged"
@@ -155,17 +207,23 @@ class _PushRace(Exception):
     pass
 
 
+def _remote_head(git: Git) -> str:
+    """The branch the remote's HEAD points at ('' when it cannot be learnt)."""
+    proc = git.run("ls-remote", "--symref", git.remote, "HEAD", check=False)
+    m = re.search(r"ref: refs/heads/(\S+)\s+HEAD", proc.stdout or "")
+    return m.group(1) if m else ""
+
+
 def _default_base(git: Git) -> str:
     env_base = os.environ.get("GITHUB_BASE_REF") or ""
     if env_base:
         return env_base
-    proc = git.run("ls-remote", "--symref", git.remote, "HEAD", check=False)
-    m = re.search(r"ref: refs/heads/(\S+)\s+HEAD", proc.stdout or "")
-    return m.group(1) if m else "main"
+    return _remote_head(git) or "main"
 
 
 def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bool]:
     """Returns (head sha of the bot branch, whether we pushed, whether it differs from base)."""
+    check_branches(req.branch, base, {})  # the push below targets req.branch only: never the base
     heads = git.remote_branches(base, req.branch)
     if base not in heads:
         raise InputError("base", f"branch '{base}' does not exist on {git.remote}", "set base to an existing branch, e.g. main")
@@ -180,13 +238,15 @@ def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bo
     tree = tmp / "tree"
     try:
         git.run("worktree", "add", "--detach", str(tree), start)
+        where = f"branch {req.branch if req.branch in heads else base}"
+        paths.refuse_links_under(tree, req.repo_path, "repo-path", where)
         target = tree / req.repo_path
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.exists():
+        if target.exists():
+            _check_delivery(target, req.repo_path, where)
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(req.source_dir, target, symlinks=False)
+        listed = manifest.verify(req.source_dir, "source-dir")
+        paths.copy_files(req.source_dir, target, [*listed, manifest.NAME], "source-dir")
         git.run("add", "--all", "--", req.repo_path, cwd=tree)
         changed = git.run("diff", "--cached", "--quiet", cwd=tree, check=False).returncode != 0
         pushed = False
@@ -207,6 +267,18 @@ def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bo
     finally:
         git.run("worktree", "remove", "--force", str(tree), check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_delivery(target: Path, repo_path: str, where: str) -> None:
+    """The repo-path on the branch is replaced only when it holds an earlier delivery (a folder with
+    a MANIFEST.sha256 as open-pr commits it); a file or a folder of other files is never replaced."""
+    if not target.is_dir():
+        raise InputError("repo-path", f"'{repo_path}' on {where} is a file, not an artifacts folder",
+                         "give a new folder for the artifacts, e.g. models/sentiment")
+    marker = target / manifest.NAME
+    if not marker.is_file() or marker.is_symlink():
+        raise InputError("repo-path", f"'{repo_path}' on {where} holds files that open-pr did not deliver (no {manifest.NAME}); "
+                         "it is never replaced", "give a new folder for the artifacts, e.g. models/sentiment")
 
 
 def _tree_of(git: Git, rev: str, path: str) -> str:
@@ -319,13 +391,21 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
 def render_template(path: Path, context: dict, input_name: str) -> str:
     path = Path(path)
     text = read_text_input(path, input_name, "a Jinja2 text template (or leave it empty for the built-in one)")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
         return env.from_string(text).render(**context)
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(input_name, f"'{path}' line {exc.lineno}: {exc.message}", "fix the Jinja2 syntax") from exc
     except jinja2.UndefinedError as exc:
         raise InputError(input_name, f"'{path}' uses an undefined variable ({exc.message})", f"use only: {', '.join(sorted(context))}") from exc
+    except jinja2.TemplateError as exc:
+        raise InputError(input_name, f"'{path}' cannot be rendered ({exc.__class__.__name__}: {str(exc)[:160]})",
+                         "use only the template variables and plain Jinja2 (no include/import)") from exc
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
+        raise InputError(input_name, f"'{path}' failed while rendering ({exc.__class__.__name__}: {str(exc)[:160]})",
+                         "fix the expression in the template") from exc
 
 
 def _github(req: PrRequest):

@@ -8,16 +8,28 @@ import sys
 import time
 from typing import Callable, TypeVar
 
-from .errors import TransientError
+from .errors import TransientError, positive_number
 
 T = TypeVar("T")
 
+MAX_ATTEMPTS = 20
+MAX_BASE_DELAY = 60.0
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+
+def settings() -> tuple[int, float]:
+    """(attempts, base delay) from ``MLOPS_RETRY_ATTEMPTS`` (a whole number 1-20, default 4) and
+    ``MLOPS_RETRY_BASE_DELAY`` (seconds 0-60, default 1); anything else is an InputError naming the
+    variable, never a silent default (0 attempts would otherwise mean "never try")."""
+    attempts, delay = 4, 1.0
+    raw = os.environ.get("MLOPS_RETRY_ATTEMPTS", "").strip()
+    if raw:
+        attempts = int(positive_number(raw, "MLOPS_RETRY_ATTEMPTS", integer=True, maximum=MAX_ATTEMPTS,
+                                       example="a whole number of tries (1 = no retry)"))
+    raw = os.environ.get("MLOPS_RETRY_BASE_DELAY", "").strip()
+    if raw:
+        delay = float(positive_number(raw, "MLOPS_RETRY_BASE_DELAY", maximum=MAX_BASE_DELAY, unit="s", zero_ok=True,
+                                      example="seconds before the first retry"))
+    return attempts, delay
 
 
 def retry(
@@ -35,8 +47,9 @@ def retry(
     ``MLOPS_RETRY_ATTEMPTS`` and ``MLOPS_RETRY_BASE_DELAY`` override the defaults (4 tries,
     1 s doubling), so a workflow can tune patience without code changes.
     """
-    attempts = attempts or int(_env_float("MLOPS_RETRY_ATTEMPTS", 4))
-    base = base_delay if base_delay is not None else _env_float("MLOPS_RETRY_BASE_DELAY", 1.0)
+    env_attempts, env_delay = settings()
+    attempts = attempts or env_attempts
+    base = base_delay if base_delay is not None else env_delay
     for attempt in range(1, attempts + 1):
         try:
             return fn()

@@ -37,7 +37,8 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_IN_CONTAINER = "/etc/ssl/host-ca-certificates.crt"  # not over the container's own bundle: apt may rewrite that one
 CACHE = Path(os.environ.get("MLOPS_TEST_CACHE", "/var/cache/mlops-tests"))
 TIMEOUT = 1200  # cold cache: mlflow and its dependencies are downloaded twice (the venv, then the project's uv env)
-STAGES = ("train", "fetch-artifacts", "open-pr", "render-dockerfile", "push-image")
+# the demo runs ungated (every run proposed): the gate row says so, every other stage succeeds
+STAGES = ("train", "fetch-artifacts", "render-dockerfile", "smoke-test", "open-pr", "push-image")
 BRANCH = "mlops/model-update"
 
 
@@ -172,7 +173,7 @@ def test_demo_in_process_with_engine(tmp_path, docker_engine):
     registry = f"127.0.0.1:{free_port()}"
     ws = tmp_path / "demo"
     out = run_demo(ws, registry=registry)
-    assert out["stages"] == {s: "✅" for s in STAGES}
+    assert out["stages"] == {"gate": "⚠️", **{s: "✅" for s in STAGES}}
     assert (ws / "mlflow.db").is_file() and (ws / "artifacts" / "MANIFEST.sha256").is_file()
     _git("rev-parse", "--verify", f"refs/heads/{BRANCH}", cwd=ws / "origin.git")
     assert "| test_accuracy |" in (ws / "pr-body.md").read_text(encoding="utf-8")

@@ -24,6 +24,7 @@ def test_fetch_layout_and_manifest(fetched, trained):
 def test_refetch_replaces_stale_files_atomically(trained, mlflow_server, tmp_path):
     dest = tmp_path / "art"
     dest.mkdir()
+    (dest / ".mlops-output").write_text("fetch-artifacts\n")  # an earlier fetch's folder (a foreign one is refused)
     (dest / "stale.txt").write_text("old")
     first = fetch(trained.run_id, dest, tracking=trk.Tracking(uri=mlflow_server.url))
     assert not (dest / "stale.txt").exists()
@@ -38,7 +39,7 @@ def test_sub_path_only(trained, mlflow_server, tmp_path):
     res = fetch(trained.run_id, tmp_path / "cm", artifact_path="confusion_matrix.png", include_model=False,
                 tracking=trk.Tracking(uri=mlflow_server.url))
     names = sorted(p.name for p in res.path.iterdir())
-    assert names == ["MANIFEST.sha256", "confusion_matrix.png", "mlops-run.json"]
+    assert names == [".mlops-output", "MANIFEST.sha256", "confusion_matrix.png", "mlops-run.json"]  # + the stage's marker
 
 
 def test_unknown_run_id_leaves_destination_untouched(mlflow_server, tmp_path):
