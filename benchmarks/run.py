@@ -203,7 +203,7 @@ def image_mb(tag: str) -> float:
 
 def ours_context(model: Path, out: Path, held: Path | None, runtime: str) -> tuple[Path, str, str]:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from mlops_actions.dockerfile import render
+    from mlops_actions.stages.render_dockerfile import render
 
     res = render(model, out, ca_bundle=CA, base_image=BASE_IMAGE, runtime=runtime, check_data=str(held) if held else "")
     return res.context, res.runtime, res.runtime_reason

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from github_double.fixture import github_api  # noqa: F401 - re-exported fixture
-from mlops_actions import local_services
-from mlops_actions.image import http_status
-from mlops_actions.paths import resource
+from mlops_actions.core import local_services
+from mlops_actions.core.docker import http_status
+from mlops_actions.core.paths import resource
 
 ROOT = resource(".")
 SENTIMENT = ROOT / "model_project" / "sentiment"
@@ -135,8 +135,8 @@ def registry(tmp_path_factory, docker_engine):
 @pytest.fixture(scope="session")
 def trained(mlflow_server, tmp_path_factory):
     """One real training run of the sentiment project on the MLflow server, shared by the tests."""
-    from mlops_actions import tracking as trk
-    from mlops_actions.train import train
+    from mlops_actions.core import tracking as trk
+    from mlops_actions.stages.train import train
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     tracking = trk.Tracking(uri=mlflow_server.url)
@@ -146,8 +146,8 @@ def trained(mlflow_server, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fetched(trained, mlflow_server, tmp_path_factory):
-    from mlops_actions import tracking as trk
-    from mlops_actions.artifacts import fetch
+    from mlops_actions.core import tracking as trk
+    from mlops_actions.stages.fetch_artifacts import fetch
 
     return fetch(trained.run_id, tmp_path_factory.mktemp("fetched") / "artifacts", tracking=trk.Tracking(uri=mlflow_server.url))
 

@@ -24,19 +24,19 @@ SHELL_VAR = re.compile(r"\$\{?([A-Z][A-Z0-9_]*)")
 # Which source code writes each CLI command's step outputs: (module, function) pairs whose dict
 # literals (string keys) are the names passed to gha.set_outputs.
 EMITTERS = {
-    "train": [("train.py", "outputs")],
-    "fetch-artifacts": [("artifacts.py", "outputs")],
-    "open-pr": [("pr.py", "outputs")],
-    "render-dockerfile": [("dockerfile.py", "outputs")],
-    "push-image": [("image.py", "outputs")],
-    "pipeline": [("pipeline.py", "run_pipeline"), ("train.py", "outputs")],
-    "validate-data": [("validate.py", "outputs")],
-    "drift": [("drift.py", "outputs")],
-    "summary": [("summary.py", "outputs")],
-    "gate": [("gate.py", "outputs")],
-    "promote-image": [("promote.py", "outputs")],
-    "health-check": [("health.py", "outputs")],
-    "dvc": [("dvc.py", "outputs")],
+    "train": [("stages/train.py", "outputs")],
+    "fetch-artifacts": [("stages/fetch_artifacts.py", "outputs")],
+    "open-pr": [("stages/open_pr.py", "outputs")],
+    "render-dockerfile": [("stages/render_dockerfile.py", "outputs")],
+    "push-image": [("stages/push_image.py", "outputs")],
+    "pipeline": [("pipeline.py", "run_pipeline"), ("stages/train.py", "outputs")],
+    "validate-data": [("stages/validate_data.py", "outputs")],
+    "drift": [("stages/drift.py", "outputs")],
+    "summary": [("stages/summary.py", "outputs")],
+    "gate": [("stages/gate.py", "outputs")],
+    "promote-image": [("stages/promote_image.py", "outputs")],
+    "health-check": [("stages/health_check.py", "outputs")],
+    "dvc": [("stages/dvc.py", "outputs")],
 }
 
 

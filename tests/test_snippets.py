@@ -25,7 +25,7 @@ this repository's own actions ``mlops-actions/*`` may be ref-pinned (``@v1``), e
 action must be pinned by commit SHA.
 
 - ``data``: YAML that is not a workflow, recognised by file and top-level keys (``DATA``):
-  validate-data specs (parsed with ``mlops_actions.validate.load_spec``; a fragment without
+  validate-data specs (parsed with ``mlops_actions.stages.validate_data.load_spec``; a fragment without
   ``format`` is read as a csv spec) and drift ``columns`` values (valid YAML, the right shape).
 """
 
@@ -203,7 +203,7 @@ def test_data_snippet(name, text, tmp_path):
     doc = parse(name, text)
     if name.startswith("actions/validate-data/"):
         sys.path.insert(0, str(ROOT / "scripts"))
-        from mlops_actions.validate import load_spec
+        from mlops_actions.stages.validate_data import load_spec
         spec = tmp_path / "spec.yaml"
         spec.write_text(yaml.safe_dump({"format": "csv", **doc}), encoding="utf-8")
         load_spec(spec)  # raises on an unknown key or a wrong type

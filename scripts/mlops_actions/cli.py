@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__, gha
-from .errors import InputError, MlopsError
+from . import __version__
+from .core import gha
+from .core.errors import InputError, MlopsError
 
 _BOOL = click.STRING  # checked by _flag inside the stage, so a bad value gets the one-line error
 
@@ -96,8 +97,8 @@ def env_manager_option(fn):
 @stage
 def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, reuse, env_manager, tracking_uri, dagshub_repo):
     """Run a model project under MLflow tracking."""
-    from . import tracking as trk
-    from .train import parse_params, train as do_train
+    from .core import tracking as trk
+    from .stages.train import parse_params, train as do_train
 
     parsed = parse_params(params)
     tracking = trk.resolve(tracking_uri, dagshub_repo)
@@ -105,11 +106,7 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
                       experiment=experiment, run_name=run_name or None, tracking=tracking,
                       autolog=_flag(autolog, "autolog"), model_name=model_name or None, reuse=_flag(reuse, "reuse"),
                       env_manager=env_manager)
-    link = f"[{result.run_id}]({result.run_url})" if result.run_url else f"`{result.run_id}`"
-    rows = [[k, f"{v:.4g}"] for k, v in result.metrics.items()]
-    how = "reused (same fingerprint, nothing trained)" if result.reused else f"trained in an environment built by `{result.env_manager}`"
-    gha.add_summary(f"### 🏋️ train\nMLflow run {link}, model `{result.model_uri}`; {how}\n\nTracking store: {tracking.describe()}\n\n"
-                    + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
+    gha.add_summary(result.summary(tracking))
     return result.outputs()
 
 
@@ -123,13 +120,12 @@ def train(project_path, entry_point, script, params, experiment, run_name, model
 @stage
 def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, tracking_uri, dagshub_repo):
     """Download a run's artifacts and model; write and verify a sha256 manifest."""
-    from . import tracking as trk
-    from .artifacts import fetch
+    from .core import tracking as trk
+    from .stages.fetch_artifacts import fetch
 
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = fetch(run_id, dest, tracking=tracking, artifact_path=artifact_path, model_uri=model_uri, include_model=_flag(include_model, "include-model"))
-    count = sum(1 for _ in open(result.manifest, encoding="utf-8"))
-    gha.add_summary(f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{result.path}` (verified against `{result.manifest.name}`); model flavor `{result.flavor or '—'}`, Python {result.python_version or '—'}\n\nTracking store: {tracking.describe()}")
+    gha.add_summary(result.summary(run_id, tracking))
     return result.outputs()
 
 
@@ -138,7 +134,7 @@ def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, track
 @stage
 def verify_manifest(directory):
     """Check DIRECTORY against its MANIFEST.sha256."""
-    from . import manifest
+    from .core import manifest
 
     entries = manifest.verify(Path(directory), "directory")
     print(f"{len(entries)} files match {manifest.NAME}")
@@ -168,7 +164,8 @@ def verify_manifest(directory):
 def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, commit_message, labels, reviewers, draft,
                 repository, api_url, server_url, open_pull_request, template, body_file, extra_body):
     """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
-    from .pr import PrRequest, open_pr, split_list
+    from .core.inputs import split_list
+    from .stages.open_pr import PrRequest, open_pr
 
     req = PrRequest(
         source_dir=Path(source_dir), repo_path=repo_path, workdir=Path(workdir), remote=remote, branch=branch, base=base,
@@ -179,8 +176,7 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
         extra_body=[Path(p) for p in split_list(extra_body)],
     )
     result = open_pr(req)
-    where = f"[#{result.pr_number}]({result.pr_url})" if result.pr_url else f"branch `{result.branch}`"
-    gha.add_summary(f"### 🔀 open-pr\n{result.operation}: {where} at `{result.head_sha[:7]}`")
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -199,12 +195,11 @@ def open_pr_cmd(source_dir, repo_path, workdir, remote, branch, base, title, com
 @stage
 def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, port, version, run_id, runtime, onnx_check_data):
     """Render the serving image's Dockerfile and build context for a model."""
-    from .dockerfile import render
+    from .stages.render_dockerfile import render
 
     result = render(model_dir, output_dir, template=template or None, base_image=base_image, ca_bundle=ca_bundle,
                     port=port, version=version, run_id=run_id, runtime=runtime, check_data=onnx_check_data)
-    gha.add_summary(f"### 🐳 render-dockerfile\n`{result.dockerfile}` for a `{result.flavor}` model (sha256 `{result.model_sha256[:12]}…`)\n\n"
-                    f"runtime **{result.runtime}**: {result.runtime_reason}")
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -225,8 +220,8 @@ def render_dockerfile(model_dir, output_dir, template, base_image, ca_bundle, po
 @stage
 def push_image_cmd(context, image, version, version_bump, tags, registry, username, push, smoke_test, smoke_payload, smoke_timeout, default_branch, network):
     """Build, smoke-test, tag and push the serving image. Password: REGISTRY_PASSWORD env."""
-    from .image import PushRequest, push_image
-    from .pr import split_list
+    from .core.inputs import split_list
+    from .stages.push_image import PushRequest, push_image
 
     req = PushRequest(
         context=Path(context), image=image, version=version, version_bump=version_bump, extra_tags=split_list(tags), registry=registry,
@@ -235,8 +230,7 @@ def push_image_cmd(context, image, version, version_bump, tags, registry, userna
         smoke_timeout=smoke_timeout, default_branch=default_branch, network=network,
     )
     result = push_image(req)
-    rows = [[f"`{t}`"] for t in result.tags]
-    gha.add_summary(f"### 🚀 push-image\n{'pushed' if result.digest else 'built (not pushed)'} `{result.image}`\n\n" + gha.md_table(["tag"], rows))
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -248,8 +242,8 @@ def push_image_cmd(context, image, version, version_bump, tags, registry, userna
 @stage
 def validate_data(data, spec, output_dir, fail_on_invalid):
     """Check a dataset against a declarative spec; write a JSON and a Markdown report."""
-    from .errors import StageError
-    from .validate import validate
+    from .core.errors import StageError
+    from .stages.validate_data import validate
 
     fail = _flag(fail_on_invalid, "fail-on-invalid")
     with gha.group(f"validate-data {data} against {spec}"):
@@ -276,7 +270,7 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
 @stage
 def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, output_dir):
     """Compare new data with a reference per feature (KS, chi-square, PSI, text vocabulary); exits 0 either way."""
-    from .drift import Thresholds, detect_drift
+    from .stages.drift import Thresholds, detect_drift
 
     if not reference.strip():
         raise InputError("reference", "is empty", "give the reference CSV file, e.g. the training data")
@@ -302,15 +296,13 @@ def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, outp
 @stage
 def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_file, jobs):
     """Version data and models with DVC: add/commit/push/pull/status, metrics diff against a base. Credentials: AWS_* env."""
-    from .dvc import DvcRequest, run
-    from .pr import split_list
+    from .core.inputs import split_list
+    from .stages.dvc import DvcRequest, run
 
     req = DvcRequest(operation=operation.strip(), paths=split_list(paths), workdir=Path(workdir), remote=remote, endpoint_url=endpoint_url,
                      base=base, metrics_diff_file=Path(metrics_diff_file) if metrics_diff_file else None, jobs=jobs or None)
     result = run(req)
-    rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(result.hashes.items())]
-    gha.add_summary(f"### 🗃️ dvc {result.operation}\n{result.detail or 'done'}; changed: **{'true' if result.changed else 'false'}**\n\n"
-                    + (gha.md_table(["path", "md5"], rows) if rows else "") + (f"\n{result.metrics_diff}" if result.metrics_diff else ""))
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -324,7 +316,7 @@ def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_
 @stage
 def summary(needs_json, stages, reasons, after, title, output):
     """One job-summary table for a pipeline run (stages, metrics, links) and the same data as JSON."""
-    from .summary import summarize
+    from .stages.summary import summarize
 
     result = summarize(needs_json, stages=stages, reasons=reasons, after=after, title=title, output=output)
     gha.add_summary(result.markdown)
@@ -345,20 +337,18 @@ def summary(needs_json, stages, reasons, after, title, output):
 @stage
 def gate(run_id, model_name, metric, direction, min_improvement, champion_alias, challenger_alias, model_uri, tracking_uri, dagshub_repo):
     """Champion/challenger: register the run's model, compare its metric with the champion's, move the alias if it wins."""
-    from . import tracking as trk
-    from .gate import GateRequest, gate as do_gate, summary
+    from .core import tracking as trk
+    from .stages.gate import GateRequest, check_request, gate as do_gate
 
     req = GateRequest(run_id=run_id, model_name=model_name.strip(), metric=metric.strip(), direction=direction.strip().lower(),
                       min_improvement=min_improvement, champion_alias=champion_alias.strip(), challenger_alias=challenger_alias.strip(),
                       model_uri=model_uri)
-    from .gate import check_request
-
     check_request(req)
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     with gha.group(f"gate {model_name} on {metric} ({direction})"):
         result = do_gate(req, tracking)
         print(("promoted: " if result.promoted else "not promoted: ") + result.reason)
-    gha.add_summary(summary(result))
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -374,16 +364,14 @@ def gate(run_id, model_name, metric, direction, min_improvement, champion_alias,
 def promote_image_cmd(source, target, version, latest, tags, source_username, target_username):
     """Copy an image by digest to another repository/registry without rebuilding; tag vX.Y.Z and latest.
     Passwords: SOURCE_REGISTRY_PASSWORD, TARGET_REGISTRY_PASSWORD env."""
-    from .pr import split_list
-    from .promote import PromoteRequest, promote
+    from .core.inputs import split_list
+    from .stages.promote_image import PromoteRequest, promote
 
     req = PromoteRequest(source=source, target=target, version=version, latest=_flag(latest, "latest"), extra_tags=split_list(tags),
                          source_username=source_username, source_password=os.environ.get("SOURCE_REGISTRY_PASSWORD", ""),
                          target_username=target_username, target_password=os.environ.get("TARGET_REGISTRY_PASSWORD", ""))
     result = promote(req)
-    rows = [[f"`{t}`", f"`{result.digest}`"] for t in result.tags]
-    gha.add_summary(f"### 🏷️ promote-image\n`{source}` → `{result.image}` ({result.copied} blobs copied, {result.mounted} mounted, {result.present} present)\n\n"
-                    + gha.md_table(["tag", "digest"], rows))
+    gha.add_summary(result.summary(source))
     return result.outputs()
 
 
@@ -399,13 +387,12 @@ def promote_image_cmd(source, target, version, latest, tags, source_username, ta
 def health_check_cmd(image, registry, username, payload, timeout, port, pull):
     """Pull the published image, run it, wait for /health, send one prediction, remove the container.
     Password: REGISTRY_PASSWORD env."""
-    from .health import HealthRequest, health_check
+    from .stages.health_check import HealthRequest, health_check
 
     req = HealthRequest(image=image, registry=registry, username=username, password=os.environ.get("REGISTRY_PASSWORD", ""),
                         payload=payload, timeout=timeout, port=port, pull=_flag(pull, "pull"))
     result = health_check(req)
-    gha.add_summary(f"### 🩺 health-check\n`{result.image}`: /health after {result.ready_seconds:.1f}s, prediction in {result.latency_ms} ms\n\n"
-                    + gha.md_table(["prediction"], [[f"`{result.prediction}`"]]))
+    gha.add_summary(result.summary())
     return result.outputs()
 
 
@@ -440,16 +427,29 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @env_manager_option
 @tracking_options
 @stage
-def pipeline(project_path, entry_point, params, experiment, reuse, gate_on, metric, direction, min_improvement, model_name,
-             artifacts_path, repo_path, branch, base, labels, open_pull_request, repository, api_url, server_url, context_dir,
-             base_image, ca_bundle, image, registry, username, version, push, env_manager, tracking_uri, dagshub_repo):
+def pipeline(**flags):
     """train (reuse) → gate → fetch → render → build + smoke test → open-pr → push, in one step (the
     root action). A losing challenger stops cleanly (decision: rejected). Secrets: GITHUB_TOKEN, REGISTRY_PASSWORD env."""
-    from . import tracking as trk
-    from .image import PushRequest
-    from .pipeline import GateConfig, PipelineConfig, default_model_name, run_pipeline
-    from .pr import PrRequest, split_list
-    from .train import parse_params
+    from .pipeline import run_pipeline
+
+    outputs = run_pipeline(pipeline_config(**flags))
+    outputs.pop("stages", None)
+    return outputs
+
+
+def pipeline_config(*, project_path: str, entry_point: str, params: str, experiment: str, reuse: str, gate_on: str, metric: str,
+                    direction: str, min_improvement: str, model_name: str, artifacts_path: str, repo_path: str, branch: str, base: str,
+                    labels: str, open_pull_request: str, repository: str, api_url: str, server_url: str, context_dir: str,
+                    base_image: str, ca_bundle: str, image: str, registry: str, username: str, version: str, push: str,
+                    env_manager: str, tracking_uri: str, dagshub_repo: str):
+    """The ``pipeline`` command's flags as one typed :class:`~mlops_actions.pipeline.PipelineConfig`
+    (secrets from the environment)."""
+    from .core import tracking as trk
+    from .core.inputs import split_list
+    from .pipeline import GateConfig, PipelineConfig, default_model_name
+    from .stages.open_pr import PrRequest
+    from .stages.push_image import PushRequest
+    from .stages.train import parse_params
 
     gate_cfg = None
     if _flag(gate_on, "gate"):
@@ -464,13 +464,10 @@ def pipeline(project_path, entry_point, params, experiment, reuse, gate_on, metr
     if image:
         push_req = PushRequest(context=Path(context_dir), image=image, version=version, registry=registry, username=username,
                                password=os.environ.get("REGISTRY_PASSWORD", ""), push=_flag(push, "push"))
-    cfg = PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
-                         params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path), pr=pr,
-                         context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version, push=push_req,
-                         env_manager=env_manager, reuse=_flag(reuse, "reuse"), gate=gate_cfg)
-    outputs = run_pipeline(cfg)
-    outputs.pop("stages", None)
-    return outputs
+    return PipelineConfig(project_path=project_path, tracking=trk.resolve(tracking_uri, dagshub_repo), entry_point=entry_point,
+                          params=parse_params(params), experiment=experiment, artifacts_dir=Path(artifacts_path), pr=pr,
+                          context_dir=Path(context_dir), base_image=base_image, ca_bundle=ca_bundle, version=version, push=push_req,
+                          env_manager=env_manager, reuse=_flag(reuse, "reuse"), gate=gate_cfg)
 
 
 @main.command()

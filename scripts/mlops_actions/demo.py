@@ -16,11 +16,11 @@ import os
 import secrets
 from pathlib import Path
 
-from . import local_services, tracking as trk
-from .image import PushRequest
-from .paths import resource
+from .core import local_services, tracking as trk
+from .core.paths import resource
 from .pipeline import PipelineConfig, run_pipeline
-from .pr import PrRequest
+from .stages.open_pr import PrRequest
+from .stages.push_image import PushRequest
 
 REGISTRY_USER = "mlops"
 

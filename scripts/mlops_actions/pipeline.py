@@ -22,14 +22,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gha, tracking as trk
-from .artifacts import fetch
-from .dockerfile import render
-from .errors import InputError, MlopsError
-from .gate import GateRequest, check_request, gate as run_gate, summary as gate_summary
-from .image import PushRequest, push_image
-from .pr import PrRequest, open_pr
-from .train import train
+from .core import gha, tracking as trk
+from .core.errors import InputError, MlopsError
+from .stages.fetch_artifacts import fetch
+from .stages.gate import GateRequest, check_request, gate as run_gate
+from .stages.open_pr import PrRequest, open_pr
+from .stages.push_image import PushRequest, push_image
+from .stages.render_dockerfile import render
+from .stages.train import train
 
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 STAGES = ("train", "gate", "fetch-artifacts", "render-dockerfile", "smoke-test", "open-pr", "push-image")
@@ -165,7 +165,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
                 print(("promoted: " if decided.promoted else "not promoted: ") + decided.reason)
             out.update({"decision": "promoted" if decided.promoted else "rejected", "reason": decided.reason,
                         "model-version": decided.model_version, "champion-version": decided.champion_version})
-            extra.append(gate_summary(decided))
+            extra.append(decided.summary())
             recorded = " (decision recorded earlier for this run)" if decided.rerun else ""
             if not decided.promoted:
                 table.add("gate", "⏸️", f"`{decided.model_name}` v{decided.model_version} does not replace the champion: {decided.reason}{recorded}")
@@ -183,6 +183,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
 
         table.start("render-dockerfile")
         with gha.group("4/7 render-dockerfile"):
+            assert fetched.model_path is not None  # fetch() includes the model unless told not to
             rendered = render(fetched.model_path, cfg.context_dir, base_image=cfg.base_image, ca_bundle=cfg.ca_bundle,
                               run_id=trained.run_id, version=cfg.version)
         out.update({"dockerfile": str(rendered.dockerfile), "context": str(rendered.context)})

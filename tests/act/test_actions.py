@@ -228,7 +228,7 @@ def test_train_outputs_name_a_real_run(chain, mlflow_auth_server):
 
 def test_fetch_outputs_point_at_verified_artifacts(chain):
     _ok(chain)
-    from mlops_actions import manifest
+    from mlops_actions.core import manifest
 
     workdir = chain["adopter"].workdir
     out = chain["run"].outputs("fetch")

@@ -16,7 +16,7 @@ import pytest
 
 from act.harness import SLUG, act_binary, basic_auth, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
-from mlops_actions import manifest
+from mlops_actions.core import manifest
 from conftest import git, registry_tags, sentiment_generator, serve_image
 
 pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,

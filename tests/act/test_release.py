@@ -43,7 +43,7 @@ import pytest
 import yaml
 
 from act.harness import ActRun, _write_secret_file, act_binary, ensure_runner_image, git, snapshot_actions
-from mlops_actions import local_services
+from mlops_actions.core import local_services
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import check_refs  # noqa: E402 - scripts/ is not a package

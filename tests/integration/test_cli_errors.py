@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_actions.local_services import free_port
+from mlops_actions.core.local_services import free_port
 
 MLOPS = [sys.executable, "-m", "mlops_actions"]
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from mlops_actions.demo import run_demo
-from mlops_actions.local_services import free_port
-from mlops_actions.paths import resource
+from mlops_actions.core.local_services import free_port
+from mlops_actions.core.paths import resource
 
 pytestmark = pytest.mark.docker
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import SENTIMENT, git, sentiment_generator
-from mlops_actions import local_services
+from mlops_actions.core import local_services
 
 pytest.importorskip("dvc", reason="the dvc extra is not installed")
 

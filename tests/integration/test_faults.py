@@ -21,11 +21,11 @@ import pytest
 from chaos import ChaosProxy
 from conftest import git, registry_tags
 from github_double.server import git_branches
-from mlops_actions import manifest, tracking as trk
-from mlops_actions.artifacts import fetch
-from mlops_actions.errors import MlopsError
-from mlops_actions.image import PushRequest, push_image
-from mlops_actions.pr import PrRequest, open_pr
+from mlops_actions.core import manifest, tracking as trk
+from mlops_actions.stages.fetch_artifacts import fetch
+from mlops_actions.core.errors import MlopsError
+from mlops_actions.stages.push_image import PushRequest, push_image
+from mlops_actions.stages.open_pr import PrRequest, open_pr
 
 MLOPS = [sys.executable, "-m", "mlops_actions"]
 REPO = "acme/faults"

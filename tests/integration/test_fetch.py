@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mlops_actions import manifest, tracking as trk
-from mlops_actions.artifacts import fetch
-from mlops_actions.errors import InputError
+from mlops_actions.core import manifest, tracking as trk
+from mlops_actions.stages.fetch_artifacts import fetch
+from mlops_actions.core.errors import InputError
 
 
 def test_fetch_layout_and_manifest(fetched, trained):

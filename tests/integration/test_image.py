@@ -7,11 +7,11 @@ import urllib.request
 
 import pytest
 
-from mlops_actions.dockerfile import render
-from mlops_actions.errors import InputError, StageError
+from mlops_actions.stages.render_dockerfile import render
+from mlops_actions.core.errors import InputError, StageError
 from conftest import serve_image
-from mlops_actions.image import PushRequest, push_image
-from mlops_actions.local_services import free_port
+from mlops_actions.stages.push_image import PushRequest, push_image
+from mlops_actions.core.local_services import free_port
 
 pytestmark = pytest.mark.docker
 CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"

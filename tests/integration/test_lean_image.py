@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import sentiment_generator, serve_image
-from mlops_actions.dockerfile import render
+from mlops_actions.stages.render_dockerfile import render
 from mlops_actions.serving.server import Model
 
 pytestmark = pytest.mark.docker

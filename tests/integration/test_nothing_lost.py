@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import git
-from mlops_actions import local_services, manifest
+from mlops_actions.core import local_services, manifest
 from test_cli_errors import MLOPS
 
 PAYLOAD = "\n::warning::forged"  # a newline in an input must never start a workflow command
@@ -633,7 +633,7 @@ def test_replacement_is_atomic_for_a_reader(tmp_path):
     half-written: the new tree is exchanged with the old one in one step."""
     import threading
 
-    from mlops_actions import paths
+    from mlops_actions.core import paths
 
     dest = tmp_path / "ctx"
     seen: list[str] = []
@@ -663,7 +663,7 @@ def test_replacement_is_atomic_for_a_reader(tmp_path):
 
 
 def test_a_failed_replacement_leaves_the_old_folder(tmp_path):
-    from mlops_actions import paths
+    from mlops_actions.core import paths
 
     dest = tmp_path / "out" / "ctx"
     with paths.output_dir(dest, "render-dockerfile", "output-dir") as staging:
@@ -686,7 +686,7 @@ def test_a_failed_replacement_leaves_the_old_folder(tmp_path):
     (lambda gha: gha.notice("50%\nb"), "::notice::50%25%0Ab\n"),
 ])
 def test_workflow_command_values_are_escaped(capsys, monkeypatch, call, expected):
-    from mlops_actions import gha
+    from mlops_actions.core import gha
 
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     call(gha)
@@ -694,7 +694,7 @@ def test_workflow_command_values_are_escaped(capsys, monkeypatch, call, expected
 
 
 def test_group_title_is_escaped(capsys, monkeypatch):
-    from mlops_actions import gha
+    from mlops_actions.core import gha
 
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     with gha.group("gate m on acc\n::warning::forged 100%"):

@@ -7,9 +7,9 @@ import pytest
 
 from conftest import git
 from github_double.server import git_branches
-from mlops_actions import manifest
-from mlops_actions.errors import InputError, StageError
-from mlops_actions.pr import PrRequest, open_pr
+from mlops_actions.core import manifest
+from mlops_actions.core.errors import InputError, StageError
+from mlops_actions.stages.open_pr import PrRequest, open_pr
 
 REPO = "acme/reviews"
 PULLS = "/repos/{owner}/{repo}/pulls"

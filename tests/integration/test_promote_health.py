@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from mlops_actions import local_services
-from mlops_actions.errors import InputError, StageError
-from mlops_actions.health import HealthRequest, health_check
-from mlops_actions.image import existing_versions, next_version
-from mlops_actions import images
-from mlops_actions.promote import PromoteRequest, promote
+from mlops_actions.core import local_services
+from mlops_actions.core.errors import InputError, StageError
+from mlops_actions.stages.health_check import HealthRequest, health_check
+from mlops_actions.stages.push_image import existing_versions, next_version
+from mlops_actions.core import images
+from mlops_actions.stages.promote_image import PromoteRequest, promote
 
 pytestmark = pytest.mark.docker
 MLOPS = [sys.executable, "-m", "mlops_actions"]
@@ -208,8 +208,8 @@ def test_health_check_of_crashing_server_fails_with_its_log(docker_engine, regis
 
 def test_health_check_of_published_serving_image(fetched, docker_engine, registry, tmp_path, monkeypatch):
     """A real serving image pushed by push-image with version-bump, then checked through the CLI."""
-    from mlops_actions.dockerfile import render
-    from mlops_actions.image import PushRequest, push_image
+    from mlops_actions.stages.render_dockerfile import render
+    from mlops_actions.stages.push_image import PushRequest, push_image
 
     ca = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
     ctx = render(fetched.model_path, tmp_path / "ctx", ca_bundle=ca).context

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import rice_samples, serve_image
-from mlops_actions import image as image_stage, tracking as trk
-from mlops_actions.artifacts import fetch
-from mlops_actions.dockerfile import render
-from mlops_actions.image import PushRequest, push_image
-from mlops_actions.paths import resource
-from mlops_actions.train import train
+from mlops_actions.stages import push_image as image_stage
+from mlops_actions.core import tracking as trk
+from mlops_actions.stages.fetch_artifacts import fetch
+from mlops_actions.stages.render_dockerfile import render
+from mlops_actions.stages.push_image import PushRequest, push_image
+from mlops_actions.core.paths import resource
+from mlops_actions.stages.train import train
 
 pytestmark = pytest.mark.slow
 RICE = resource("model_project") / "rice"

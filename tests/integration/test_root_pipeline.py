@@ -14,11 +14,11 @@ import pytest
 
 from conftest import SENTIMENT, registry_tags
 from github_double.server import git_branches
-from mlops_actions import tracking as trk
-from mlops_actions.errors import StageError
-from mlops_actions.image import PushRequest
+from mlops_actions.core import tracking as trk
+from mlops_actions.core.errors import StageError
+from mlops_actions.stages.push_image import PushRequest
 from mlops_actions.pipeline import GateConfig, PipelineConfig, default_model_name, lowercase_image, run_pipeline
-from mlops_actions.pr import PrRequest
+from mlops_actions.stages.open_pr import PrRequest
 
 MLOPS = [sys.executable, "-m", "mlops_actions"]
 REPO = "acme/root-pipeline"
@@ -156,7 +156,7 @@ def test_repo_path_inside_project_path_is_warned_about(tmp_path, monkeypatch, ca
     """Merging the bot's pull request would change the project's fingerprint (so the next run
     trains again): said once, up front. The tracking server is not there, so train fails, and the
     summary table marks train failed and the rest skipped."""
-    from mlops_actions.errors import MlopsError
+    from mlops_actions.core.errors import MlopsError
 
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import requests
 
-from mlops_actions.local_services import free_port
+from mlops_actions.core.local_services import free_port
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

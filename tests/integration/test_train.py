@@ -7,9 +7,9 @@ import pytest
 import requests
 
 from conftest import SENTIMENT
-from mlops_actions import tracking as trk
-from mlops_actions.errors import InputError, StageError
-from mlops_actions.train import train
+from mlops_actions.core import tracking as trk
+from mlops_actions.core.errors import InputError, StageError
+from mlops_actions.stages.train import train
 
 
 def test_mlproject_run_is_logged_tagged_and_has_a_model(trained, mlflow_server, monkeypatch):
@@ -63,7 +63,7 @@ def test_basic_auth_server_without_credentials_is_401_named(mlflow_auth_server):
 
 
 def test_unreachable_server_fails_after_bounded_retries(tmp_path):
-    from mlops_actions.local_services import free_port
+    from mlops_actions.core.local_services import free_port
 
     with pytest.raises(InputError) as err:
         train(str(SENTIMENT), tracking=trk.Tracking(uri=f"http://127.0.0.1:{free_port()}"))

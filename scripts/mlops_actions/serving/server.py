@@ -123,7 +123,7 @@ class Model:
     def _predict_onnx(self, payload):
         import numpy as np
 
-        if self.onnx.get("kind") == "tensor":
+        if (self.onnx or {}).get("kind") == "tensor":
             arr = self.tensor(payload)
             if self._tensor_rank and arr.ndim == self._tensor_rank - 1:
                 arr = arr[None, ...]
@@ -379,8 +379,8 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
-def make_handler(model_holder: dict, info: dict, metrics: Metrics | None = None):
-    metrics = metrics or Metrics(1)
+def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None = None):
+    metrics = metrics_or_none or Metrics(1)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlops-serve/1"
@@ -388,6 +388,7 @@ def make_handler(model_holder: dict, info: dict, metrics: Metrics | None = None)
         # keep-alive with small responses: without TCP_NODELAY, Nagle + the client's delayed ACK
         # stall every response by up to 40 ms
         disable_nagle_algorithm = True
+        _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, filled by send_header
 
         def log_message(self, fmt, *args):  # one line per request on stderr, no bodies
             if os.environ.get("ACCESS_LOG", "1") == "1":

@@ -1,0 +1,147 @@
+"""Stage health-check: pull the published serving image, run it, wait for ``/health``, send one
+prediction (the given payload or the input example baked into the image), and always remove the
+container. A server that exits or does not answer in time fails the stage with its last log lines.
+``timeout`` is a finite number of seconds above 0 (at most a day); ``port`` a whole number 1-65535."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core import gha, images
+from ..core.errors import InputError, StageError, positive_number
+from ..core.docker import MAX_WAIT, engine, login, login_registry, tail, wait_for_endpoint
+from ..core.errors import TransientError, scrub
+from ..core.retry import retry_or_raise
+
+EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
+
+
+@dataclass
+class HealthRequest:
+    image: str
+    registry: str = ""
+    username: str = ""
+    password: str = ""
+    payload: str = ""
+    timeout: str | float = 180
+    port: str | int = 8080
+    pull: bool = True
+
+
+@dataclass
+class HealthResult:
+    image: str
+    healthy: bool
+    latency_ms: int
+    prediction: str
+    ready_seconds: float
+
+    def summary(self) -> str:
+        return (f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in {self.latency_ms} ms\n\n"
+                + gha.md_table(["prediction"], [[f"`{self.prediction}`"]]))
+
+    def outputs(self) -> dict[str, object]:
+        return {"healthy": "true" if self.healthy else "false", "latency-ms": str(self.latency_ms), "prediction": self.prediction}
+
+
+def health_check(req: HealthRequest) -> HealthResult:
+    ref = images.parse(req.image, "image")
+    timeout = positive_number(req.timeout, "timeout", maximum=MAX_WAIT, unit="s", example="seconds to wait for /health")
+    port = int(positive_number(req.port, "port", integer=True, maximum=65535, example="the container's TCP port, e.g. 8080,"))
+    body: bytes | None = None
+    if req.payload:
+        path = Path(req.payload)
+        if not path.is_file():
+            raise InputError("payload", f"'{req.payload}' not found", "give a JSON request body file, or leave it empty for the image's input example")
+        body = path.read_bytes()
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise InputError("payload", f"'{req.payload}' is not JSON ({exc})", "give a JSON request body for /invocations") from None
+    if req.password:
+        gha.mask(req.password)
+    client = engine()
+    reference = req.image.strip()
+    if req.pull:
+        registry = login_registry(ref, req.registry)
+        with gha.group(f"pull {reference}"):
+            login(client, registry, req.username, req.password)
+            _pull(client, reference, req.password)
+    container = None
+    try:
+        try:
+            container = client.containers.run(reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)})
+        except Exception as exc:  # noqa: BLE001 - engine errors (no such image, bad entrypoint) as one line
+            raise StageError(f"cannot start {reference}: {str(exc).splitlines()[0][:300]}", "check the image reference and that it is a serving image") from exc
+        started = time.monotonic()
+        base = wait_for_endpoint(container, port, "/health", timeout, started, "",
+                                 "check that the model loads and the server listens on the port; raise timeout for slow models")
+        ready = time.monotonic() - started
+        print(f"/health answered 200 after {ready:.1f}s")
+        if body is None:
+            body = _example_from(container)
+        if body is None:
+            raise InputError("payload", f"the image has no input example at {EXAMPLE_IN_IMAGE}", "give a JSON request body file for /invocations")
+        t0 = time.monotonic()
+        request = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=max(10.0, timeout)) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise StageError(f"/invocations answered HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the payload matches the model's signature") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise StageError(f"/invocations gave no JSON answer ({exc.__class__.__name__}): {tail(container)}", "run the image locally to see why") from exc
+        latency = int(round((time.monotonic() - t0) * 1000))
+        preds = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(preds, list) or not preds:
+            raise StageError(f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output")
+        prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
+        print(f"prediction in {latency} ms: {prediction[:300]}")
+        return HealthResult(image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready)
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - cleanup must not mask the real error
+                pass
+
+
+def _pull(client, reference: str, secret: str) -> None:
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    def attempt():
+        try:
+            for chunk in client.api.pull(reference, stream=True, decode=True):
+                if "error" in chunk:
+                    raise APIError(chunk["error"])
+        except (ImageNotFound, NotFound) as exc:
+            raise InputError("image", f"'{reference}' not found in the registry", "pass the image output of push-image or promote-image") from exc
+        except APIError as exc:
+            text = scrub(str(exc.explanation or exc), secret)
+            low = text.lower()
+            if "not found" in low or "manifest unknown" in low:
+                raise InputError("image", f"'{reference}' not found in the registry ({text[:120]})", "pass the image output of push-image or promote-image") from exc
+            if "unauthorized" in low or "denied" in low or "authentication required" in low:
+                raise InputError("password", f"the registry refused the pull of {reference} ({text[:120]})", "pass username and password with pull permission") from exc
+            raise TransientError(f"pull {reference}: {text[:160]}") from exc
+
+    retry_or_raise(attempt, what=f"pull {reference}", fix="check that the registry is up")
+
+
+def _example_from(container) -> bytes | None:
+    """The input example baked in the image (render-dockerfile copies the model to /app/model)."""
+    try:
+        stream, _ = container.get_archive(EXAMPLE_IN_IMAGE)
+    except Exception:  # noqa: BLE001 - no such file
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        extracted = tar.extractfile(member) if member else None
+        return extracted.read() if extracted else None

@@ -1,0 +1,345 @@
+"""Stage 5, push-image: build the context with the Docker engine, smoke-test the image, tag it and
+push it. Nothing is tagged under the target name, and nothing pushed, unless the smoke test passed.
+
+The build context holds plain files only: a symbolic link anywhere in it is refused naming
+``context`` (see :mod:`mlops_actions.paths`), so no file of the runner can be sent to the engine
+and baked into the image. ``smoke-timeout`` is a finite number of seconds above 0 (at most a day)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core import gha, git, images, paths
+from ..core.docker import ECR, MAX_WAIT, ecr_password, engine, login, login_registry, wait_for_endpoint
+from ..core.errors import InputError, StageError, TransientError, positive_number, scrub
+from ..core.images import SEMVER, normalize_version
+from ..core.retry import retry_or_raise
+
+
+CANDIDATE = "mlops-actions-candidate"
+
+
+@dataclass
+class PushRequest:
+    context: Path
+    image: str
+    version: str = ""
+    version_bump: str = ""
+    extra_tags: list[str] = field(default_factory=list)
+    registry: str = ""
+    username: str = ""
+    password: str = ""
+    push: bool = True
+    smoke_test: bool = True
+    smoke_payload: Path | None = None
+    smoke_timeout: float = 180.0
+    default_branch: str = ""
+    ref: str = ""
+    sha: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+    network: str = ""
+
+
+@dataclass
+class PushResult:
+    image: str
+    digest: str
+    tags: list[str]
+    image_id: str
+    smoke: dict
+
+    def summary(self) -> str:
+        rows = [[f"`{t}`"] for t in self.tags]
+        return f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n" + gha.md_table(["tag"], rows)
+
+    def outputs(self) -> dict[str, object]:
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "tags": "\n".join(self.tags),
+            "image-id": self.image_id,
+            "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if SEMVER.match(tag)), ""),
+        }
+
+
+def branch_tag(branch: str, sha: str = "") -> str:
+    """``<branch>-<sha7>`` with the branch sanitized to tag characters (and cut so the tag fits 128)."""
+    suffix = f"-{sha[:7]}" if sha else ""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).strip(".-")[: 128 - len(suffix)].rstrip(".-")
+    return (tag or "branch") + suffix
+
+
+def compute_tags(ref: str, sha: str, default_branch: str, version: str, extra: list[str]) -> list[str]:
+    """The one tag scheme: ``latest`` only on the default branch, ``<branch>-<sha7>`` (pull requests
+    ``pr-<n>-<sha7>``), ``vX.Y.Z`` (given, or from a vX.Y.Z tag ref), then the extra tags."""
+    tags: list[str] = []
+    if ref.startswith("refs/heads/"):
+        branch = ref[len("refs/heads/"):]
+        if branch == (default_branch or "main"):
+            tags.append("latest")
+        tags.append(branch_tag(branch, sha))
+    elif ref.startswith("refs/pull/"):
+        tags.append(branch_tag("pr-" + ref.split("/")[2], sha))
+    elif ref.startswith("refs/tags/") and not version and SEMVER.match(ref[len("refs/tags/"):]):
+        version = ref[len("refs/tags/"):]
+    if version:
+        tags.append(normalize_version(version))
+    for t in extra:
+        images.check_tag(t, "tags")
+        tags.append(t)
+    unique: list[str] = []
+    for t in tags:
+        if t not in unique:
+            unique.append(t)
+    return unique
+
+
+BUMPS = ("patch", "minor", "major")
+_RELEASE = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+def release_versions(tags: list[str]) -> list[tuple[int, int, int]]:
+    """The vX.Y.Z release tags among ``tags`` (pre-releases and other tags are not releases)."""
+    return [tuple(int(g) for g in m.groups()) for m in map(_RELEASE.match, tags) if m]  # type: ignore[misc]
+
+
+def next_version(existing: list[str], bump: str) -> str:
+    """The next X.Y.Z after the highest vX.Y.Z in ``existing``; 0.1.0 when there is none."""
+    if bump not in BUMPS:
+        raise InputError("version-bump", f"'{bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+    found = release_versions(existing)
+    if not found:
+        return "0.1.0"
+    major, minor, patch = max(found)
+    if bump == "major":
+        return f"{major + 1}.0.0"
+    if bump == "minor":
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def existing_versions(ref: images.ImageRef, username: str, password: str, workdir: str | None = None) -> list[str]:
+    """vX.Y.Z tags in the target repository (registry API) and in the checkout (git tags)."""
+    from ..core.registry import Registry, repository_path
+
+    repo = repository_path(ref)
+    if ECR.match(ref.registry) and not password:
+        username, password = ecr_password(ref.registry)
+    tags = Registry(ref.registry, username, password, scopes=[f"repository:{repo}:pull"]).tags(repo)
+    git_tags = git.output("-C", workdir or ".", "tag", "--list", "v*").split()
+    return tags + git_tags
+
+
+def build(client, context: Path, build_args: dict[str, str], network: str) -> tuple[str, str]:
+    from docker.errors import APIError, BuildError
+
+    candidate = f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
+    log: list[str] = []
+    kwargs = dict(path=str(context), tag=candidate, rm=True, forcerm=True, pull=False, decode=True, buildargs=build_args or None)
+    if network:
+        kwargs["network_mode"] = network
+    try:
+        for chunk in client.api.build(**kwargs):
+            if "stream" in chunk:
+                line = chunk["stream"].rstrip()
+                if line:
+                    log.append(line)
+                    print(line, flush=True)
+            if "error" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                raise StageError(f"docker build failed: {detail.strip().splitlines()[-1][:300]}", "read the build log above")
+    except (APIError, BuildError) as exc:
+        raise StageError(f"docker build failed: {str(exc)[:300]}", "read the build log above") from exc
+    image = client.images.get(candidate)
+    return candidate, image.id
+
+
+def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
+    """Start the image, wait for /ping, POST the input example to /invocations, check the answer."""
+    info = _model_info(context)
+    payload_path = payload_path or (context / "model" / "serving_input_example.json")
+    if not payload_path.is_file():
+        payload_path = None
+    container = client.containers.run(image_tag, detach=True, ports={"8080/tcp": ("127.0.0.1", None)})
+    started = time.monotonic()
+    result: dict = {"ping_seconds": None, "predictions": None}
+    try:
+        base = wait_for_endpoint(container, 8080, "/ping", timeout, started, "smoke test: ",
+                                 "check that the model loads; raise smoke-timeout for slow models")
+        result["ping_seconds"] = round(time.monotonic() - started, 2)
+        version = _get_json(base + "/version")
+        if info.get("model_sha256") and version.get("model_sha256") != info["model_sha256"]:
+            raise StageError("smoke test: /version reports another model than the one built", "rebuild without cache")
+        if payload_path is None:
+            gha.warning("smoke test: the model has no input example (serving_input_example.json); only /ping and /version were checked")
+            return result
+        body = payload_path.read_bytes()
+        req = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise StageError(f"smoke test: /invocations answered {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the input example matches the model's signature") from exc
+        preds = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(preds, list) or not preds:
+            raise StageError(f"smoke test: /invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output")
+        result["predictions"] = preds[:5]
+        return result
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001 - cleanup must not mask the real error
+            pass
+
+
+def _model_info(context: Path) -> dict:
+    """The context's model-info.json (written by render-dockerfile); {} when there is none."""
+    path = context / "model-info.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(paths.read_text_input(path, "context", "render-dockerfile's model-info.json"))
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise InputError("context", f"'{path}' is not a JSON object", "pass the context output of render-dockerfile, unedited")
+    return info
+
+
+def _get_json(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
+def push_tag(client, name: str, tag: str, secret: str) -> str:
+    def attempt() -> str:
+        digest = ""
+        for chunk in client.api.push(name, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                text = scrub((chunk.get("errorDetail") or {}).get("message") or chunk["error"], secret)
+                if any(w in text.lower() for w in ("unauthorized", "denied", "authentication required")):
+                    raise InputError("password", f"registry refused the push of {name}:{tag} ({text[:120]})", "check the credentials and their push permission")
+                raise TransientError(f"push {name}:{tag}: {text[:160]}")
+            aux = chunk.get("aux") or {}
+            if aux.get("Digest"):
+                digest = aux["Digest"]
+        if not digest:
+            raise TransientError(f"push {name}:{tag}: the registry reported no digest")
+        return digest
+
+    from docker.errors import APIError
+
+    def guarded() -> str:
+        try:
+            return attempt()
+        except APIError as exc:
+            raise TransientError(f"push {name}:{tag}: {scrub(str(exc), secret)[:160]}") from exc
+
+    return retry_or_raise(guarded, what=f"push {name}:{tag}", fix="check that the registry is up; nothing else was tagged remotely")
+
+
+@contextlib.contextmanager
+def _image_lock(name: str):
+    """Runs on one host (a self-hosted runner, act) that build, tag and push the same image name
+    take turns: local tags are shared by the whole engine, so two interleaved runs could push a
+    mix of each other's images under one set of tags. Across hosts the workflow's concurrency
+    group does this job (and the digest check after the push catches a race)."""
+    import fcntl
+    import hashlib
+
+    path = Path(os.environ.get("RUNNER_TEMP") or "/tmp") / f"mlops-push-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _untag(client, refs: list[str]) -> None:
+    for full in refs:
+        try:
+            client.images.remove(full, noprune=True)
+        except Exception:  # noqa: BLE001 - best effort: the tag may be gone already
+            pass
+
+
+def push_image(req: PushRequest) -> PushResult:
+    context = Path(req.context)
+    if not (context / "Dockerfile").is_file():
+        raise InputError("context", f"'{context}' has no Dockerfile", "pass the context output of render-dockerfile")
+    paths.tree_files(context, "context")  # links never reach the engine
+    req = replace(req, smoke_timeout=positive_number(req.smoke_timeout, "smoke-timeout", maximum=MAX_WAIT, unit="s", example="seconds"))
+    _model_info(context)
+    ref = images.parse(req.image, "image", allow_tag=False)
+    version = normalize_version(req.version)
+    bump = (req.version_bump or "").strip().lower()
+    if bump and bump not in BUMPS:
+        raise InputError("version-bump", f"'{req.version_bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+    if bump and version:
+        raise InputError("version-bump", f"given together with version {version}", "set only one: version (exact) or version-bump (next after the highest vX.Y.Z)")
+    sha = req.sha or os.environ.get("GITHUB_SHA") or git.output("rev-parse", "HEAD")
+    git_ref = req.ref or os.environ.get("GITHUB_REF") or (f"refs/heads/{git.output('rev-parse', '--abbrev-ref', 'HEAD')}" if git.output("rev-parse", "--abbrev-ref", "HEAD") not in ("", "HEAD") else "")
+    if bump and not (git_ref.startswith("refs/tags/") and SEMVER.match(git_ref[len("refs/tags/"):])):
+        with gha.group(f"next {bump} version of {ref.name}"):
+            existing = existing_versions(ref, req.username, req.password)
+            version = normalize_version(next_version(existing, bump))
+            print(f"highest release: {max(release_versions(existing), default=None)} → {version}")
+    tags = compute_tags(git_ref, sha, req.default_branch or git.event_default_branch(), version, req.extra_tags)
+    if not tags:
+        raise InputError("tags", "no tag could be computed (no ref, sha or version)", "set version or tags")
+    if req.smoke_payload and not Path(req.smoke_payload).is_file():
+        raise InputError("smoke-payload", f"'{req.smoke_payload}' not found", "give a JSON request body file or leave it empty for the model's input example")
+    if req.password:
+        gha.mask(req.password)
+    client = engine()
+    registry = login_registry(ref, req.registry)
+    if req.push:
+        with gha.group(f"login to {registry}"):
+            login(client, registry, req.username, req.password)
+    with _image_lock(ref.name):
+        return _build_tag_push(client, req, context, ref, tags)
+
+
+def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str]) -> PushResult:
+    with gha.group(f"docker build {context}"):
+        candidate, image_id = build(client, context, req.build_args, req.network)
+    try:
+        smoke: dict = {}
+        if req.smoke_test:
+            with gha.group("smoke test"):
+                smoke = smoke_test(client, candidate, context, Path(req.smoke_payload) if req.smoke_payload else None, req.smoke_timeout)
+                print(f"smoke test passed: /ping after {smoke['ping_seconds']}s, predictions {smoke.get('predictions')}")
+        image = client.images.get(candidate)
+        for t in tags:
+            image.tag(ref.name, tag=t)
+    finally:
+        try:
+            client.images.remove(candidate, noprune=True)
+        except Exception:  # noqa: BLE001 - the candidate tag is scratch
+            pass
+    full_tags = [f"{ref.name}:{t}" for t in tags]
+    digest = ""
+    if req.push:
+        try:
+            with gha.group(f"push {ref.name} ({', '.join(tags)})"):
+                digests = {t: push_tag(client, ref.name, t, req.password) for t in tags}
+            if len(set(digests.values())) != 1:
+                raise StageError(f"tags were pushed with different digests: {digests}", "re-run; another build raced this one")
+        except BaseException:
+            _untag(client, full_tags)  # a failed push leaves no local tag that looks published
+            raise
+        digest = next(iter(digests.values()))
+    return PushResult(image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}", digest=digest, tags=full_tags, image_id=image_id, smoke=smoke)

@@ -1,0 +1,599 @@
+"""Gate, validate-data: check a dataset against a small declarative YAML spec.
+
+Two kinds of data:
+
+- ``format: csv``, a table: not empty / ``min_rows``, well-formed rows, per-column checks
+  (present, no nulls, type, ``min``/``max``, ``allowed`` values, text length), the class balance of
+  a label (a plain label column, or one derived from a column by a threshold) and the share of
+  duplicate rows;
+- ``format: images``, the Kaggle layout ``DIR/<split>/<class>/*.jpg``: every expected class in
+  every split with at least ``min_per_class`` images, and no unreadable files (full decode with
+  Pillow when it is installed, else JPEG/PNG/GIF/BMP/WebP signature and a non-empty file).
+
+The spec is checked strictly before any data is read: an unknown key or a wrong type is an
+:class:`InputError` naming the spec file and the key. The data's verdict is a list of
+:class:`Check` rows, written as a JSON and a Markdown report; a failing check is a finding about the
+data, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..core import gha
+from ..core.errors import InputError
+from ..core.paths import read_text_input
+from ..core.tables import Table, is_null, norm, read_table, to_number
+
+SPEC_INPUT = "spec"
+DATA_INPUT = "data"
+EXAMPLES = 5  # offending rows / files listed per check
+
+TABLE_KEYS = {"format", "description", "min_rows", "columns", "label", "duplicates"}
+IMAGE_KEYS = {"format", "description", "splits", "classes", "min_per_class", "extensions", "max_corrupt"}
+COLUMN_KEYS = {"required", "nullable", "type", "min", "max", "allowed", "min_length", "max_length"}
+LABEL_KEYS = {"column", "threshold", "classes", "share", "min_share", "max_share"}
+DUPLICATE_KEYS = {"max_share", "columns"}
+COLUMN_TYPES = ("number", "integer", "string")
+DEFAULT_SPLITS = ["train", "val", "test"]
+DEFAULT_EXTENSIONS = [".jpg", ".jpeg", ".png"]
+POSITIVE, NEGATIVE = "positive", "negative"
+
+
+# ------------------------------------------------------------------------------------------- spec
+
+
+class _Spec:
+    """Strict reading of the spec mapping: every problem names the file and the dotted key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, problem: str, fix: str) -> InputError:
+        where = f"key '{key}'" if key else "the top level"
+        return InputError(SPEC_INPUT, f"{self.path}: {where} {problem}", fix)
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping, not {_kind(value)}", f"write it as 'name: value' lines; keys: {', '.join(sorted(allowed))}")
+        for name in value:
+            if not isinstance(name, str) or name not in allowed:
+                raise self.fail(_join(key, str(name)), "is unknown", f"use one of {', '.join(sorted(allowed))}")
+        return value
+
+    def number(self, value: Any, key: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+            raise self.fail(key, f"must be a number, not {_kind(value)}", "write a plain number, e.g. 0.5")
+        if integer and not float(value).is_integer():
+            raise self.fail(key, f"must be a whole number, not {value}", "write an integer, e.g. 100")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None else f"<= {hi:g}"
+            raise self.fail(key, f"is {value}, must be {span}", f"give a value {span}")
+        return int(value) if integer else float(value)
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {_kind(value)}", "write true or false")
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, not {_kind(value)}", "write a name")
+        return value.strip()
+
+    def strings(self, value: Any, key: str) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [a, b]")
+        out = [self.string(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if len(set(out)) != len(out):
+            raise self.fail(key, "lists a name twice", "list each name once")
+        return out
+
+    def scalars(self, value: Any, key: str) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [1, 2, 3]")
+        for i, v in enumerate(value):
+            if isinstance(v, (dict, list)) or v is None:
+                raise self.fail(f"{key}[{i}]", f"must be a plain value, not {_kind(v)}", "list numbers or strings")
+        return [norm(v) for v in value]
+
+    def bounds(self, value: Any, key: str) -> tuple[float | None, float | None]:
+        """A share range: [min, max] or {min: x, max: y} (either end optional), within 0..1."""
+        if isinstance(value, list):
+            if len(value) != 2:
+                raise self.fail(key, f"has {len(value)} items", "write [min, max], e.g. [0.3, 0.9]")
+            lo, hi = (None if v is None else self.number(v, f"{key}[{i}]", 0, 1) for i, v in enumerate(value))
+        elif isinstance(value, dict):
+            self.mapping(value, key, {"min", "max"})
+            lo = self.number(value["min"], f"{key}.min", 0, 1) if value.get("min") is not None else None
+            hi = self.number(value["max"], f"{key}.max", 0, 1) if value.get("max") is not None else None
+        else:
+            raise self.fail(key, f"must be [min, max] or a min/max mapping, not {_kind(value)}", "write e.g. [0.3, 0.9]")
+        if lo is None and hi is None:
+            raise self.fail(key, "gives neither min nor max", "give at least one bound")
+        if lo is not None and hi is not None and lo > hi:
+            raise self.fail(key, f"min {lo:g} is above max {hi:g}", "swap the bounds")
+        return lo, hi
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {bool: "a boolean", int: "a number", float: "a number", str: f"the string '{value}'", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
+    """Read and check the spec; returns it normalised (bounds as tuples, values as strings)."""
+    if not str(path).strip():
+        raise InputError(SPEC_INPUT, "is empty", "give the path of a YAML data spec (see actions/validate-data/examples)")
+    path = Path(path)
+    text = read_text_input(path, SPEC_INPUT, "a YAML data spec relative to the workspace", max_bytes=256_000)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise InputError(SPEC_INPUT, f"{path}: not valid YAML{at}", "fix the YAML syntax") from None
+    s = _Spec(path)
+    if not isinstance(raw, dict):
+        raise s.fail("", f"must be a mapping, not {_kind(raw)}", "start with 'format: csv' or 'format: images'")
+    fmt = raw.get("format")
+    if fmt is None:
+        fmt = "images" if data is not None and data.is_dir() else "csv"
+    if fmt not in ("csv", "images"):
+        raise s.fail("format", f"is {_kind(fmt)}", "write 'format: csv' or 'format: images'")
+    spec: dict[str, Any] = {"format": fmt, "description": raw.get("description", "")}
+    if fmt == "csv":
+        s.mapping(raw, "", TABLE_KEYS)
+        spec["min_rows"] = s.number(raw["min_rows"], "min_rows", 1, integer=True) if "min_rows" in raw else 1
+        spec["columns"] = _columns(s, raw.get("columns"))
+        spec["label"] = _label(s, raw["label"]) if "label" in raw else None
+        spec["duplicates"] = _duplicates(s, raw["duplicates"]) if "duplicates" in raw else None
+    else:
+        s.mapping(raw, "", IMAGE_KEYS)
+        spec["splits"] = s.strings(raw["splits"], "splits") if "splits" in raw else list(DEFAULT_SPLITS)
+        spec["classes"] = s.strings(raw["classes"], "classes") if "classes" in raw else None
+        spec["min_per_class"] = _min_per_class(s, raw.get("min_per_class", 1), spec["splits"])
+        exts = s.strings(raw["extensions"], "extensions") if "extensions" in raw else list(DEFAULT_EXTENSIONS)
+        spec["extensions"] = [e.lower() if e.startswith(".") else "." + e.lower() for e in exts]
+        spec["max_corrupt"] = s.number(raw["max_corrupt"], "max_corrupt", 0, integer=True) if "max_corrupt" in raw else 0
+    return spec
+
+
+def _columns(s: _Spec, value: Any) -> dict[str, dict]:
+    if value is None:
+        return {}
+    if isinstance(value, list):  # shorthand: names of required columns
+        return {name: {"required": True, "nullable": True} for name in s.strings(value, "columns")}
+    if not isinstance(value, dict):
+        raise s.fail("columns", f"must be a mapping of column name to checks (or a list of names), not {_kind(value)}", "write 'columns: {rating: {min: 1, max: 5}}'")
+    out = {}
+    for name, checks in value.items():
+        key = f"columns.{name}"
+        if not isinstance(name, str) or not name.strip():
+            raise s.fail(key, "is not a column name", "write the column name as it appears in the CSV header")
+        checks = {} if checks is None else s.mapping(checks, key, COLUMN_KEYS)
+        col: dict[str, Any] = {
+            "required": s.boolean(checks["required"], f"{key}.required") if "required" in checks else True,
+            "nullable": s.boolean(checks["nullable"], f"{key}.nullable") if "nullable" in checks else True,
+        }
+        if "type" in checks:
+            if checks["type"] not in COLUMN_TYPES:
+                raise s.fail(f"{key}.type", f"is {_kind(checks['type'])}", f"use one of {', '.join(COLUMN_TYPES)}")
+            col["type"] = checks["type"]
+        for bound in ("min", "max"):
+            if bound in checks:
+                col[bound] = s.number(checks[bound], f"{key}.{bound}")
+        if "min" in col and "max" in col and col["min"] > col["max"]:
+            raise s.fail(key, f"has min {col['min']:g} above max {col['max']:g}", "swap min and max")
+        if "allowed" in checks:
+            col["allowed"] = s.scalars(checks["allowed"], f"{key}.allowed")
+        for bound in ("min_length", "max_length"):
+            if bound in checks:
+                col[bound] = s.number(checks[bound], f"{key}.{bound}", 0, integer=True)
+        out[name.strip()] = col
+    return out
+
+
+def _label(s: _Spec, value: Any) -> dict:
+    s.mapping(value, "label", LABEL_KEYS)
+    if "column" not in value:
+        raise s.fail("label.column", "is missing", "name the label column, e.g. 'column: rating'")
+    label: dict[str, Any] = {"column": s.string(value["column"], "label.column"), "threshold": None, "classes": None, "share": {}}
+    if "threshold" in value:
+        label["threshold"] = s.number(value["threshold"], "label.threshold")
+    if "classes" in value:
+        label["classes"] = s.scalars(value["classes"], "label.classes")
+        if label["threshold"] is not None and set(label["classes"]) - {POSITIVE, NEGATIVE}:
+            raise s.fail("label.classes", "names classes other than positive/negative, but a threshold derives exactly those two", "drop 'classes' or use [positive, negative]")
+    if "share" in value:
+        shares = value["share"]
+        if not isinstance(shares, dict) or not shares:
+            raise s.fail("label.share", f"must be a mapping of class to [min, max], not {_kind(shares)}", "write e.g. 'share: {positive: [0.3, 0.9]}'")
+        for cls, bounds in shares.items():
+            name = norm(cls)
+            if label["threshold"] is not None and name not in (POSITIVE, NEGATIVE):
+                raise s.fail(f"label.share.{cls}", "is not a class of a threshold label", "use positive or negative (positive: value >= threshold)")
+            label["share"][name] = s.bounds(bounds, f"label.share.{cls}")
+    for bound in ("min_share", "max_share"):
+        label[bound] = s.number(value[bound], f"label.{bound}", 0, 1) if bound in value else None
+    return label
+
+
+def _duplicates(s: _Spec, value: Any) -> dict:
+    s.mapping(value, "duplicates", DUPLICATE_KEYS)
+    if "max_share" not in value:
+        raise s.fail("duplicates.max_share", "is missing", "give the largest acceptable share of duplicate rows, e.g. 0.05")
+    return {"max_share": s.number(value["max_share"], "duplicates.max_share", 0, 1),
+            "columns": s.strings(value["columns"], "duplicates.columns") if "columns" in value else None}
+
+
+def _min_per_class(s: _Spec, value: Any, splits: list[str]) -> dict[str, int]:
+    if isinstance(value, dict):
+        for split in value:
+            if split not in splits:
+                raise s.fail(f"min_per_class.{split}", "is not one of the splits", f"use one of {', '.join(splits)}")
+        return {split: s.number(value[split], f"min_per_class.{split}", 1, integer=True) if split in value else 1 for split in splits}
+    count = s.number(value, "min_per_class", 1, integer=True)
+    return {split: count for split in splits}
+
+
+# ---------------------------------------------------------------------------------------- checks
+
+
+@dataclass
+class Check:
+    check: str  # kind of check, e.g. min-rows, no-nulls, class-share, images-per-class
+    target: str  # what it looked at: a column, a class, split/class; '' for the whole dataset
+    passed: bool
+    observed: str
+    expected: str
+    examples: list[str] = field(default_factory=list)  # offending rows or files (the first few)
+
+
+def _rows(indices: Iterable[int]) -> list[str]:
+    return [f"row {i + 1}" for i in list(indices)[:EXAMPLES]]
+
+
+def _share(count: int, total: int) -> str:
+    return f"{count}/{total} ({count / total:.1%})" if total else f"{count}/0"
+
+
+def _range(lo: float | None, hi: float | None, percent: bool = False) -> str:
+    def f(x: float) -> str:
+        return f"{x:.0%}" if percent and (x * 100).is_integer() else f"{x:.1%}" if percent else f"{x:g}"
+
+    if lo is not None and hi is not None:
+        return f"{f(lo)} to {f(hi)}"
+    return f">= {f(lo)}" if lo is not None else f"<= {f(hi)}"
+
+
+def check_table(table: Table, spec: dict) -> list[Check]:
+    checks = [Check("min-rows", "", table.rows >= spec["min_rows"], str(table.rows), f">= {spec['min_rows']}")]
+    if table.malformed:
+        checks.append(Check("well-formed-rows", "", False, f"{len(table.malformed)} rows with != {len(table.header)} fields",
+                            "every row has one field per header column", _rows(i - 1 for i in table.malformed)))
+    for name, col in spec["columns"].items():
+        checks += _check_column(table, name, col)
+    if spec["label"]:
+        checks += _check_label(table, spec["label"])
+    if spec["duplicates"]:
+        checks.append(_check_duplicates(table, spec["duplicates"]))
+    return checks
+
+
+def _check_column(table: Table, name: str, col: dict) -> list[Check]:
+    if name not in table.columns:
+        if col["required"]:
+            return [Check("required-column", name, False, "missing", "present", [f"header: {', '.join(table.header) or '(none)'}"])]
+        return []
+    out = [Check("required-column", name, True, "present", "present")] if col["required"] else []
+    values = table.values(name)
+    nulls = [i for i, v in enumerate(values) if is_null(v)]
+    if not col["nullable"]:
+        out.append(Check("no-nulls", name, not nulls, f"{_share(len(nulls), len(values))} null", "0 null", _rows(nulls)))
+    present = [(i, v) for i, v in enumerate(values) if not is_null(v)]
+    numeric_needed = col.get("type") in ("number", "integer") or "min" in col or "max" in col
+    numbers = {i: to_number(v) for i, v in present} if numeric_needed else {}
+    if "type" in col:
+        if col["type"] == "string":
+            bad = []
+        elif col["type"] == "number":
+            bad = [i for i, _ in present if numbers[i] is None]
+        else:
+            bad = [i for i, _ in present if numbers[i] is None or not float(numbers[i]).is_integer()]
+        out.append(Check("type", name, not bad, f"{len(bad)} values not {col['type']}" if bad else col["type"], col["type"],
+                         [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]]))
+    if "min" in col or "max" in col:
+        lo, hi = col.get("min"), col.get("max")
+        bad = [i for i, _ in present if numbers[i] is None or (lo is not None and numbers[i] < lo) or (hi is not None and numbers[i] > hi)]
+        seen = [n for n in numbers.values() if n is not None]
+        observed = f"{min(seen):g} to {max(seen):g}" if seen else "no numbers"
+        if bad:
+            observed += f"; {len(bad)} outside"
+        out.append(Check("range", name, not bad, observed, _range(lo, hi), [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]]))
+    if "allowed" in col:
+        allowed = set(col["allowed"])
+        bad = [i for i, v in present if norm(v) not in allowed]
+        others = sorted({norm(values[i]) for i in bad})
+        out.append(Check("allowed-values", name, not bad, f"{len(bad)} rows with {', '.join(others[:EXAMPLES])}" if bad else "all allowed",
+                         ", ".join(col["allowed"]), _rows(bad)))
+    if "min_length" in col or "max_length" in col:
+        lo, hi = col.get("min_length"), col.get("max_length")
+        lengths = {i: len(v.strip()) for i, v in present}
+        bad = [i for i, n in lengths.items() if (lo is not None and n < lo) or (hi is not None and n > hi)]
+        observed = f"{min(lengths.values())} to {max(lengths.values())} characters" if lengths else "no values"
+        out.append(Check("length", name, not bad, observed + (f"; {len(bad)} outside" if bad else ""), _range(lo, hi) + " characters", _rows(bad)))
+    return out
+
+
+def label_values(table: Table, label: dict) -> tuple[list[str | None], int]:
+    """The label of each row (None: no label) and how many non-null values could not be labelled."""
+    unlabelled = 0
+    labels: list[str | None] = []
+    for v in table.values(label["column"]):
+        if is_null(v):
+            labels.append(None)
+        elif label["threshold"] is None:
+            labels.append(norm(v))
+        else:
+            number = to_number(v)
+            if number is None:
+                unlabelled += 1
+                labels.append(None)
+            else:
+                labels.append(POSITIVE if number >= label["threshold"] else NEGATIVE)
+    return labels, unlabelled
+
+
+def class_counts(labels: list[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in labels:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _check_label(table: Table, label: dict) -> list[Check]:
+    column = label["column"]
+    target = column if label["threshold"] is None else f"{column} >= {label['threshold']:g}"
+    if column not in table.columns:
+        return [Check("label-column", column, False, "missing", "present")]
+    labels, unlabelled = label_values(table, label)
+    out = []
+    if unlabelled:
+        bad = [i for i, v in enumerate(table.values(column)) if not is_null(v) and to_number(v) is None]
+        out.append(Check("label-numeric", target, False, f"{unlabelled} values are not numbers", "numbers (a threshold label)", [f"row {i + 1}: '{table.values(column)[i]}'" for i in bad[:EXAMPLES]]))
+    counts = class_counts(labels)
+    total = sum(counts.values())
+    expected = list(label["classes"] or ([POSITIVE, NEGATIVE] if label["threshold"] is not None else []))
+    for cls in expected:
+        out.append(Check("class-present", f"{target}: {cls}", counts.get(cls, 0) > 0, str(counts.get(cls, 0)), ">= 1 row"))
+    for cls, (lo, hi) in label["share"].items():
+        n = counts.get(cls, 0)
+        share = n / total if total else 0.0
+        ok = total > 0 and (lo is None or share >= lo) and (hi is None or share <= hi)
+        out.append(Check("class-share", f"{target}: {cls}", ok, _share(n, total), _range(lo, hi, percent=True)))
+    lo, hi = label["min_share"], label["max_share"]
+    if lo is not None or hi is not None:
+        classes = sorted(set(counts) | set(expected))
+        off = [c for c in classes if (lo is not None and counts.get(c, 0) / max(total, 1) < lo) or (hi is not None and counts.get(c, 0) / max(total, 1) > hi)]
+        observed = ", ".join(f"{c}: {counts.get(c, 0) / max(total, 1):.1%}" for c in classes) or "no labelled rows"
+        out.append(Check("class-balance", target, bool(total) and not off, observed, f"every class {_range(lo, hi, percent=True)}", [f"{c}: {_share(counts.get(c, 0), total)}" for c in off[:EXAMPLES]]))
+    return out
+
+
+def _check_duplicates(table: Table, dup: dict) -> Check:
+    cols = dup["columns"] or table.header
+    missing = [c for c in cols if c not in table.columns]
+    target = ", ".join(cols) if dup["columns"] else "all columns"
+    if missing:
+        return Check("duplicates", target, False, f"column {', '.join(missing)} missing", f"<= {dup['max_share']:.1%} duplicate rows")
+    seen: dict[tuple, int] = {}
+    repeats = []
+    for i, key in enumerate(zip(*(table.values(c) for c in cols))):
+        key = tuple((v or "").strip() for v in key)
+        if key in seen:
+            repeats.append((i, seen[key]))
+        else:
+            seen[key] = i
+    share = len(repeats) / table.rows if table.rows else 0.0
+    return Check("duplicates", target, share <= dup["max_share"], _share(len(repeats), table.rows), f"<= {dup['max_share']:.1%}",
+                 [f"row {i + 1} repeats row {j + 1}" for i, j in repeats[:EXAMPLES]])
+
+
+# ---------------------------------------------------------------------------------------- images
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def pillow_available() -> bool:
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def image_problem(path: Path, method: str) -> str | None:
+    """Why the file is not a readable image (None: readable). method: 'pillow' or 'magic'."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file"
+        if method == "pillow":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.verify()  # structure, checksums (PNG)
+            with Image.open(path) as im:
+                im.load()  # full decode: catches truncated data
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            return None
+        return "not an image (unknown signature)"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means the file is unusable
+        text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        return text[:120]
+
+
+def check_images(root: Path, spec: dict, method: str = "auto") -> tuple[list[Check], dict]:
+    """Checks for DIR/<split>/<class>/<image>, and a summary (counts, method, corrupt files)."""
+    if method == "auto":
+        method = "pillow" if pillow_available() else "magic"
+    exts = set(spec["extensions"])
+    found: dict[str, dict[str, list[Path]]] = {}
+    ignored = 0
+    for split in spec["splits"]:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        found[split] = {}
+        for entry in sorted(split_dir.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if not entry.is_dir():
+                ignored += 1
+                continue
+            files = []
+            for f in sorted(entry.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    if f.suffix.lower() in exts:
+                        files.append(f)
+                    else:
+                        ignored += 1
+            found[split][entry.name] = files
+    expected = spec["classes"] or sorted({c for classes in found.values() for c in classes})
+    checks: list[Check] = []
+    total = sum(len(files) for classes in found.values() for files in classes.values())
+    checks.append(Check("not-empty", "", total > 0, f"{total} images", ">= 1 image"))
+    for split in spec["splits"]:
+        if split not in found:
+            checks.append(Check("split-present", split, False, "missing", f"folder {split}/"))
+            continue
+        minimum = spec["min_per_class"][split]
+        for cls in expected:
+            files = found[split].get(cls)
+            if files is None:
+                checks.append(Check("images-per-class", f"{split}/{cls}", False, "0 (folder missing)", f">= {minimum}"))
+            else:
+                checks.append(Check("images-per-class", f"{split}/{cls}", len(files) >= minimum, str(len(files)), f">= {minimum}"))
+        if spec["classes"]:
+            extra = sorted(set(found[split]) - set(spec["classes"]))
+            if extra:
+                checks.append(Check("unexpected-classes", split, False, ", ".join(extra), "only the listed classes"))
+    all_files = [f for classes in found.values() for files in classes.values() for f in files]
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        problems = list(pool.map(lambda f: image_problem(f, method), all_files))
+    corrupt = [(f, p) for f, p in zip(all_files, problems) if p]
+    label = "Pillow full decode" if method == "pillow" else "file signature and size (Pillow not installed)"
+    checks.append(Check("readable-images", "", len(corrupt) <= spec["max_corrupt"], f"{len(corrupt)} unreadable of {len(all_files)}",
+                        f"<= {spec['max_corrupt']} unreadable ({label})", [f"{f.relative_to(root)}: {p}" for f, p in corrupt[:EXAMPLES]]))
+    info = {
+        "method": method,
+        "method_description": label,
+        "images": total,
+        "ignored_files": ignored,
+        "counts": {split: {cls: len(files) for cls, files in classes.items()} for split, classes in found.items()},
+        "corrupt": [{"file": str(f.relative_to(root)), "problem": p} for f, p in corrupt],
+    }
+    return checks, info
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class ValidationResult:
+    valid: bool
+    checks: list[Check]
+    report: Path
+    report_md: Path
+    markdown: str
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def outputs(self) -> dict[str, object]:
+        return {
+            "data-valid": "true" if self.valid else "false",
+            "report": str(self.report),
+            "report-md": str(self.report_md),
+            "failed-checks": str(len(self.failed)),
+        }
+
+
+def render_markdown(report: dict) -> str:
+    failed = report["failed_checks"]
+    verdict = "✅ **data valid**" if report["valid"] else f"❌ **data invalid**: {failed} of {len(report['checks'])} checks failed"
+    lines = [f"### 🔎 validate-data: `{report['data']}`", "", f"{verdict} (spec `{report['spec']}`, {report['format']}; {report['size']})", ""]
+    rows = [["✅" if c["passed"] else "❌", f"`{c['check']}`", c["target"] or "—", c["observed"], c["expected"]]
+            for c in sorted(report["checks"], key=lambda c: c["passed"])]
+    lines.append(gha.md_table(["", "check", "target", "observed", "expected"], rows))
+    details = [c for c in report["checks"] if not c["passed"] and c["examples"]]
+    if details:
+        lines.append("<details><summary>examples of failing rows and files</summary>\n")
+        for c in details:
+            lines.append(f"- `{c['check']}` {c['target']}: " + "; ".join(c["examples"]))
+        lines.append("\n</details>\n")
+    return "\n".join(lines)
+
+
+def validate(data: str | os.PathLike[str], spec_path: str | os.PathLike[str], output_dir: str | os.PathLike[str] = ".mlops/validate-data",
+             image_method: str = "auto") -> ValidationResult:
+    """Check DATA against the spec, write validate-data.json and validate-data.md to output_dir."""
+    if not str(data).strip():
+        raise InputError(DATA_INPUT, "is empty", "give a CSV file or an image folder (DIR/<split>/<class>/*.jpg)")
+    data = Path(data)
+    if not data.exists():
+        raise InputError(DATA_INPUT, f"'{data}' not found", "give a CSV file or an image folder relative to the workspace")
+    spec = load_spec(spec_path, data)
+    extra: dict[str, Any] = {}
+    if spec["format"] == "csv":
+        if data.is_dir():
+            raise InputError(DATA_INPUT, f"'{data}' is a directory but the spec says format: csv", "give the CSV file, or write 'format: images' in the spec")
+        table = read_table(data)
+        checks = check_table(table, spec)
+        size = f"{table.rows} rows, {len(table.header)} columns"
+        extra["rows"] = table.rows
+        extra["columns"] = table.header
+        if spec["label"] and spec["label"]["column"] in table.columns:
+            extra["classes"] = class_counts(label_values(table, spec["label"])[0])
+    else:
+        if not data.is_dir():
+            raise InputError(DATA_INPUT, f"'{data}' is not a directory but the spec says format: images", "give the image folder (DIR/<split>/<class>/*.jpg)")
+        checks, extra = check_images(data, spec, image_method)
+        size = f"{extra['images']} images"
+    report = {
+        "data": str(data),
+        "spec": str(spec_path),
+        "format": spec["format"],
+        "size": size,
+        "valid": all(c.passed for c in checks),
+        "failed_checks": sum(not c.passed for c in checks),
+        "checks": [asdict(c) for c in checks],
+        **extra,
+    }
+    markdown = render_markdown(report)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "validate-data.json", out / "validate-data.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown, encoding="utf-8")
+    return ValidationResult(valid=report["valid"], checks=checks, report=json_path, report_md=md_path, markdown=markdown)
