@@ -24,9 +24,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+import typing
+from typing import Annotated, Any, Iterable, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..core import gha
 from ..core.errors import InputError
@@ -37,11 +40,6 @@ SPEC_INPUT = "spec"
 DATA_INPUT = "data"
 EXAMPLES = 5  # offending rows / files listed per check
 
-TABLE_KEYS = {"format", "description", "min_rows", "columns", "label", "duplicates"}
-IMAGE_KEYS = {"format", "description", "splits", "classes", "min_per_class", "extensions", "max_corrupt"}
-COLUMN_KEYS = {"required", "nullable", "type", "min", "max", "allowed", "min_length", "max_length"}
-LABEL_KEYS = {"column", "threshold", "classes", "share", "min_share", "max_share"}
-DUPLICATE_KEYS = {"max_share", "columns"}
 COLUMN_TYPES = ("number", "integer", "string")
 DEFAULT_SPLITS = ["train", "val", "test"]
 DEFAULT_EXTENSIONS = [".jpg", ".jpeg", ".png"]
@@ -49,89 +47,280 @@ POSITIVE, NEGATIVE = "positive", "negative"
 
 
 # ------------------------------------------------------------------------------------------- spec
-
-
-class _Spec:
-    """Strict reading of the spec mapping: every problem names the file and the dotted key."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, problem: str, fix: str) -> InputError:
-        where = f"key '{key}'" if key else "the top level"
-        return InputError(SPEC_INPUT, f"{self.path}: {where} {problem}", fix)
-
-    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a mapping, not {_kind(value)}", f"write it as 'name: value' lines; keys: {', '.join(sorted(allowed))}")
-        for name in value:
-            if not isinstance(name, str) or name not in allowed:
-                raise self.fail(_join(key, str(name)), "is unknown", f"use one of {', '.join(sorted(allowed))}")
-        return value
-
-    def number(self, value: Any, key: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
-            raise self.fail(key, f"must be a number, not {_kind(value)}", "write a plain number, e.g. 0.5")
-        if integer and not float(value).is_integer():
-            raise self.fail(key, f"must be a whole number, not {value}", "write an integer, e.g. 100")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None else f"<= {hi:g}"
-            raise self.fail(key, f"is {value}, must be {span}", f"give a value {span}")
-        return int(value) if integer else float(value)
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {_kind(value)}", "write true or false")
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"must be a non-empty string, not {_kind(value)}", "write a name")
-        return value.strip()
-
-    def strings(self, value: Any, key: str) -> list[str]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [a, b]")
-        out = [self.string(v, f"{key}[{i}]") for i, v in enumerate(value)]
-        if len(set(out)) != len(out):
-            raise self.fail(key, "lists a name twice", "list each name once")
-        return out
-
-    def scalars(self, value: Any, key: str) -> list[str]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [1, 2, 3]")
-        for i, v in enumerate(value):
-            if isinstance(v, (dict, list)) or v is None:
-                raise self.fail(f"{key}[{i}]", f"must be a plain value, not {_kind(v)}", "list numbers or strings")
-        return [norm(v) for v in value]
-
-    def bounds(self, value: Any, key: str) -> tuple[float | None, float | None]:
-        """A share range: [min, max] or {min: x, max: y} (either end optional), within 0..1."""
-        if isinstance(value, list):
-            if len(value) != 2:
-                raise self.fail(key, f"has {len(value)} items", "write [min, max], e.g. [0.3, 0.9]")
-            lo, hi = (None if v is None else self.number(v, f"{key}[{i}]", 0, 1) for i, v in enumerate(value))
-        elif isinstance(value, dict):
-            self.mapping(value, key, {"min", "max"})
-            lo = self.number(value["min"], f"{key}.min", 0, 1) if value.get("min") is not None else None
-            hi = self.number(value["max"], f"{key}.max", 0, 1) if value.get("max") is not None else None
-        else:
-            raise self.fail(key, f"must be [min, max] or a min/max mapping, not {_kind(value)}", "write e.g. [0.3, 0.9]")
-        if lo is None and hi is None:
-            raise self.fail(key, "gives neither min nor max", "give at least one bound")
-        if lo is not None and hi is not None and lo > hi:
-            raise self.fail(key, f"min {lo:g} is above max {hi:g}", "swap the bounds")
-        return lo, hi
+# The spec is a pydantic model per mapping that rejects unknown keys. Every value goes through a
+# "before" validator that refuses it with the one-line problem and fix (a PydanticCustomError of
+# type "spec", whose ``sub`` names a key below the field); _spec_error turns the first error into
+# an InputError naming the spec file and the dotted key.
 
 
 def _kind(value: Any) -> str:
     if value is None:
         return "empty"
-    return {bool: "a boolean", int: "a number", float: "a number", str: f"the string '{value}'", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: f"the string '{value}'", list: "a list", dict: "a mapping"}
+    return kinds.get(type(value), type(value).__name__)
 
 
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
+def _problem(problem: str, fix: str, sub: str = "") -> PydanticCustomError:
+    return PydanticCustomError("spec", "{problem}", {"problem": problem, "fix": fix, "sub": sub})
+
+
+def _number(value: Any, lo: float | None = None, hi: float | None = None, integer: bool = False, sub: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        raise _problem(f"must be a number, not {_kind(value)}", "write a plain number, e.g. 0.5", sub)
+    if integer and not float(value).is_integer():
+        raise _problem(f"must be a whole number, not {value}", "write an integer, e.g. 100", sub)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None else f"<= {hi:g}"
+        raise _problem(f"is {value}, must be {span}", f"give a value {span}", sub)
+    return int(value) if integer else float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _problem(f"must be true or false, not {_kind(value)}", "write true or false")
+    return value
+
+
+def _string(value: Any, sub: str = "") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _problem(f"must be a non-empty string, not {_kind(value)}", "write a name", sub)
+    return value.strip()
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _problem(f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [a, b]")
+    out = [_string(v, f"[{i}]") for i, v in enumerate(value)]
+    if len(set(out)) != len(out):
+        raise _problem("lists a name twice", "list each name once")
+    return out
+
+
+def _scalars(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _problem(f"must be a non-empty list, not {_kind(value)}", "write a list, e.g. [1, 2, 3]")
+    for i, v in enumerate(value):
+        if isinstance(v, (dict, list)) or v is None:
+            raise _problem(f"must be a plain value, not {_kind(v)}", "list numbers or strings", f"[{i}]")
+    return [norm(v) for v in value]
+
+
+def _bounds(value: Any, sub: str) -> tuple[float | None, float | None]:
+    """A share range: [min, max] or {min: x, max: y} (either end optional), within 0..1."""
+    lo: float | None
+    hi: float | None
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise _problem(f"has {len(value)} items", "write [min, max], e.g. [0.3, 0.9]", sub)
+        lo, hi = (None if v is None else _number(v, 0, 1, sub=f"{sub}[{i}]") for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        for name in value:
+            if name not in ("min", "max"):
+                raise _problem("is unknown", "use one of max, min", f"{sub}.{name}")
+        lo = _number(value["min"], 0, 1, sub=f"{sub}.min") if value.get("min") is not None else None
+        hi = _number(value["max"], 0, 1, sub=f"{sub}.max") if value.get("max") is not None else None
+    else:
+        raise _problem(f"must be [min, max] or a min/max mapping, not {_kind(value)}", "write e.g. [0.3, 0.9]", sub)
+    if lo is None and hi is None:
+        raise _problem("gives neither min nor max", "give at least one bound", sub)
+    if lo is not None and hi is not None and lo > hi:
+        raise _problem(f"min {lo:g} is above max {hi:g}", "swap the bounds", sub)
+    return lo, hi
+
+
+# each validator runs before pydantic's own (also on an explicit null), so every refusal is ours
+Count = Annotated[int, BeforeValidator(lambda v: _number(v, 1, integer=True))]
+Share = Annotated[float, BeforeValidator(lambda v: _number(v, 0, 1))]
+OptionalShare = Annotated[float | None, BeforeValidator(lambda v: _number(v, 0, 1))]
+OptionalNumber = Annotated[float | None, BeforeValidator(_number)]
+OptionalLength = Annotated[int | None, BeforeValidator(lambda v: _number(v, 0, integer=True))]
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+Names = Annotated[list[str], BeforeValidator(_strings)]
+OptionalNames = Annotated[list[str] | None, BeforeValidator(_strings)]
+OptionalValues = Annotated[list[str] | None, BeforeValidator(_scalars)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Model):
+    required: Flag = True
+    nullable: Flag = True
+    type: str | None = None
+    min: OptionalNumber = None
+    max: OptionalNumber = None
+    allowed: OptionalValues = None
+    min_length: OptionalLength = None
+    max_length: OptionalLength = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> str:
+        if value not in COLUMN_TYPES:
+            raise _problem(f"is {_kind(value)}", f"use one of {', '.join(COLUMN_TYPES)}")
+        return str(value)
+
+    @model_validator(mode="after")
+    def _range(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise _problem(f"has min {self.min:g} above max {self.max:g}", "swap min and max")
+        return self
+
+    def checks(self) -> dict[str, Any]:
+        return {"required": self.required, "nullable": self.nullable} | self.model_dump(exclude_none=True, exclude={"required", "nullable"})
+
+
+class LabelSpec(_Model):
+    column: Annotated[str, BeforeValidator(_string)]
+    threshold: OptionalNumber = None
+    classes: OptionalValues = None
+    share: dict[str, tuple[float | None, float | None]] = {}
+    min_share: OptionalShare = None
+    max_share: OptionalShare = None
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _shares(cls, value: Any, info: ValidationInfo) -> dict[str, tuple[float | None, float | None]]:
+        if not isinstance(value, dict) or not value:
+            raise _problem(f"must be a mapping of class to [min, max], not {_kind(value)}", "write e.g. 'share: {positive: [0.3, 0.9]}'")
+        threshold = info.data.get("threshold") is not None
+        out = {}
+        for name, bounds in value.items():
+            if threshold and norm(name) not in (POSITIVE, NEGATIVE):
+                raise _problem("is not a class of a threshold label", "use positive or negative (positive: value >= threshold)", str(name))
+            out[norm(name)] = _bounds(bounds, str(name))
+        return out
+
+    @model_validator(mode="after")
+    def _threshold_classes(self) -> LabelSpec:
+        if self.threshold is not None and self.classes and set(self.classes) - {POSITIVE, NEGATIVE}:
+            raise _problem("names classes other than positive/negative, but a threshold derives exactly those two",
+                           "drop 'classes' or use [positive, negative]", "classes")
+        return self
+
+
+class DuplicateSpec(_Model):
+    max_share: Share
+    columns: OptionalNames = None
+
+
+class TableSpec(_Model):
+    """``format: csv``: a table."""
+
+    format: Literal["csv"] = "csv"
+    description: Any = ""
+    min_rows: Count = 1
+    columns: dict[str, ColumnSpec] = {}
+    label: LabelSpec | None = None
+    duplicates: DuplicateSpec | None = None
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if isinstance(value, list):  # shorthand: names of required columns
+            return {name: {"required": True, "nullable": True} for name in _strings(value)}
+        if not isinstance(value, dict):
+            raise _problem(f"must be a mapping of column name to checks (or a list of names), not {_kind(value)}",
+                           "write 'columns: {rating: {min: 1, max: 5}}'")
+        for name in value:
+            if not isinstance(name, str) or not name.strip():
+                raise _problem("is not a column name", "write the column name as it appears in the CSV header", str(name))
+        return {name.strip(): {} if checks is None else checks for name, checks in value.items()}
+
+    @field_validator("label", "duplicates", mode="before")
+    @classmethod
+    def _present(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("model_type", "empty")  # reported as "must be a mapping, not empty"
+        return value
+
+    def normalised(self) -> dict[str, Any]:
+        return {
+            "format": "csv", "description": self.description, "min_rows": self.min_rows,
+            "columns": {name: col.checks() for name, col in self.columns.items()},
+            "label": None if self.label is None else {
+                "column": self.label.column, "threshold": self.label.threshold, "classes": self.label.classes,
+                "share": dict(self.label.share), "min_share": self.label.min_share, "max_share": self.label.max_share},
+            "duplicates": None if self.duplicates is None else self.duplicates.model_dump(),
+        }
+
+
+class ImageSpec(_Model):
+    """``format: images``: the Kaggle layout DIR/<split>/<class>/*.jpg."""
+
+    format: Literal["images"] = "images"
+    description: Any = ""
+    splits: Names = DEFAULT_SPLITS
+    classes: OptionalNames = None
+    min_per_class: Any = 1
+    extensions: Names = DEFAULT_EXTENSIONS
+    max_corrupt: Annotated[int, BeforeValidator(lambda v: _number(v, 0, integer=True))] = 0
+
+    @model_validator(mode="after")
+    def _per_class(self) -> ImageSpec:
+        value = self.min_per_class
+        if isinstance(value, dict):
+            for split in value:
+                if split not in self.splits:
+                    raise _problem("is not one of the splits", f"use one of {', '.join(self.splits)}", f"min_per_class.{split}")
+            counts = {s: int(_number(value[s], 1, integer=True, sub=f"min_per_class.{s}")) if s in value else 1 for s in self.splits}
+        else:
+            count = int(_number(value, 1, integer=True, sub="min_per_class"))
+            counts = {split: count for split in self.splits}
+        object.__setattr__(self, "min_per_class", counts)
+        return self
+
+    def normalised(self) -> dict[str, Any]:
+        return {
+            "format": "images", "description": self.description, "splits": list(self.splits), "classes": self.classes,
+            "min_per_class": self.min_per_class, "max_corrupt": self.max_corrupt,
+            "extensions": [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions],
+        }
+
+
+_MISSING_FIX = {"label.column": "name the label column, e.g. 'column: rating'",
+                "duplicates.max_share": "give the largest acceptable share of duplicate rows, e.g. 0.05"}
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model that validates the mapping at ``loc`` (through nested models and dicts of them)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a dict key: the model is the dict's value type, found on the previous step
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            inner = [candidate, *typing.get_args(candidate)]
+            found = next((c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found is not None:
+                model = found
+                break
+    return model
+
+
+def _spec_error(path: Path, model: type[BaseModel], exc: ValidationError) -> InputError:
+    errors = exc.errors(include_url=False)
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = tuple(error["loc"])
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "spec":
+        sub = ctx.get("sub", "")
+        key = key + sub if sub.startswith("[") or not key else f"{key}.{sub}" if sub else key
+        problem, fix = ctx["problem"], ctx["fix"]
+    elif kind == "extra_forbidden":
+        problem, fix = "is unknown", f"use one of {', '.join(sorted(_model_at(model, loc[:-1]).model_fields))}"
+    elif kind == "missing":
+        problem, fix = "is missing", _MISSING_FIX.get(key, "add it")
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        keys = ", ".join(sorted(_model_at(model, loc).model_fields))
+        problem, fix = f"must be a mapping, not {_kind(error['input'])}", f"write it as 'name: value' lines; keys: {keys}"
+    else:  # not expected: every field has a before validator
+        problem, fix = error["msg"], "see the validate-data README for the spec's keys"
+    where = f"key '{key}'" if key else "the top level"
+    return InputError(SPEC_INPUT, f"{path}: {where} {problem}", fix)
 
 
 def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
@@ -146,108 +335,19 @@ def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise InputError(SPEC_INPUT, f"{path}: not valid YAML{at}", "fix the YAML syntax") from None
-    s = _Spec(path)
     if not isinstance(raw, dict):
-        raise s.fail("", f"must be a mapping, not {_kind(raw)}", "start with 'format: csv' or 'format: images'")
+        raise InputError(SPEC_INPUT, f"{path}: the top level must be a mapping, not {_kind(raw)}",
+                         "start with 'format: csv' or 'format: images'")
     fmt = raw.get("format")
     if fmt is None:
         fmt = "images" if data is not None and data.is_dir() else "csv"
     if fmt not in ("csv", "images"):
-        raise s.fail("format", f"is {_kind(fmt)}", "write 'format: csv' or 'format: images'")
-    spec: dict[str, Any] = {"format": fmt, "description": raw.get("description", "")}
-    if fmt == "csv":
-        s.mapping(raw, "", TABLE_KEYS)
-        spec["min_rows"] = s.number(raw["min_rows"], "min_rows", 1, integer=True) if "min_rows" in raw else 1
-        spec["columns"] = _columns(s, raw.get("columns"))
-        spec["label"] = _label(s, raw["label"]) if "label" in raw else None
-        spec["duplicates"] = _duplicates(s, raw["duplicates"]) if "duplicates" in raw else None
-    else:
-        s.mapping(raw, "", IMAGE_KEYS)
-        spec["splits"] = s.strings(raw["splits"], "splits") if "splits" in raw else list(DEFAULT_SPLITS)
-        spec["classes"] = s.strings(raw["classes"], "classes") if "classes" in raw else None
-        spec["min_per_class"] = _min_per_class(s, raw.get("min_per_class", 1), spec["splits"])
-        exts = s.strings(raw["extensions"], "extensions") if "extensions" in raw else list(DEFAULT_EXTENSIONS)
-        spec["extensions"] = [e.lower() if e.startswith(".") else "." + e.lower() for e in exts]
-        spec["max_corrupt"] = s.number(raw["max_corrupt"], "max_corrupt", 0, integer=True) if "max_corrupt" in raw else 0
-    return spec
-
-
-def _columns(s: _Spec, value: Any) -> dict[str, dict]:
-    if value is None:
-        return {}
-    if isinstance(value, list):  # shorthand: names of required columns
-        return {name: {"required": True, "nullable": True} for name in s.strings(value, "columns")}
-    if not isinstance(value, dict):
-        raise s.fail("columns", f"must be a mapping of column name to checks (or a list of names), not {_kind(value)}", "write 'columns: {rating: {min: 1, max: 5}}'")
-    out = {}
-    for name, checks in value.items():
-        key = f"columns.{name}"
-        if not isinstance(name, str) or not name.strip():
-            raise s.fail(key, "is not a column name", "write the column name as it appears in the CSV header")
-        checks = {} if checks is None else s.mapping(checks, key, COLUMN_KEYS)
-        col: dict[str, Any] = {
-            "required": s.boolean(checks["required"], f"{key}.required") if "required" in checks else True,
-            "nullable": s.boolean(checks["nullable"], f"{key}.nullable") if "nullable" in checks else True,
-        }
-        if "type" in checks:
-            if checks["type"] not in COLUMN_TYPES:
-                raise s.fail(f"{key}.type", f"is {_kind(checks['type'])}", f"use one of {', '.join(COLUMN_TYPES)}")
-            col["type"] = checks["type"]
-        for bound in ("min", "max"):
-            if bound in checks:
-                col[bound] = s.number(checks[bound], f"{key}.{bound}")
-        if "min" in col and "max" in col and col["min"] > col["max"]:
-            raise s.fail(key, f"has min {col['min']:g} above max {col['max']:g}", "swap min and max")
-        if "allowed" in checks:
-            col["allowed"] = s.scalars(checks["allowed"], f"{key}.allowed")
-        for bound in ("min_length", "max_length"):
-            if bound in checks:
-                col[bound] = s.number(checks[bound], f"{key}.{bound}", 0, integer=True)
-        out[name.strip()] = col
-    return out
-
-
-def _label(s: _Spec, value: Any) -> dict:
-    s.mapping(value, "label", LABEL_KEYS)
-    if "column" not in value:
-        raise s.fail("label.column", "is missing", "name the label column, e.g. 'column: rating'")
-    label: dict[str, Any] = {"column": s.string(value["column"], "label.column"), "threshold": None, "classes": None, "share": {}}
-    if "threshold" in value:
-        label["threshold"] = s.number(value["threshold"], "label.threshold")
-    if "classes" in value:
-        label["classes"] = s.scalars(value["classes"], "label.classes")
-        if label["threshold"] is not None and set(label["classes"]) - {POSITIVE, NEGATIVE}:
-            raise s.fail("label.classes", "names classes other than positive/negative, but a threshold derives exactly those two", "drop 'classes' or use [positive, negative]")
-    if "share" in value:
-        shares = value["share"]
-        if not isinstance(shares, dict) or not shares:
-            raise s.fail("label.share", f"must be a mapping of class to [min, max], not {_kind(shares)}", "write e.g. 'share: {positive: [0.3, 0.9]}'")
-        for cls, bounds in shares.items():
-            name = norm(cls)
-            if label["threshold"] is not None and name not in (POSITIVE, NEGATIVE):
-                raise s.fail(f"label.share.{cls}", "is not a class of a threshold label", "use positive or negative (positive: value >= threshold)")
-            label["share"][name] = s.bounds(bounds, f"label.share.{cls}")
-    for bound in ("min_share", "max_share"):
-        label[bound] = s.number(value[bound], f"label.{bound}", 0, 1) if bound in value else None
-    return label
-
-
-def _duplicates(s: _Spec, value: Any) -> dict:
-    s.mapping(value, "duplicates", DUPLICATE_KEYS)
-    if "max_share" not in value:
-        raise s.fail("duplicates.max_share", "is missing", "give the largest acceptable share of duplicate rows, e.g. 0.05")
-    return {"max_share": s.number(value["max_share"], "duplicates.max_share", 0, 1),
-            "columns": s.strings(value["columns"], "duplicates.columns") if "columns" in value else None}
-
-
-def _min_per_class(s: _Spec, value: Any, splits: list[str]) -> dict[str, int]:
-    if isinstance(value, dict):
-        for split in value:
-            if split not in splits:
-                raise s.fail(f"min_per_class.{split}", "is not one of the splits", f"use one of {', '.join(splits)}")
-        return {split: s.number(value[split], f"min_per_class.{split}", 1, integer=True) if split in value else 1 for split in splits}
-    count = s.number(value, "min_per_class", 1, integer=True)
-    return {split: count for split in splits}
+        raise InputError(SPEC_INPUT, f"{path}: key 'format' is {_kind(fmt)}", "write 'format: csv' or 'format: images'")
+    model: type[TableSpec] | type[ImageSpec] = TableSpec if fmt == "csv" else ImageSpec
+    try:
+        return model.model_validate({**raw, "format": fmt}).normalised()
+    except ValidationError as exc:
+        raise _spec_error(path, model, exc) from None
 
 
 # ---------------------------------------------------------------------------------------- checks

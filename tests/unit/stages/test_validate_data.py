@@ -367,3 +367,14 @@ def test_format_defaults_to_the_kind_of_data(tmp_path):
     data = make_images(tmp_path / "rice")
     result, _ = run(tmp_path, data, {"min_per_class": 2})
     assert result.valid and json.loads(result.report.read_text())["format"] == "images"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "actions" / "validate-data" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_action_examples_load(path):
+    spec = v.load_spec(path)
+    assert spec["format"] in ("csv", "images")
+
+
+def test_the_examples_the_messages_point_to_exist():
+    examples = sorted(p.name for p in (ROOT / "actions" / "validate-data" / "examples").glob("*.yaml"))
+    assert examples == ["images.yaml", "table.yaml"]
