@@ -98,7 +98,8 @@ def env_manager_option(fn):
 def train(project_path, entry_point, script, params, experiment, run_name, model_name, autolog, reuse, env_manager, tracking_uri, dagshub_repo):
     """Run a model project under MLflow tracking."""
     from .core import tracking as trk
-    from .stages.train import parse_params, train as do_train
+    from .stages.train import parse_params
+    from .stages.train import train as do_train
 
     parsed = parse_params(params)
     tracking = trk.resolve(tracking_uri, dagshub_repo)
@@ -338,7 +339,8 @@ def summary(needs_json, stages, reasons, after, title, output):
 def gate(run_id, model_name, metric, direction, min_improvement, champion_alias, challenger_alias, model_uri, tracking_uri, dagshub_repo):
     """Champion/challenger: register the run's model, compare its metric with the champion's, move the alias if it wins."""
     from .core import tracking as trk
-    from .stages.gate import GateRequest, check_request, gate as do_gate
+    from .stages.gate import GateRequest, check_request
+    from .stages.gate import gate as do_gate
 
     req = GateRequest(run_id=run_id, model_name=model_name.strip(), metric=metric.strip(), direction=direction.strip().lower(),
                       min_improvement=min_improvement, champion_alias=champion_alias.strip(), challenger_alias=challenger_alias.strip(),

@@ -16,7 +16,8 @@ import os
 import secrets
 from pathlib import Path
 
-from .core import local_services, tracking as trk
+from .core import local_services
+from .core import tracking as trk
 from .core.paths import resource
 from .pipeline import PipelineConfig, run_pipeline
 from .stages.open_pr import PrRequest

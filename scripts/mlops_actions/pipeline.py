@@ -22,10 +22,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import gha, tracking as trk
+from .core import gha
+from .core import tracking as trk
 from .core.errors import InputError, MlopsError
 from .stages.fetch_artifacts import fetch
-from .stages.gate import GateRequest, check_request, gate as run_gate
+from .stages.gate import GateRequest, check_request
+from .stages.gate import gate as run_gate
 from .stages.open_pr import PrRequest, open_pr
 from .stages.push_image import PushRequest, push_image
 from .stages.render_dockerfile import render

@@ -13,7 +13,6 @@ from . import gha, images
 from .errors import InputError, StageError, TransientError, scrub
 from .retry import retry_or_raise
 
-
 MAX_WAIT = 86_400.0  # seconds: no wait for a server outlives a day
 
 

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import uuid
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 
 def in_actions() -> bool:
@@ -134,7 +134,7 @@ def group(title: str) -> Iterator[None]:
         sys.stdout.flush()
 
 
-def md_table(headers: list[str], rows: list[list[object]]) -> str:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table; pipes in cells are escaped."""
 
     def cell(v: object) -> str:

@@ -113,7 +113,7 @@ def start_registry(root: Path, user: str, password: str, port: int | None = None
         f"auth: {{htpasswd: {{realm: mlops-local, path: {htpasswd}}}}}\n"
     )
     log = root / "registry.log"
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115 - the server owns its log
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/v2/", (401,), 30, proc, log)
     return Service(url=url, proc=proc, root=root)
@@ -145,7 +145,7 @@ def start_mlflow(root: Path, port: int | None = None, admin_password: str | None
                    MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex())
         cmd += ["--app-name", "basic-auth"]
     log = root / "mlflow.log"
-    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)  # noqa: SIM115 - the server owns its log
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/health", (200, 401), 120, proc, log)
     return Service(url=url, proc=proc, root=root)

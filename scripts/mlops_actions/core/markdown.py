@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def number(value: object) -> str:
     """A metric as the PR, DVC and job summaries show it: 4 significant digits, '—' for none."""
     if value is None or value == "":

@@ -58,7 +58,7 @@ def convert(info: ModelInfo, onnx_path: Path, check_data: Path | None = None, to
 
     try:
         native = Model(info.path)
-    except Exception as exc:  # noqa: BLE001 - any load failure is a reason to stay native
+    except Exception as exc:  # any load failure is a reason to stay native
         raise NotConvertible(f"the native model does not load here for the check ({exc.__class__.__name__}: {str(exc)[:120]})") from exc
     if native.flavor == "sklearn":
         return _convert_sklearn(info, native, Path(onnx_path), check_data, tolerance)
@@ -81,14 +81,14 @@ def _session(path: Path):
     opts.intra_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidGraph types
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise NotConvertible(f"onnxruntime cannot load the converted model ({' '.join(str(exc).split())[:200]})") from exc
 
 
 def _run(sess, feed: dict) -> list:
     try:
         return sess.run(None, feed)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # skl2onnx raises many kinds for unsupported pieces
         raise NotConvertible(f"onnxruntime fails on the check inputs ({' '.join(str(exc).split())[:200]})") from exc
 
 
@@ -125,7 +125,7 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
         with _sublinear_tf_fix():
             proto = convert_sklearn(model, initial_types=[(i["name"], types[i["dtype"]]([None, 1])) for i in inputs],
                                     options=options or None)
-    except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for unsupported pieces
+    except Exception as exc:
         raise NotConvertible(f"skl2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx_path.write_bytes(_stable_bytes(proto))
@@ -145,13 +145,13 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
         source += f" + {len(frames[-1])} rows of {Path(check_data).name}"
     df = pd.concat(frames, ignore_index=True)
     feed = table_feed(inputs, {c: df[c].tolist() for c in native.columns})
-    got = dict(zip(outs, _run(sess, feed)))
+    got = dict(zip(outs, _run(sess, feed), strict=True))
     diff = 0.0
     if is_classifier:
         want_labels = np.asarray(model.predict(df))
         got_labels = np.asarray(got[label]).ravel()
-        if want_labels.shape != got_labels.shape or not all(a == b for a, b in zip(want_labels.tolist(), got_labels.tolist())):
-            bad = int(sum(a != b for a, b in zip(want_labels.tolist(), got_labels.tolist())))
+        if want_labels.shape != got_labels.shape or not all(a == b for a, b in zip(want_labels.tolist(), got_labels.tolist(), strict=False)):
+            bad = int(sum(a != b for a, b in zip(want_labels.tolist(), got_labels.tolist(), strict=False)))
             raise NotConvertible(f"the ONNX model predicts other labels than the native one on {bad} of {len(df)} check rows")
         if proba:
             diff = float(np.abs(np.asarray(model.predict_proba(df), dtype="float64") - np.asarray(got[proba], dtype="float64")).max())
@@ -169,7 +169,7 @@ def _stable_bytes(proto) -> bytes:
     name the graph with a random UUID and list the opsets in set order), so the same model always gives the same file: a rerun
     rebuilds no image layer and keeps the digest."""
     proto.graph.name = "mlops-model"
-    opsets = sorted(((o.domain, o.version) for o in proto.opset_import))  # a set's order in the converter
+    opsets = sorted((o.domain, o.version) for o in proto.opset_import)  # a set's order in the converter
     del proto.opset_import[:]
     for domain, version in opsets:
         entry = proto.opset_import.add()
@@ -249,7 +249,7 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     fn = tf.function(lambda t: model(t, training=False), input_signature=spec)
     try:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise NotConvertible(f"tf2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx_path.write_bytes(_stable_bytes(proto))

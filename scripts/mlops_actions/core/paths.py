@@ -34,8 +34,8 @@ import shutil
 import stat
 import subprocess
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 MARKER = ".mlops-output"
 
@@ -406,7 +406,6 @@ def claim_output_file(path: str | os.PathLike[str], input_name: str, marker_text
 
 def write_file_atomic(path: Path, text: str, input_name: str) -> None:
     """Write beside, then rename over: readers see the old file or the new one, never half."""
-    from .errors import InputError
 
     path = Path(path)
     created = _make_parents(path.parent, input_name)

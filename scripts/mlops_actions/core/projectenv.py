@@ -29,9 +29,10 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, cast
+from typing import Literal, cast
 
 from .errors import InputError, StageError
 
@@ -167,7 +168,7 @@ def _script_python_env(project: Path, script: Path):
         if path.is_file():
             try:
                 return load(path), path
-            except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a bad file
+            except Exception as exc:  # MLflow raises several types for a bad file
                 raise InputError("project-path", f"{path} is not a valid {name} ({str(exc).splitlines()[0][:120]})",
                                  "fix it: python, build_dependencies and dependencies as MLflow documents") from exc
     for folder in (script.parent, project):
@@ -193,7 +194,7 @@ def script_python(project: Path, script: Path, env_manager: str) -> ScriptEnv:
     try:
         _create_virtualenv(local_model_path=project.resolve(), python_env=python_env, env_dir=env_dir,
                            env_manager=cast(Literal["virtualenv", "uv"], env_manager))
-    except Exception as exc:  # noqa: BLE001 - a failed install is the user's declaration or the network
+    except Exception as exc:  # a failed install is the user's declaration or the network
         raise StageError(f"building the training environment from {source} failed ({str(exc).splitlines()[0][:200]})",
                          "fix the dependencies it declares (the install log is above), then re-run") from exc
     return ScriptEnv(python=str(env_dir / "bin" / "python"), source=str(source))
@@ -207,7 +208,7 @@ class StderrTail:
         self.tail: deque[str] = deque(maxlen=lines)
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "StderrTail":
+    def __enter__(self) -> StderrTail:
         sys.stderr.flush()
         self._saved = os.dup(2)
         read_fd, write_fd = os.pipe()

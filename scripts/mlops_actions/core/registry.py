@@ -4,11 +4,12 @@ on transient failures (connection errors, 5xx, 429)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import urllib.parse
-from typing import Iterable
+from collections.abc import Iterable
 
 import requests
 
@@ -43,10 +44,8 @@ def base_url(registry: str) -> str:
     name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
     insecure = {h.strip() for h in os.environ.get("MLOPS_INSECURE_REGISTRIES", "").split(",") if h.strip()}
     loopback = name == "localhost"
-    try:
+    with contextlib.suppress(ValueError):
         loopback = loopback or ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        pass
     return f"{'http' if loopback or host in insecure else 'https'}://{host}"
 
 

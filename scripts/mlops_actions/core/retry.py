@@ -6,7 +6,8 @@ import os
 import random
 import sys
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import InputError, StageError, TransientError, positive_number
 

@@ -11,7 +11,6 @@ from .errors import InputError
 from .paths import read_text_input
 
 
-
 def render_template(path: Path, context: dict, input_name: str) -> str:
     path = Path(path)
     text = read_text_input(path, input_name, "a Jinja2 text template (or leave it empty for the built-in one)")

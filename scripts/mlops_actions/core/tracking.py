@@ -23,13 +23,15 @@ printed and written to step outputs) drops userinfo and redacts token-like query
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import requests
 
@@ -245,10 +247,8 @@ def is_dagshub(uri: str, env: Mapping[str, str] | None = None) -> bool:
     hosts = {DAGSHUB_HOST}
     custom = (env.get("DAGSHUB_CLIENT_HOST") or "").strip()
     if custom:
-        try:
+        with contextlib.suppress(ValueError):
             hosts.add((urllib.parse.urlsplit(custom if "//" in custom else f"https://{custom}").hostname or "").lower())
-        except ValueError:
-            pass
     return host in hosts or host.endswith("." + DAGSHUB_HOST)
 
 

@@ -18,6 +18,7 @@ at most 4; ``WORKERS`` overrides. The server writes no files (read-only root fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -392,7 +393,7 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
 
         def log_message(self, fmt, *args):  # one line per request on stderr, no bodies
             if os.environ.get("ACCESS_LOG", "1") == "1":
-                sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+                sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
         def _send(self, status: int, body: bytes, ctype: str = "application/json"):
             self.send_response(status)
@@ -522,10 +523,8 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
 
     def stop(*_, code: int = 0):
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         os._exit(code)
 
     signal.signal(signal.SIGTERM, stop)

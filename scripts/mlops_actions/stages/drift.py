@@ -30,6 +30,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -57,7 +58,7 @@ class Thresholds:
     js_distance: float = 0.1
     oov_rate: float = 0.1
 
-    def check(self) -> "Thresholds":
+    def check(self) -> Thresholds:
         for name, value, lo, hi in (("p-value", self.p_value, 0, 1), ("psi", self.psi, 0, None),
                                     ("js-distance", self.js_distance, 0, 1), ("oov-rate", self.oov_rate, 0, 1)):
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= lo or (hi is not None and value > hi):
@@ -128,10 +129,10 @@ def infer_type(values: list[str]) -> tuple[str, str]:
     """(type, why) from the non-null values of a column."""
     if not values:
         return "ignore", "no values"
-    numbers = [to_number(v) for v in values]
-    distinct = len(set(norm(v) for v in values))
-    if all(n is not None for n in numbers):
-        if all(float(n).is_integer() for n in numbers) and distinct <= CATEGORICAL_MAX_INT:
+    numbers = [n for n in (to_number(v) for v in values) if n is not None]
+    distinct = len({norm(v) for v in values})
+    if len(numbers) == len(values):  # every value is a number
+        if all(n.is_integer() for n in numbers) and distinct <= CATEGORICAL_MAX_INT:
             return "categorical", f"integers with {distinct} distinct values"
         return "numeric", "numbers"
     mean_tokens = sum(len(tokens(v)) for v in values) / len(values)
@@ -193,7 +194,7 @@ def oov_rate(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 
 
 def vocabulary_stats(reference: list[list[str]], current: list[list[str]], permutations: int = PERMUTATIONS,
-                     top: int = TOP_TOKENS, seed: int = 0) -> dict[str, float | int]:
+                     top: int = TOP_TOKENS, seed: int = 0) -> dict[str, Any]:
     """OOV rate and JS distance of token frequencies, each with a permutation p-value: rows are
     shuffled between the two sides (sizes kept) and the statistic recomputed."""
     vocab: dict[str, int] = {}
@@ -303,8 +304,8 @@ def compare_text(ref: list[str], cur: list[str], th: Thresholds) -> tuple[dict, 
 
 
 def compare_feature(name: str, kind: str, ref: list[str | None], cur: list[str | None], th: Thresholds, inferred: bool = True, why: str = "") -> Feature:
-    a = [v for v in ref if not is_null(v)]
-    b = [v for v in cur if not is_null(v)]
+    a = [v for v in ref if v is not None and not is_null(v)]
+    b = [v for v in cur if v is not None and not is_null(v)]
     feature = Feature(name=name, type=kind, drifted=False, stats={}, tests=[], inferred=inferred,
                       rows={"reference": len(a), "current": len(b)},
                       null_share={"reference": 1 - len(a) / max(len(ref), 1), "current": 1 - len(b) / max(len(cur), 1)},
@@ -419,7 +420,8 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
             if name in overrides:
                 kind, why, inferred = overrides[name], "", False
             else:
-                kind, why = infer_type([v for v in ref.values(name) if not is_null(v)] or [v for v in cur.values(name) if not is_null(v)])
+                kind, why = infer_type([v for v in ref.values(name) if v is not None and not is_null(v)]
+                                       or [v for v in cur.values(name) if v is not None and not is_null(v)])
                 inferred = True
             feature = compare_feature(name, kind, ref.values(name), cur.values(name), thresholds, inferred, why)
             print(f"{name} ({kind}): " + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
@@ -443,7 +445,7 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
     json_path, md_path = out / "drift.json", out / "drift.md"
     json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
     md_path.write_text(markdown, encoding="utf-8")
-    return DriftResult(drift_detected=report["drift_detected"], features=features, report=json_path, table=md_path, markdown=markdown)
+    return DriftResult(drift_detected=bool(report["drift_detected"]), features=features, report=json_path, table=md_path, markdown=markdown)
 
 
 def _json_default(value: object) -> object:

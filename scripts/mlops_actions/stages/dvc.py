@@ -285,7 +285,7 @@ def tracked_hashes(repo, root: Path, workdir: Path, targets: list[str]) -> dict[
     return hashes
 
 
-def _transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException | None) -> bool:
     from dvc.exceptions import DownloadError, UploadError
 
     seen = set()
@@ -306,7 +306,7 @@ def _transfer(fn, what: str):
     def attempt():
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:  # classified below
             if _transient(exc):
                 raise TransientError(f"{what}: {_first_line(exc)}") from exc
             raise
@@ -361,7 +361,8 @@ def run(req: DvcRequest, repo_factory=None) -> DvcResult:
                 repo.add(p.targets)
                 result.detail = f"added {len(p.targets)} path(s)"
             elif req.operation == "commit":
-                for target in targets or [None]:
+                commit_targets: list[str | None] = [*targets] if targets else [None]
+                for target in commit_targets:
                     repo.commit(target, force=True)
                 result.detail = "committed workspace changes"
             elif req.operation == "push":

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core import manifest, modelinfo, paths, tracking as trk
+from ..core import manifest, modelinfo, paths
+from ..core import tracking as trk
 from ..core.errors import InputError, StageError
 from ..core.inputs import safe_relative
 from ..core.run_record import RunRecord

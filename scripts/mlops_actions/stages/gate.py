@@ -16,9 +16,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..core import gha, tracking as trk
-from ..core.tracking import check_model_uri, find_model_uri, mlflow_call, read_run
+from ..core import gha
+from ..core import tracking as trk
 from ..core.errors import InputError, StageError
+from ..core.tracking import check_model_uri, find_model_uri, mlflow_call, read_run
 
 TAG = "mlops.gate."
 _ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")

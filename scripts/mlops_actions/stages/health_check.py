@@ -5,6 +5,7 @@ container. A server that exits or does not answer in time fails the stage with i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import gha, images
-from ..core.errors import InputError, StageError, positive_number
 from ..core.docker import MAX_WAIT, engine, login, login_registry, tail, wait_for_endpoint
-from ..core.errors import TransientError, scrub
+from ..core.errors import InputError, StageError, TransientError, positive_number, scrub
 from ..core.retry import retry_or_raise
 
 EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
@@ -78,7 +78,7 @@ def health_check(req: HealthRequest) -> HealthResult:
     try:
         try:
             container = client.containers.run(reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)})
-        except Exception as exc:  # noqa: BLE001 - engine errors (no such image, bad entrypoint) as one line
+        except Exception as exc:  # engine errors (no such image, bad entrypoint) as one line
             raise StageError(f"cannot start {reference}: {str(exc).splitlines()[0][:300]}", "check the image reference and that it is a serving image") from exc
         started = time.monotonic()
         base = wait_for_endpoint(container, port, "/health", timeout, started, "",
@@ -107,10 +107,8 @@ def health_check(req: HealthRequest) -> HealthResult:
         return HealthResult(image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready)
     finally:
         if container is not None:
-            try:
+            with contextlib.suppress(Exception):  # cleanup must not mask the real error
                 container.remove(force=True)
-            except Exception:  # noqa: BLE001 - cleanup must not mask the real error
-                pass
 
 
 def _pull(client, reference: str, secret: str) -> None:

@@ -26,12 +26,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from ..core import gha, manifest, paths
 from ..core.errors import InputError, StageError, TransientError
 from ..core.git import Git, remote_head, validate_branch
-from ..core.markdown import cell, human_size, metric_rows
 from ..core.inputs import safe_relative
+from ..core.markdown import cell, human_size, metric_rows
 from ..core.paths import read_text_input, resource
 from ..core.retry import retry_or_raise
 from ..core.run_record import RUN_FILE, RunRecord
@@ -180,7 +179,7 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
                 break
             except _PushRace:
                 if attempt == 2:
-                    raise StageError(f"branch {req.branch} kept moving while pushing", "re-run the job")
+                    raise StageError(f"branch {req.branch} kept moving while pushing", "re-run the job") from None
     result = PrResult(operation="unchanged", branch=req.branch, head_sha=head_sha)
     if not differs:
         gha.notice(f"{req.repo_path} on {base} already holds these artifacts: no pull request needed")

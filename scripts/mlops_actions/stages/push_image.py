@@ -24,7 +24,6 @@ from ..core.errors import InputError, StageError, TransientError, positive_numbe
 from ..core.images import SEMVER, normalize_version
 from ..core.retry import retry_or_raise
 
-
 CANDIDATE = "mlops-actions-candidate"
 
 
@@ -144,7 +143,8 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
 
     candidate = f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
     log: list[str] = []
-    kwargs = dict(path=str(context), tag=candidate, rm=True, forcerm=True, pull=False, decode=True, buildargs=build_args or None)
+    kwargs = {"path": str(context), "tag": candidate, "rm": True, "forcerm": True, "pull": False, "decode": True,
+              "buildargs": build_args or None}
     if network:
         kwargs["network_mode"] = network
     try:
@@ -195,10 +195,8 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
         result["predictions"] = preds[:5]
         return result
     finally:
-        try:
+        with contextlib.suppress(Exception):  # cleanup must not mask the real error
             container.remove(force=True)
-        except Exception:  # noqa: BLE001 - cleanup must not mask the real error
-            pass
 
 
 def _model_info(context: Path) -> dict:
@@ -270,10 +268,8 @@ def _image_lock(name: str):
 
 def _untag(client, refs: list[str]) -> None:
     for full in refs:
-        try:
+        with contextlib.suppress(Exception):  # best effort: the tag may be gone already
             client.images.remove(full, noprune=True)
-        except Exception:  # noqa: BLE001 - best effort: the tag may be gone already
-            pass
 
 
 def push_image(req: PushRequest) -> PushResult:
@@ -326,10 +322,8 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
         for t in tags:
             image.tag(ref.name, tag=t)
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the candidate tag is scratch
             client.images.remove(candidate, noprune=True)
-        except Exception:  # noqa: BLE001 - the candidate tag is scratch
-            pass
     full_tags = [f"{ref.name}:{t}" for t in tags]
     digest = ""
     if req.push:

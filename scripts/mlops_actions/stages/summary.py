@@ -70,7 +70,7 @@ def parse_needs(text: str) -> dict[str, dict]:
         raise InputError("needs", "is empty", "pass needs: ${{ toJSON(needs) }} from a job that needs every stage")
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError("needs", f"is not JSON ({exc.msg} at {exc.pos})", "pass needs: ${{ toJSON(needs) }}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) and "result" in v for v in data.values()):
         raise InputError("needs", "is not the needs context (an object of jobs with a result)", "pass needs: ${{ toJSON(needs) }}")
@@ -182,8 +182,8 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
         rows.append(["health check", ("✅ answered" if facts["healthy"] == "true" else "❌ no answer") + (f" in {facts['latency-ms']} ms" if facts.get("latency-ms") else "")])
     if rows:
         lines.append(gha.md_table(["", ""], rows))
-    metrics = facts.get("metrics") or {}
-    if metrics:
+    metrics = facts.get("metrics")
+    if isinstance(metrics, dict) and metrics:
         lines.append(gha.md_table(["metric", "value"], [[k, markdown.number(v)] for k, v in sorted(metrics.items())]))
     return "\n".join(lines)
 

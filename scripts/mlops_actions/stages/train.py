@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import gha, git, markdown, projectenv, tracking as trk
+from ..core import gha, git, markdown, projectenv
+from ..core import tracking as trk
 from ..core.errors import InputError, StageError
 from ..core.tracking import find_model_uri
 

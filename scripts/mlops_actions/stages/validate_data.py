@@ -21,14 +21,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import typing
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-import typing
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ..core import gha
@@ -269,7 +278,7 @@ class ImageSpec(_Model):
             counts = {s: int(_number(value[s], 1, integer=True, sub=f"min_per_class.{s}")) if s in value else 1 for s in self.splits}
         else:
             count = int(_number(value, 1, integer=True, sub="min_per_class"))
-            counts = {split: count for split in self.splits}
+            counts = dict.fromkeys(self.splits, count)
         object.__setattr__(self, "min_per_class", counts)
         return self
 
@@ -377,7 +386,9 @@ def _range(lo: float | None, hi: float | None, percent: bool = False) -> str:
 
     if lo is not None and hi is not None:
         return f"{f(lo)} to {f(hi)}"
-    return f">= {f(lo)}" if lo is not None else f"<= {f(hi)}"
+    if lo is not None:
+        return f">= {f(lo)}"
+    return f"<= {f(hi)}" if hi is not None else ""
 
 
 def check_table(table: Table, spec: dict) -> list[Check]:
@@ -404,7 +415,7 @@ def _check_column(table: Table, name: str, col: dict) -> list[Check]:
     nulls = [i for i, v in enumerate(values) if is_null(v)]
     if not col["nullable"]:
         out.append(Check("no-nulls", name, not nulls, f"{_share(len(nulls), len(values))} null", "0 null", _rows(nulls)))
-    present = [(i, v) for i, v in enumerate(values) if not is_null(v)]
+    present = [(i, v) for i, v in enumerate(values) if v is not None and not is_null(v)]
     numeric_needed = col.get("type") in ("number", "integer") or "min" in col or "max" in col
     numbers = {i: to_number(v) for i, v in present} if numeric_needed else {}
     if "type" in col:
@@ -413,7 +424,7 @@ def _check_column(table: Table, name: str, col: dict) -> list[Check]:
         elif col["type"] == "number":
             bad = [i for i, _ in present if numbers[i] is None]
         else:
-            bad = [i for i, _ in present if numbers[i] is None or not float(numbers[i]).is_integer()]
+            bad = [i for i, _ in present if (n := numbers[i]) is None or not float(n).is_integer()]
         out.append(Check("type", name, not bad, f"{len(bad)} values not {col['type']}" if bad else col["type"], col["type"],
                          [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]]))
     if "min" in col or "max" in col:
@@ -503,7 +514,7 @@ def _check_duplicates(table: Table, dup: dict) -> Check:
         return Check("duplicates", target, False, f"column {', '.join(missing)} missing", f"<= {dup['max_share']:.1%} duplicate rows")
     seen: dict[tuple, int] = {}
     repeats = []
-    for i, key in enumerate(zip(*(table.values(c) for c in cols))):
+    for i, key in enumerate(zip(*(table.values(c) for c in cols), strict=True)):
         key = tuple((v or "").strip() for v in key)
         if key in seen:
             repeats.append((i, seen[key]))
@@ -587,11 +598,12 @@ def check_images(root: Path, spec: dict, method: str = "auto") -> tuple[list[Che
             continue
         minimum = spec["min_per_class"][split]
         for cls in expected:
-            files = found[split].get(cls)
-            if files is None:
+            class_files = found[split].get(cls)
+            if class_files is None:
                 checks.append(Check("images-per-class", f"{split}/{cls}", False, "0 (folder missing)", f">= {minimum}"))
             else:
-                checks.append(Check("images-per-class", f"{split}/{cls}", len(files) >= minimum, str(len(files)), f">= {minimum}"))
+                checks.append(Check("images-per-class", f"{split}/{cls}", len(class_files) >= minimum, str(len(class_files)),
+                                      f">= {minimum}"))
         if spec["classes"]:
             extra = sorted(set(found[split]) - set(spec["classes"]))
             if extra:
@@ -600,7 +612,7 @@ def check_images(root: Path, spec: dict, method: str = "auto") -> tuple[list[Che
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = list(pool.map(lambda f: image_problem(f, method), all_files))
-    corrupt = [(f, p) for f, p in zip(all_files, problems) if p]
+    corrupt = [(f, p) for f, p in zip(all_files, problems, strict=True) if p]
     label = "Pillow full decode" if method == "pillow" else "file signature and size (Pillow not installed)"
     checks.append(Check("readable-images", "", len(corrupt) <= spec["max_corrupt"], f"{len(corrupt)} unreadable of {len(all_files)}",
                         f"<= {spec['max_corrupt']} unreadable ({label})", [f"{f.relative_to(root)}: {p}" for f, p in corrupt[:EXAMPLES]]))
