@@ -35,9 +35,13 @@ def _ca_bundle() -> str:
 
 
 def _done(ws: Path, outputs: dict[str, object]) -> None:
-    print(f"\ndemo done: MLflow store {ws / 'mlflow.db'} (run {outputs.get('run-id')}), PR branch {outputs.get('pr-branch')} in "
-          f"{ws / 'origin.git'}, PR body {outputs.get('pr-body') or '(unchanged)'}, Dockerfile {outputs.get('dockerfile')}, "
-          f"image {outputs.get('image')}")
+    print(
+        f"\ndemo done: MLflow store {ws / 'mlflow.db'} (run {outputs.get('run-id')}), PR branch "
+        f"{outputs.get('pr-branch')} in "
+        f"{ws / 'origin.git'}, PR body {outputs.get('pr-body') or '(unchanged)'}, Dockerfile "
+        f"{outputs.get('dockerfile')}, "
+        f"image {outputs.get('image')}"
+    )
 
 
 def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = False) -> dict[str, object]:
@@ -49,8 +53,14 @@ def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = Fals
         tracking=trk.Tracking(uri=f"sqlite:///{ws / 'mlflow.db'}"),
         experiment="demo-sentiment",
         artifacts_dir=ws / "artifacts",
-        pr=PrRequest(source_dir=ws / "artifacts", repo_path="models/sentiment", workdir=repo, base="main",
-                     open_pull_request=False, body_file=ws / "pr-body.md"),
+        pr=PrRequest(
+            source_dir=ws / "artifacts",
+            repo_path="models/sentiment",
+            workdir=repo,
+            base="main",
+            open_pull_request=False,
+            body_file=ws / "pr-body.md",
+        ),
         context_dir=ws / "image",
         ca_bundle=_ca_bundle(),
         version="0.1.0",
@@ -59,8 +69,10 @@ def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = Fals
     if skip_image:
         skipped = "push-image skipped (--skip-image)"
     elif not local_services.ensure_dockerd():
-        skipped = ("push-image SKIPPED: no Docker engine could be started (install docker.io and run as root, or start "
-                   "dockerd); everything up to the rendered build context was done")
+        skipped = (
+            "push-image SKIPPED: no Docker engine could be started (install docker.io and run as root, or start "
+            "dockerd); everything up to the rendered build context was done"
+        )
     if skipped:
         outputs = run_pipeline(cfg)
         print(skipped)
@@ -71,8 +83,13 @@ def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = Fals
     password = secrets.token_urlsafe(18)
     reg = local_services.start_registry(ws / "registry", REGISTRY_USER, password, port=int(registry.rpartition(":")[2]))
     try:
-        cfg.push = PushRequest(context=ws / "image", image=f"{registry}/demo/sentiment", version="0.1.0",
-                               username=REGISTRY_USER, password=password)
+        cfg.push = PushRequest(
+            context=ws / "image",
+            image=f"{registry}/demo/sentiment",
+            version="0.1.0",
+            username=REGISTRY_USER,
+            password=password,
+        )
         outputs = run_pipeline(cfg)
     finally:
         reg.stop()

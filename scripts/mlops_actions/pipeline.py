@@ -92,10 +92,18 @@ def lowercase_image(name: str) -> str:
 def gate_request(cfg: GateConfig) -> GateRequest:
     """The gate's request for ``cfg``, checked before any training (its run id is filled in later)."""
     if not cfg.metric.strip():
-        raise InputError("metric", "is empty, and the gate needs the metric that decides whether the run beats the champion",
-                         "set metric: <name>, or gate: 'false'")
-    req = GateRequest(run_id="(set after training)", model_name=cfg.model_name.strip(), metric=cfg.metric.strip(),
-                      direction=parse_direction(cfg.direction), min_improvement=cfg.min_improvement)
+        raise InputError(
+            "metric",
+            "is empty, and the gate needs the metric that decides whether the run beats the champion",
+            "set metric: <name>, or gate: 'false'",
+        )
+    req = GateRequest(
+        run_id="(set after training)",
+        model_name=cfg.model_name.strip(),
+        metric=cfg.metric.strip(),
+        direction=parse_direction(cfg.direction),
+        min_improvement=cfg.min_improvement,
+    )
     check_request(req)
     return req
 
@@ -104,8 +112,10 @@ def push_request(req: PushRequest) -> PushRequest:
     """A copy of ``req`` whose image name is lower case (with a notice when that changed it)."""
     lowered = lowercase_image(req.image)
     if lowered != req.image.strip():
-        gha.notice(f"image '{req.image.strip()}' is used as '{lowered}': registries accept lower-case repository names only "
-                   "(docker/metadata-action lowercases them the same way)")
+        gha.notice(
+            f"image '{req.image.strip()}' is used as '{lowered}': registries accept lower-case repository names only "
+            "(docker/metadata-action lowercases them the same way)"
+        )
     return dataclasses.replace(req, image=lowered)
 
 
@@ -140,42 +150,81 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
     gate_req = gate_request(cfg.gate) if cfg.gate is not None else None  # a bad gate input fails before training
     push_req = push_request(cfg.push) if cfg.push is not None else None
     if cfg.pr is not None and _inside(Path(cfg.pr.workdir) / cfg.pr.repo_path, Path(cfg.project_path)):
-        gha.warning(f"repo-path '{cfg.pr.repo_path}' lies inside project-path '{cfg.project_path}': merging the pull request changes "
-                    "the project's files, so the next run trains again instead of reusing this run; keep repo-path outside "
-                    "project-path (and in the workflow's paths-ignore)")
+        gha.warning(
+            f"repo-path '{cfg.pr.repo_path}' lies inside project-path '{cfg.project_path}': merging the pull "
+            "request changes "
+            "the project's files, so the next run trains again instead of reusing this run; keep repo-path outside "
+            "project-path (and in the workflow's paths-ignore)"
+        )
     table = _Table()
     out: dict[str, object] = {}
     extra: list[str] = []
     try:
         table.start("train")
         with gha.group("1/7 train" + (" (or reuse a finished run of the same fingerprint)" if cfg.reuse else "")):
-            trained = train(cfg.project_path, entry_point=cfg.entry_point, params=dict(cfg.params), experiment=cfg.experiment,
-                            tracking=cfg.tracking, env_manager=cfg.env_manager, reuse=cfg.reuse)
+            trained = train(
+                cfg.project_path,
+                entry_point=cfg.entry_point,
+                params=dict(cfg.params),
+                experiment=cfg.experiment,
+                tracking=cfg.tracking,
+                env_manager=cfg.env_manager,
+                reuse=cfg.reuse,
+            )
         out.update(trained.outputs())
         run = trained.run_url or trained.run_id
-        table.add("train", "♻️" if trained.reused else "✅", f"reused {run} (same fingerprint, nothing trained)" if trained.reused else f"trained {run}")
+        table.add(
+            "train",
+            "♻️" if trained.reused else "✅",
+            f"reused {run} (same fingerprint, nothing trained)" if trained.reused else f"trained {run}",
+        )
 
         table.start("gate")
         if gate_req is None:
-            out.update({"decision": "ungated", "reason": "gate off: the run is proposed without comparing it with a champion",
-                        "model-version": "", "champion-version": ""})
+            out.update(
+                {
+                    "decision": "ungated",
+                    "reason": "gate off: the run is proposed without comparing it with a champion",
+                    "model-version": "",
+                    "champion-version": "",
+                }
+            )
             gha.notice("gate off: the run is proposed without comparing it with the registry's champion")
             table.add("gate", "⚠️", "off (gate: 'false'): every run is proposed")
         else:
             with gha.group(f"2/7 gate {gate_req.model_name} on {gate_req.metric} ({gate_req.direction})"):
-                decided = run_gate(dataclasses.replace(gate_req, run_id=trained.run_id, model_uri=trained.model_uri), cfg.tracking)
+                decided = run_gate(
+                    dataclasses.replace(gate_req, run_id=trained.run_id, model_uri=trained.model_uri), cfg.tracking
+                )
                 print(("promoted: " if decided.promoted else "not promoted: ") + decided.reason)
-            out.update({"decision": "promoted" if decided.promoted else "rejected", "reason": decided.reason,
-                        "model-version": decided.model_version, "champion-version": decided.champion_version})
+            out.update(
+                {
+                    "decision": "promoted" if decided.promoted else "rejected",
+                    "reason": decided.reason,
+                    "model-version": decided.model_version,
+                    "champion-version": decided.champion_version,
+                }
+            )
             extra.append(decided.summary())
             recorded = " (decision recorded earlier for this run)" if decided.rerun else ""
             if not decided.promoted:
-                table.add("gate", "⏸️", f"`{decided.model_name}` v{decided.model_version} does not replace the champion: {decided.reason}{recorded}")
-                gha.notice(f"gate: {decided.reason}: the challenger (v{decided.model_version}) does not replace the champion; "
-                           "no pull request, no image")
+                table.add(
+                    "gate",
+                    "⏸️",
+                    f"`{decided.model_name}` v{decided.model_version} does not replace the champion: "
+                    f"{decided.reason}{recorded}",
+                )
+                gha.notice(
+                    f"gate: {decided.reason}: the challenger (v{decided.model_version}) does not replace the champion; "
+                    "no pull request, no image"
+                )
                 table.skip_rest("challenger lost the gate")
                 return _finish(out, table)
-            table.add("gate", "🏆", f"`{decided.model_name}` v{decided.model_version} is the champion: {decided.reason}{recorded}")
+            table.add(
+                "gate",
+                "🏆",
+                f"`{decided.model_name}` v{decided.model_version} is the champion: {decided.reason}{recorded}",
+            )
 
         table.start("fetch-artifacts")
         with gha.group("3/7 fetch-artifacts"):
@@ -186,8 +235,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         table.start("render-dockerfile")
         with gha.group("4/7 render-dockerfile"):
             assert fetched.model_path is not None  # fetch() includes the model unless told not to
-            rendered = render(fetched.model_path, cfg.context_dir, base_image=cfg.base_image, ca_bundle=cfg.ca_bundle,
-                              run_id=trained.run_id, version=cfg.version)
+            rendered = render(
+                fetched.model_path,
+                cfg.context_dir,
+                base_image=cfg.base_image,
+                ca_bundle=cfg.ca_bundle,
+                run_id=trained.run_id,
+                version=cfg.version,
+            )
         out.update({"dockerfile": str(rendered.dockerfile), "context": str(rendered.context)})
         table.add("render-dockerfile", "✅", str(rendered.dockerfile))
 
@@ -196,8 +251,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         if push_req is not None:
             with gha.group("5/7 build + smoke test (nothing pushed yet)"):
                 tested = push_image(dataclasses.replace(push_req, context=rendered.context, push=False))
-            table.add("smoke-test", "✅" if push_req.smoke_test else "⚠️",
-                      f"built {tested.image_id[:19]}, " + ("smoke test passed" if push_req.smoke_test else "smoke test off"))
+            table.add(
+                "smoke-test",
+                "✅" if push_req.smoke_test else "⚠️",
+                f"built {tested.image_id[:19]}, " + ("smoke test passed" if push_req.smoke_test else "smoke test off"),
+            )
         else:
             table.add("smoke-test", "⏭️", "no image given")
 
@@ -205,8 +263,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         if cfg.pr is not None:
             with gha.group("6/7 open-pr"):
                 pr = open_pr(dataclasses.replace(cfg.pr, source_dir=fetched.path))
-            out.update({"pr-number": str(pr.pr_number or ""), "pr-url": pr.pr_url, "pr-operation": pr.operation,
-                        "pr-branch": pr.branch, "pr-body": pr.body_file})
+            out.update(
+                {
+                    "pr-number": str(pr.pr_number or ""),
+                    "pr-url": pr.pr_url,
+                    "pr-operation": pr.operation,
+                    "pr-branch": pr.branch,
+                    "pr-body": pr.body_file,
+                }
+            )
             if pr.operation == "unchanged" and not pr.pr_url and cfg.pr.open_pull_request:
                 detail = f"the base branch already holds these artifacts in {cfg.pr.repo_path}: no pull request needed"
             else:
@@ -228,18 +293,28 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
             with gha.group("7/7 push-image"):
                 pushed = push_image(dataclasses.replace(push_req, context=rendered.context))
             if pushed.image_id != tested.image_id:
-                gha.warning(f"the image was rebuilt for the push ({pushed.image_id[:19]}, tested before the pull request: "
-                            f"{tested.image_id[:19]}); it passed its own smoke test")
+                gha.warning(
+                    f"the image was rebuilt for the push ({pushed.image_id[:19]}, tested before the pull request: "
+                    f"{tested.image_id[:19]}); it passed its own smoke test"
+                )
             out.update({"image": pushed.image, "digest": pushed.digest, "tags": "\n".join(pushed.tags)})
             table.add("push-image", "✅", pushed.image)
     except Exception as exc:
         if table.current:
-            table.add(table.current, "❌", exc.line() if isinstance(exc, MlopsError) else f"unexpected {exc.__class__.__name__}")
+            table.add(
+                table.current,
+                "❌",
+                exc.line() if isinstance(exc, MlopsError) else f"unexpected {exc.__class__.__name__}",
+            )
         table.skip_rest("an earlier stage failed")
         raise
     finally:
-        gha.add_summary("### mlops-actions pipeline\n" + gha.md_table(["stage", "result", "detail"], table.rows)
-                        + "".join(f"\n\n{text}" for text in extra) + f"\n\nTracking store: {cfg.tracking.describe()}")
+        gha.add_summary(
+            "### mlops-actions pipeline\n"
+            + gha.md_table(["stage", "result", "detail"], table.rows)
+            + "".join(f"\n\n{text}" for text in extra)
+            + f"\n\nTracking store: {cfg.tracking.describe()}"
+        )
     return _finish(out, table)
 
 

@@ -35,18 +35,27 @@ def engine():
         client.ping()
         return client
     except DockerException as exc:
-        raise StageError(f"no Docker engine answers ({str(exc).splitlines()[0][:120]})", "run on a runner with Docker (ubuntu-latest) or start dockerd") from exc
+        raise StageError(
+            f"no Docker engine answers ({str(exc).splitlines()[0][:120]})",
+            "run on a runner with Docker (ubuntu-latest) or start dockerd",
+        ) from exc
 
 
 def ecr_password(registry: str) -> tuple[str, str]:
     try:
         import boto3
     except ImportError as exc:
-        raise InputError("password", f"no password for ECR registry {registry}", "pass one (aws ecr get-login-password) or install mlops-actions[ecr] with AWS credentials") from exc
+        raise InputError(
+            "password",
+            f"no password for ECR registry {registry}",
+            "pass one (aws ecr get-login-password) or install mlops-actions[ecr] with AWS credentials",
+        ) from exc
     import base64
 
     region = registry.split(".")[3]
-    token = boto3.client("ecr", region_name=region).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    token = boto3.client("ecr", region_name=region).get_authorization_token()["authorizationData"][0][
+        "authorizationToken"
+    ]
     user, _, password = base64.b64decode(token).decode().partition(":")
     return user, password
 
@@ -60,7 +69,9 @@ def login(client, registry: str, username: str, password: str) -> None:
         return
     gha.mask(password)
     if not username:
-        raise InputError("username", f"a password was given for {registry} but no username", "set username (for GHCR: github.actor)")
+        raise InputError(
+            "username", f"a password was given for {registry} but no username", "set username (for GHCR: github.actor)"
+        )
 
     def attempt():
         try:
@@ -68,11 +79,19 @@ def login(client, registry: str, username: str, password: str) -> None:
         except APIError as exc:
             text = scrub(str(exc.explanation or exc), password)
             if exc.status_code in (401, 403) or "unauthorized" in text.lower() or "denied" in text.lower():
-                raise InputError("password", f"registry {registry} refused the login for '{username}' ({text[:120]})", "check the registry username/password secrets") from exc
+                raise InputError(
+                    "password",
+                    f"registry {registry} refused the login for '{username}' ({text[:120]})",
+                    "check the registry username/password secrets",
+                ) from exc
             raise TransientError(f"login to {registry}: {text[:160]}") from exc
 
-    retry_or_raise(attempt, what=f"login to {registry}", input_name="registry",
-                   fix="check the registry address and that it is reachable from the runner")
+    retry_or_raise(
+        attempt,
+        what=f"login to {registry}",
+        input_name="registry",
+        fix="check the registry address and that it is reachable from the runner",
+    )
 
 
 def wait_for_endpoint(container, port: int, path: str, timeout: float, started: float, prefix: str, fix: str) -> str:
@@ -85,8 +104,11 @@ def wait_for_endpoint(container, port: int, path: str, timeout: float, started: 
         container.reload()
         if container.status in ("exited", "dead"):
             code = (container.attrs.get("State") or {}).get("ExitCode")
-            raise StageError(f"{prefix}the container exited with code {code} before {path} answered: {tail(container) or 'no output'}",
-                             "run the image locally to see why the server does not start")
+            raise StageError(
+                f"{prefix}the container exited with code {code} before {path} answered: "
+                f"{tail(container) or 'no output'}",
+                "run the image locally to see why the server does not start",
+            )
         if not base:
             bindings = ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp")
             if bindings:
@@ -94,7 +116,9 @@ def wait_for_endpoint(container, port: int, path: str, timeout: float, started: 
         if base and http_status(base + path) == 200:
             return base
         if time.monotonic() - started > timeout:
-            raise StageError(f"{prefix}{path} did not answer 200 within {timeout:g}s: {tail(container) or 'no output'}", fix)
+            raise StageError(
+                f"{prefix}{path} did not answer 200 within {timeout:g}s: {tail(container) or 'no output'}", fix
+            )
         time.sleep(0.5)
 
 

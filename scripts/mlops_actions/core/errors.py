@@ -48,8 +48,16 @@ class TransientError(MlopsError):
         super().__init__(problem, fix)
 
 
-def positive_number(value: object, input_name: str, *, integer: bool = False, maximum: float | None = None,
-                    unit: str = "", example: str = "", zero_ok: bool = False) -> float:
+def positive_number(
+    value: object,
+    input_name: str,
+    *,
+    integer: bool = False,
+    maximum: float | None = None,
+    unit: str = "",
+    example: str = "",
+    zero_ok: bool = False,
+) -> float:
     """The one rule for numeric inputs (timeouts, ports, retry settings): a finite number above 0
     (a whole number when ``integer``; 0 too when ``zero_ok``), at most ``maximum``. ``nan``, ``inf``, 0, negatives, text
     and booleans are refused with one line naming the input. Returns a float (an int when

@@ -35,12 +35,16 @@ class Git:
         try:
             proc = subprocess.run(["git", *args], cwd=cwd or self.workdir, env=self.env, capture_output=True, text=True)
         except OSError as exc:
-            raise StageError(f"cannot run git {args[0]} in '{cwd or self.workdir}' ({exc.strerror or exc.__class__.__name__})",
-                             "install git on the runner and check workdir") from exc
+            raise StageError(
+                f"cannot run git {args[0]} in '{cwd or self.workdir}' ({exc.strerror or exc.__class__.__name__})",
+                "install git on the runner and check workdir",
+            ) from exc
         if check and proc.returncode != 0:
             err = scrub((proc.stderr or proc.stdout or "").strip(), self._token)
             last = err.splitlines()[-1][:300] if err else f"exit code {proc.returncode}"
-            raise StageError(f"git {args[0]} failed: {last}", "read git's message; check the checkout (workdir) and the remote")
+            raise StageError(
+                f"git {args[0]} failed: {last}", "read git's message; check the checkout (workdir) and the remote"
+            )
         return proc
 
     def out(self, *args: str, cwd: Path | None = None) -> str:
@@ -55,18 +59,24 @@ class Git:
         prefix = f"https://{parts.hostname}/"
         basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
         count = int(self.env.get("GIT_CONFIG_COUNT", "0"))
-        self.env.update({
-            f"GIT_CONFIG_KEY_{count}": f"http.{prefix}.extraheader",
-            f"GIT_CONFIG_VALUE_{count}": "",  # reset any header persisted by actions/checkout
-            f"GIT_CONFIG_KEY_{count + 1}": f"http.{prefix}.extraheader",
-            f"GIT_CONFIG_VALUE_{count + 1}": f"AUTHORIZATION: basic {basic}",
-            "GIT_CONFIG_COUNT": str(count + 2),
-        })
+        self.env.update(
+            {
+                f"GIT_CONFIG_KEY_{count}": f"http.{prefix}.extraheader",
+                f"GIT_CONFIG_VALUE_{count}": "",  # reset any header persisted by actions/checkout
+                f"GIT_CONFIG_KEY_{count + 1}": f"http.{prefix}.extraheader",
+                f"GIT_CONFIG_VALUE_{count + 1}": f"AUTHORIZATION: basic {basic}",
+                "GIT_CONFIG_COUNT": str(count + 2),
+            }
+        )
 
     def remote_url(self) -> str:
         proc = self.run("remote", "get-url", self.remote, check=False)
         if proc.returncode != 0:
-            raise InputError("remote", f"git remote '{self.remote}' is not configured in '{self.workdir}'", "check out the repository with actions/checkout first")
+            raise InputError(
+                "remote",
+                f"git remote '{self.remote}' is not configured in '{self.workdir}'",
+                "check out the repository with actions/checkout first",
+            )
         return proc.stdout.strip()
 
     def network(self, *args: str, what: str) -> subprocess.CompletedProcess:
@@ -78,7 +88,10 @@ class Git:
                 err = scrub(proc.stderr.strip(), self._token)
                 if _transient(err):
                     raise TransientError(f"git {what}: {err.splitlines()[-1] if err else 'failed'}")
-                raise StageError(f"git {what} failed: {err.splitlines()[-1] if err else proc.returncode}", "check the remote and the token's contents:write permission")
+                raise StageError(
+                    f"git {what} failed: {err.splitlines()[-1] if err else proc.returncode}",
+                    "check the remote and the token's contents:write permission",
+                )
             return proc
 
         return retry_or_raise(attempt, what=f"git {what}", fix="re-run the job when the remote is reachable")
@@ -111,14 +124,27 @@ def validate_branch(name: str, input_name: str) -> str:
         or any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
     )
     if bad:
-        raise InputError(input_name, f"'{name}' is not a valid branch name", "use letters, digits and . _ - / only, e.g. mlops/model-update")
+        raise InputError(
+            input_name,
+            f"'{name}' is not a valid branch name",
+            "use letters, digits and . _ - / only, e.g. mlops/model-update",
+        )
     return name
 
 
 def _transient(err: str) -> bool:
-    markers = ("Could not resolve host", "Connection refused", "Connection timed out", "timed out",
-               "The requested URL returned error: 5", "RPC failed", "early EOF", "Operation timed out",
-               "unable to access", "remote end hung up")
+    markers = (
+        "Could not resolve host",
+        "Connection refused",
+        "Connection timed out",
+        "timed out",
+        "The requested URL returned error: 5",
+        "RPC failed",
+        "early EOF",
+        "Operation timed out",
+        "unable to access",
+        "remote end hung up",
+    )
     return any(m in err for m in markers)
 
 
@@ -141,12 +167,15 @@ def event_default_branch() -> str:
     return ""
 
 
-def run(*args: str, cwd: str | os.PathLike[str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: str | os.PathLike[str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """One local git command (C locale, output captured, never raising on git's exit code); a git
     that cannot be started or times out is a CompletedProcess with return code 127 and empty output."""
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, LC_ALL="C"))
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, LC_ALL="C")
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return subprocess.CompletedProcess(["git", *args], 127, "", str(exc))
 

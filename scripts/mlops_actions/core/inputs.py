@@ -21,7 +21,9 @@ def safe_relative(value: str, input_name: str) -> str:
     """A relative POSIX path with no '..', no absolute root and no control characters."""
     text = (value or "").strip().strip("/")
     if value and (value.startswith("/") or "\\" in value):
-        raise InputError(input_name, f"'{value}' must be a relative path", "give a path relative to the root, e.g. models/sentiment")
+        raise InputError(
+            input_name, f"'{value}' must be a relative path", "give a path relative to the root, e.g. models/sentiment"
+        )
     if any(ord(c) < 32 for c in text):
         raise InputError(input_name, "contains control characters", "give a plain relative path")
     parts = [p for p in text.split("/") if p not in ("", ".")]

@@ -33,7 +33,9 @@ def _status(url: str, auth: tuple[str, str] | None = None) -> int | None:
     return http_status(url, headers=headers, timeout=3)
 
 
-def wait_for(url: str, ok: tuple[int, ...], timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_for(
+    url: str, ok: tuple[int, ...], timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _status(url) in ok:
@@ -102,7 +104,9 @@ def start_registry(root: Path, user: str, password: str, port: int | None = None
     port = port or free_port()
     htpasswd = root / "htpasswd"
     # password on stdin (-i), never on a command line
-    line = subprocess.run(["htpasswd", "-niB", user], input=password + "\n", capture_output=True, text=True, check=True).stdout.strip()
+    line = subprocess.run(
+        ["htpasswd", "-niB", user], input=password + "\n", capture_output=True, text=True, check=True
+    ).stdout.strip()
     htpasswd.write_text(line + "\n")
     config = root / "config.yml"
     config.write_text(
@@ -113,7 +117,12 @@ def start_registry(root: Path, user: str, password: str, port: int | None = None
         f"auth: {{htpasswd: {{realm: mlops-local, path: {htpasswd}}}}}\n"
     )
     log = root / "registry.log"
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115 - the server owns its log
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=open(log, "ab"),  # noqa: SIM115 - the server owns its log
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/v2/", (401,), 30, proc, log)
     return Service(url=url, proc=proc, root=root)
@@ -130,9 +139,22 @@ def start_mlflow(root: Path, port: int | None = None, admin_password: str | None
         env.pop(var, None)
     # no GenAI job runner: it starts several huey consumer processes per server that nothing here uses
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--workers", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "2",
+    ]
     if admin_password:
         ini = root / "basic_auth.ini"
         ini.write_text(
@@ -141,11 +163,21 @@ def start_mlflow(root: Path, port: int | None = None, admin_password: str | None
             "admin_username = admin\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         )
-        env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
-                   MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex())
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(ini),
+            MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
+            MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex(),
+        )
         cmd += ["--app-name", "basic-auth"]
     log = root / "mlflow.log"
-    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)  # noqa: SIM115 - the server owns its log
+    proc = subprocess.Popen(
+        cmd,
+        stdout=open(log, "ab"),  # noqa: SIM115 - the server owns its log
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/health", (200, 401), 120, proc, log)
     return Service(url=url, proc=proc, root=root)
@@ -167,7 +199,17 @@ def git_origin(root: Path, branch: str = "main") -> tuple[Path, Path]:
         git("init", "--quiet", f"--initial-branch={branch}", str(seed))
         (seed / "README.md").write_text("# adopter repository\n")
         git("add", "README.md", cwd=seed)
-        git("-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "--quiet", "-m", "initial", cwd=seed)
+        git(
+            "-c",
+            "user.name=seed",
+            "-c",
+            "user.email=seed@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "initial",
+            cwd=seed,
+        )
         git("push", "--quiet", str(origin), branch, cwd=seed)
         shutil.rmtree(seed)
     if not clone.exists():

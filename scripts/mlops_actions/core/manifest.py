@@ -33,7 +33,9 @@ def write(directory: Path, input_name: str = "directory") -> Path:
 def read(path: Path, input_name: str = "directory") -> dict[str, str]:
     path = Path(path)
     if path.is_symlink():
-        raise InputError(input_name, f"'{path}' is a symbolic link; links are never followed", "regenerate it with fetch-artifacts")
+        raise InputError(
+            input_name, f"'{path}' is a symbolic link; links are never followed", "regenerate it with fetch-artifacts"
+        )
     text = read_text_input(path, input_name, f"a {NAME} written by fetch-artifacts", max_bytes=MAX_BYTES)
     result: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -41,11 +43,16 @@ def read(path: Path, input_name: str = "directory") -> dict[str, str]:
             continue
         digest, sep, rel = line.partition("  ")
         if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise InputError(input_name, f"{path} line {number} is not '<sha256>  <path>'", "regenerate it with fetch-artifacts")
+            raise InputError(
+                input_name, f"{path} line {number} is not '<sha256>  <path>'", "regenerate it with fetch-artifacts"
+            )
         parts = rel.split("/")
         if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
-            raise InputError(input_name, f"{path} line {number} names '{rel[:80]}', not a plain relative path inside the folder",
-                             "regenerate it with fetch-artifacts")
+            raise InputError(
+                input_name,
+                f"{path} line {number} names '{rel[:80]}', not a plain relative path inside the folder",
+                "regenerate it with fetch-artifacts",
+            )
         result[rel] = digest
     return result
 
@@ -57,7 +64,11 @@ def verify(directory: Path, input_name: str = "source-dir") -> dict[str, str]:
     if not directory.is_dir():
         raise InputError(input_name, f"'{directory}' is not a folder", "pass the path output of fetch-artifacts")
     if not path.is_file() and not path.is_symlink():
-        raise InputError(input_name, f"'{directory}' has no {NAME}", "pass the path output of fetch-artifacts, which writes and verifies it")
+        raise InputError(
+            input_name,
+            f"'{directory}' has no {NAME}",
+            "pass the path output of fetch-artifacts, which writes and verifies it",
+        )
     expected = read(path, input_name)
     actual = entries(directory, input_name)
     missing = sorted(set(expected) - set(actual))

@@ -38,8 +38,15 @@ def delta(new: object, old: object) -> str:
 
 def metric_rows(new: dict, old: dict) -> list[dict]:
     """One row per metric of either side: name, new, old, delta (the pull request body's table)."""
-    return [{"name": name, "new": number(new.get(name)), "old": number(old.get(name)), "delta": delta(new.get(name), old.get(name))}
-            for name in sorted(set(new) | set(old))]
+    return [
+        {
+            "name": name,
+            "new": number(new.get(name)),
+            "old": number(old.get(name)),
+            "delta": delta(new.get(name), old.get(name)),
+        }
+        for name in sorted(set(new) | set(old))
+    ]
 
 
 def cell(value: object, limit: int = 80) -> str:

@@ -52,15 +52,22 @@ def read(model_dir: Path, input_name: str = "model-dir") -> ModelInfo:
     try:
         data = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        raise InputError(input_name, f"'{mlmodel}' is not valid YAML ({exc.__class__.__name__})", "re-log the model with mlflow") from exc
+        raise InputError(
+            input_name, f"'{mlmodel}' is not valid YAML ({exc.__class__.__name__})", "re-log the model with mlflow"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(input_name, f"'{mlmodel}' is not valid MLmodel YAML", "re-log the model with mlflow")
     flavors = data.get("flavors") or {}
     if not isinstance(flavors, dict) or not flavors:
-        raise InputError(input_name, f"'{mlmodel}' declares no flavors", "re-log the model with mlflow.<flavor>.log_model")
+        raise InputError(
+            input_name, f"'{mlmodel}' declares no flavors", "re-log the model with mlflow.<flavor>.log_model"
+        )
     if not all(isinstance(k, str) and isinstance(v, (dict, type(None))) for k, v in flavors.items()):
-        raise InputError(input_name, f"'{mlmodel}' has a malformed flavors section (each flavor must be a name with a mapping)",
-                         "re-log the model with mlflow.<flavor>.log_model")
+        raise InputError(
+            input_name,
+            f"'{mlmodel}' has a malformed flavors section (each flavor must be a name with a mapping)",
+            "re-log the model with mlflow.<flavor>.log_model",
+        )
     native = [f for f in flavors if f != "python_function"]
     flavor = native[0] if native else "python_function"
     pyver = str((flavors.get("python_function") or {}).get("python_version") or "")

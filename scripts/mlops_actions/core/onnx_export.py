@@ -44,22 +44,30 @@ class Conversion:
         return {"kind": self.kind, "inputs": self.inputs, "label": self.label, "output": self.output}
 
     def reason(self) -> str:
-        return (f"ONNX equivalent to the native model on {self.checked_rows} rows ({self.check_source}): "
-                f"labels equal, max |Δ| {self.max_abs_diff:.2e} ≤ {TOLERANCE:g}")
+        return (
+            f"ONNX equivalent to the native model on {self.checked_rows} rows ({self.check_source}): "
+            f"labels equal, max |Δ| {self.max_abs_diff:.2e} ≤ {TOLERANCE:g}"
+        )
 
 
-def convert(info: ModelInfo, onnx_path: Path, check_data: Path | None = None, tolerance: float = TOLERANCE) -> Conversion:
+def convert(
+    info: ModelInfo, onnx_path: Path, check_data: Path | None = None, tolerance: float = TOLERANCE
+) -> Conversion:
     """Write ``onnx_path`` and return what the server needs, or raise NotConvertible."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise NotConvertible("onnxruntime is not installed where render-dockerfile runs (pip install 'mlops-actions[onnx]')") from exc
+        raise NotConvertible(
+            "onnxruntime is not installed where render-dockerfile runs (pip install 'mlops-actions[onnx]')"
+        ) from exc
     from ..serving.server import Model
 
     try:
         native = Model(info.path)
     except Exception as exc:  # any load failure is a reason to stay native
-        raise NotConvertible(f"the native model does not load here for the check ({exc.__class__.__name__}: {str(exc)[:120]})") from exc
+        raise NotConvertible(
+            f"the native model does not load here for the check ({exc.__class__.__name__}: {str(exc)[:120]})"
+        ) from exc
     if native.flavor == "sklearn":
         return _convert_sklearn(info, native, Path(onnx_path), check_data, tolerance)
     if native.flavor in ("tensorflow", "keras"):
@@ -82,7 +90,9 @@ def _session(path: Path):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise NotConvertible(f"onnxruntime cannot load the converted model ({' '.join(str(exc).split())[:200]})") from exc
+        raise NotConvertible(
+            f"onnxruntime cannot load the converted model ({' '.join(str(exc).split())[:200]})"
+        ) from exc
 
 
 def _run(sess, feed: dict) -> list:
@@ -94,6 +104,7 @@ def _run(sess, feed: dict) -> list:
 
 # --- sklearn -------------------------------------------------------------------------------------
 
+
 def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path | None, tolerance: float) -> Conversion:
     import numpy as np
     import pandas as pd
@@ -102,15 +113,24 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType, StringTensorType
     except ImportError as exc:
-        raise NotConvertible("skl2onnx is not installed where render-dockerfile runs (pip install 'mlops-actions[onnx]')") from exc
-    types = {"string": StringTensorType, "float64": DoubleTensorType, "float32": FloatTensorType, "int64": Int64TensorType}
+        raise NotConvertible(
+            "skl2onnx is not installed where render-dockerfile runs (pip install 'mlops-actions[onnx]')"
+        ) from exc
+    types = {
+        "string": StringTensorType,
+        "float64": DoubleTensorType,
+        "float32": FloatTensorType,
+        "int64": Int64TensorType,
+    }
     if not native.columns:
         raise NotConvertible("the model signature names no input columns")
     inputs: list[dict] = []
     for col in native.columns:
         dtype = _COLUMN_TYPES.get(str(native.types.get(col)))
         if dtype is None:
-            raise NotConvertible(f"input column '{col}' has type '{native.types.get(col)}', which the ONNX path does not map")
+            raise NotConvertible(
+                f"input column '{col}' has type '{native.types.get(col)}', which the ONNX path does not map"
+            )
         inputs.append({"name": _onnx_name(col, len(inputs)), "column": col, "dtype": dtype})
     model = native._model
     final = model.steps[-1][1] if hasattr(model, "steps") else model
@@ -123,10 +143,15 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
         options.setdefault(vec, {"locale": "C.UTF-8"})
     try:
         with _sublinear_tf_fix():
-            proto = convert_sklearn(model, initial_types=[(i["name"], types[i["dtype"]]([None, 1])) for i in inputs],
-                                    options=options or None)
+            proto = convert_sklearn(
+                model,
+                initial_types=[(i["name"], types[i["dtype"]]([None, 1])) for i in inputs],
+                options=options or None,
+            )
     except Exception as exc:
-        raise NotConvertible(f"skl2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
+        raise NotConvertible(
+            f"skl2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})"
+        ) from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx_path.write_bytes(_stable_bytes(proto))
     sess = _session(onnx_path)
@@ -150,24 +175,48 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
     if is_classifier:
         want_labels = np.asarray(model.predict(df))
         got_labels = np.asarray(got[label]).ravel()
-        if want_labels.shape != got_labels.shape or not all(a == b for a, b in zip(want_labels.tolist(), got_labels.tolist(), strict=False)):
+        if want_labels.shape != got_labels.shape or not all(
+            a == b for a, b in zip(want_labels.tolist(), got_labels.tolist(), strict=False)
+        ):
             bad = int(sum(a != b for a, b in zip(want_labels.tolist(), got_labels.tolist(), strict=False)))
-            raise NotConvertible(f"the ONNX model predicts other labels than the native one on {bad} of {len(df)} check rows")
+            raise NotConvertible(
+                f"the ONNX model predicts other labels than the native one on {bad} of {len(df)} check rows"
+            )
         if proba:
-            diff = float(np.abs(np.asarray(model.predict_proba(df), dtype="float64") - np.asarray(got[proba], dtype="float64")).max())
+            diff = float(
+                np.abs(
+                    np.asarray(model.predict_proba(df), dtype="float64") - np.asarray(got[proba], dtype="float64")
+                ).max()
+            )
     else:
-        diff = float(np.abs(np.asarray(model.predict(df), dtype="float64").ravel() - np.asarray(got[outs[0]], dtype="float64").ravel()).max())
+        diff = float(
+            np.abs(
+                np.asarray(model.predict(df), dtype="float64").ravel()
+                - np.asarray(got[outs[0]], dtype="float64").ravel()
+            ).max()
+        )
     if not diff <= tolerance:
-        raise NotConvertible(f"ONNX outputs differ from the native model by up to {diff:.2e} (> tolerance {tolerance:g}) on the check rows")
+        raise NotConvertible(
+            f"ONNX outputs differ from the native model by up to {diff:.2e} (> tolerance {tolerance:g}) on the "
+            "check rows"
+        )
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(final, "classes_", [])] if is_classifier else []
-    return Conversion(kind="table", inputs=inputs, label=label, output="" if is_classifier else outs[0], classes=classes,
-                      checked_rows=len(df), max_abs_diff=diff, check_source=source)
+    return Conversion(
+        kind="table",
+        inputs=inputs,
+        label=label,
+        output="" if is_classifier else outs[0],
+        classes=classes,
+        checked_rows=len(df),
+        max_abs_diff=diff,
+        check_source=source,
+    )
 
 
 def _stable_bytes(proto) -> bytes:
     """The serialized model without what changes from one conversion to the next (the converters
-    name the graph with a random UUID and list the opsets in set order), so the same model always gives the same file: a rerun
-    rebuilds no image layer and keeps the digest."""
+    name the graph with a random UUID and list the opsets in set order), so the same model always
+    gives the same file: a rerun rebuilds no image layer and keeps the digest."""
     proto.graph.name = "mlops-model"
     opsets = sorted((o.domain, o.version) for o in proto.opset_import)  # a set's order in the converter
     del proto.opset_import[:]
@@ -228,19 +277,24 @@ def table_feed(inputs: list[dict], columns: dict) -> dict:
 
 # --- Keras ---------------------------------------------------------------------------------------
 
+
 def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | None, tolerance: float) -> Conversion:
     import numpy as np
 
     model = native._model
     if not hasattr(model, "predict") or not getattr(model, "inputs", None):
-        raise NotConvertible("the Keras model is a bare SavedModel (no .keras file), which the ONNX path does not convert")
+        raise NotConvertible(
+            "the Keras model is a bare SavedModel (no .keras file), which the ONNX path does not convert"
+        )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise NotConvertible("the ONNX path serves single-input, single-output Keras models only")
     try:
         import tensorflow as tf
         import tf2onnx
     except ImportError as exc:
-        raise NotConvertible(f"tf2onnx is not installed where render-dockerfile runs ({exc.name}); pip install 'mlops-actions[onnx]'") from exc
+        raise NotConvertible(
+            f"tf2onnx is not installed where render-dockerfile runs ({exc.name}); pip install 'mlops-actions[onnx]'"
+        ) from exc
     example = native.frame(_example_payload(info))
     shape = tuple(model.input_shape)
     if example.ndim == len(shape) - 1:
@@ -250,7 +304,9 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     try:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
     except Exception as exc:
-        raise NotConvertible(f"tf2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})") from exc
+        raise NotConvertible(
+            f"tf2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})"
+        ) from exc
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx_path.write_bytes(_stable_bytes(proto))
     sess = _session(onnx_path)
@@ -259,7 +315,10 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     if check_data is not None:
         held = np.load(check_data)[:MAX_CHECK_ROWS].astype("float32")
         if held.shape[1:] != example.shape[1:]:
-            raise NotConvertible(f"check data '{check_data}' has shape {held.shape}, the model takes (n, {', '.join(map(str, shape[1:]))})")
+            raise NotConvertible(
+                f"check data '{check_data}' has shape {held.shape}, the model takes (n, "
+                f"{', '.join(map(str, shape[1:]))})"
+            )
         batches.append(held)
         source += f" + {len(held)} arrays of {Path(check_data).name}"
     else:
@@ -276,7 +335,17 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
         raise NotConvertible("the ONNX model's top class differs from the native one on some check inputs")
     diff = float(np.abs(want - got).max())
     if not diff <= tolerance:
-        raise NotConvertible(f"ONNX outputs differ from the native model by up to {diff:.2e} (> tolerance {tolerance:g}) on the check inputs")
+        raise NotConvertible(
+            f"ONNX outputs differ from the native model by up to {diff:.2e} (> tolerance {tolerance:g}) on the "
+            "check inputs"
+        )
     name = sess.get_inputs()[0].name
-    return Conversion(kind="tensor", inputs=[{"name": name, "column": "", "dtype": "float32"}], output=sess.get_outputs()[0].name,
-                      classes=list(native.classes or []), checked_rows=len(x), max_abs_diff=diff, check_source=source)
+    return Conversion(
+        kind="tensor",
+        inputs=[{"name": name, "column": "", "dtype": "float32"}],
+        output=sess.get_outputs()[0].name,
+        classes=list(native.classes or []),
+        checked_rows=len(x),
+        max_abs_diff=diff,
+        check_source=source,
+    )

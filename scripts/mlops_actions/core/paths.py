@@ -63,18 +63,25 @@ def read_text_input(path: Path, input_name: str, what: str, max_bytes: int = 1_0
         raise InputError(input_name, f"'{path}' not found", f"give the path of {what}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise InputError(input_name, f"'{path}' is {size / 1e6:.1f} MB, more than {max_bytes / 1e6:g} MB for {what}",
-                         f"give {what}, not a data or binary file")
+        raise InputError(
+            input_name,
+            f"'{path}' is {size / 1e6:.1f} MB, more than {max_bytes / 1e6:g} MB for {what}",
+            f"give {what}, not a data or binary file",
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(input_name, f"'{path}' cannot be read ({exc.strerror or exc.__class__.__name__})", f"give a readable {what}") from None
+        raise InputError(
+            input_name, f"'{path}' cannot be read ({exc.strerror or exc.__class__.__name__})", f"give a readable {what}"
+        ) from None
     if b"\0" in data:
         raise InputError(input_name, f"'{path}' is a binary file", f"give {what} (UTF-8 text)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(input_name, f"'{path}' is not UTF-8 text (byte {exc.start})", f"save {what} as UTF-8") from None
+        raise InputError(
+            input_name, f"'{path}' is not UTF-8 text (byte {exc.start})", f"save {what} as UTF-8"
+        ) from None
 
 
 # --- links never lead out ---------------------------------------------------------------------
@@ -98,8 +105,11 @@ def tree_files(directory: Path, input_name: str, skip: tuple[str, ...] = ()) -> 
             with os.scandir(folder) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            raise InputError(input_name, f"cannot list '{folder}' ({exc.strerror or exc.__class__.__name__})",
-                             "give a readable folder") from None
+            raise InputError(
+                input_name,
+                f"cannot list '{folder}' ({exc.strerror or exc.__class__.__name__})",
+                "give a readable folder",
+            ) from None
         for entry in entries:
             rel = f"{prefix}{entry.name}"
             if not prefix and entry.name in skip:
@@ -109,16 +119,22 @@ def tree_files(directory: Path, input_name: str, skip: tuple[str, ...] = ()) -> 
                     target = os.readlink(entry.path)
                 except OSError:
                     target = "?"
-                raise InputError(input_name, f"'{rel}' in '{directory}' is a symbolic link (to '{target}'); links are never followed",
-                                 "replace the link with the file it points to, or remove it")
+                raise InputError(
+                    input_name,
+                    f"'{rel}' in '{directory}' is a symbolic link (to '{target}'); links are never followed",
+                    "replace the link with the file it points to, or remove it",
+                )
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
                 pending.append((Path(entry.path), rel + "/"))
             elif stat.S_ISREG(mode):
                 found.append(rel)
             else:
-                raise InputError(input_name, f"'{rel}' in '{directory}' is not a regular file (a FIFO, socket or device)",
-                                 "keep only plain files and folders in it")
+                raise InputError(
+                    input_name,
+                    f"'{rel}' in '{directory}' is not a regular file (a FIFO, socket or device)",
+                    "keep only plain files and folders in it",
+                )
     return sorted(found)
 
 
@@ -131,7 +147,9 @@ def copy_files(src: Path, dst: Path, relatives: list[str], input_name: str) -> N
     for rel in relatives:
         parts = rel.split("/")
         if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise InputError(input_name, f"'{rel}' is not a plain relative path", "regenerate the folder with fetch-artifacts")
+            raise InputError(
+                input_name, f"'{rel}' is not a plain relative path", "regenerate the folder with fetch-artifacts"
+            )
         source = src.joinpath(*parts)
         probe = src
         for part in parts:  # no component of the source may be a link
@@ -139,7 +157,9 @@ def copy_files(src: Path, dst: Path, relatives: list[str], input_name: str) -> N
             if probe.is_symlink():
                 raise InputError(input_name, f"'{rel}' in '{src}' passes through a symbolic link", "remove the link")
         if not stat.S_ISREG(source.lstat().st_mode):
-            raise InputError(input_name, f"'{rel}' in '{src}' is not a regular file", "keep only plain files and folders in it")
+            raise InputError(
+                input_name, f"'{rel}' in '{src}' is not a regular file", "keep only plain files and folders in it"
+            )
         target = dst.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target, follow_symlinks=False)
@@ -156,12 +176,19 @@ def refuse_links_under(base: Path, relative: str, input_name: str, where: str) -
         probe = probe / part
         shown = probe.relative_to(base).as_posix()
         if probe.is_symlink():
-            raise InputError(input_name, f"'{shown}' is a symbolic link on {where} (to '{os.readlink(probe)}'); links are never followed",
-                             "replace the link on that branch with a folder, or give another repo-path")
+            raise InputError(
+                input_name,
+                f"'{shown}' is a symbolic link on {where} (to '{os.readlink(probe)}'); links are never followed",
+                "replace the link on that branch with a folder, or give another repo-path",
+            )
         if not probe.exists():
             return
         if number < len(parts) and not probe.is_dir():
-            raise InputError(input_name, f"'{shown}' is a file on {where}, not a folder", "give a repo-path whose parents are folders")
+            raise InputError(
+                input_name,
+                f"'{shown}' is a file on {where}, not a folder",
+                "give a repo-path whose parents are folders",
+            )
 
 
 # --- nothing lost -----------------------------------------------------------------------------
@@ -180,7 +207,9 @@ def _git_toplevel(path: Path) -> Path | None:
     while not probe.is_dir() and probe != probe.parent:
         probe = probe.parent
     try:
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=probe, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=probe, capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
@@ -226,7 +255,11 @@ def _check_place(path: Path, input_name: str, inputs: Mapping[str, Path] | None)
     if any(ord(c) < 32 for c in text):
         raise InputError(input_name, "contains control characters", "give a plain path")
     if path.is_symlink():
-        raise InputError(input_name, f"'{path}' is a symbolic link; outputs are never written through links", "give a new folder, not a link")
+        raise InputError(
+            input_name,
+            f"'{path}' is a symbolic link; outputs are never written through links",
+            "give a new folder, not a link",
+        )
     absolute = _absolute(path)
     roots = protected_roots(absolute)
     # .git anywhere; .github as typed or below a workspace/checkout root (an organisation's own
@@ -238,23 +271,35 @@ def _check_place(path: Path, input_name: str, inputs: Mapping[str, Path] | None)
         if root in absolute.parents:
             names += [p for p in absolute.relative_to(root).parts if p.lower() == ".github"]
     if names:
-        raise InputError(input_name, f"'{path}' is or lies in a {names[0]} folder, which no stage writes",
-                         "give a path outside .git and .github, e.g. build/out")
+        raise InputError(
+            input_name,
+            f"'{path}' is or lies in a {names[0]} folder, which no stage writes",
+            "give a path outside .git and .github, e.g. build/out",
+        )
     for protected, what in roots.items():
         if absolute == protected or absolute in protected.parents:
             which = "is" if absolute == protected else "contains"
-            raise InputError(input_name, f"'{path}' {which} {what} '{protected}', which a stage never replaces",
-                             "give a new folder below it, e.g. build/out")
+            raise InputError(
+                input_name,
+                f"'{path}' {which} {what} '{protected}', which a stage never replaces",
+                "give a new folder below it, e.g. build/out",
+            )
     for name, other in (inputs or {}).items():
         if other is None or not str(other).strip():
             continue
         theirs = _absolute(Path(other))
         if absolute == theirs or theirs in absolute.parents or absolute in theirs.parents:
-            raise InputError(input_name, f"'{path}' overlaps input '{name}' ('{other}')", f"give an output folder outside '{name}', e.g. build/out")
+            raise InputError(
+                input_name,
+                f"'{path}' overlaps input '{name}' ('{other}')",
+                f"give an output folder outside '{name}', e.g. build/out",
+            )
     return absolute
 
 
-def claim_output(dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None) -> Path:
+def claim_output(
+    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None
+) -> Path:
     """Check that ``dest`` may become (or be replaced by) ``stage``'s output folder; see the module
     docstring for the rule. Returns ``dest`` as a Path; raises InputError naming ``input_name``."""
     from .errors import InputError
@@ -263,8 +308,11 @@ def claim_output(dest: str | os.PathLike[str], stage: str, input_name: str, inpu
     try:
         return _claim_folder(path, stage, input_name, inputs)
     except OSError as exc:  # a name too long, a loop in the parents, no permission
-        raise InputError(input_name, f"'{path}' cannot be used ({exc.strerror or exc.__class__.__name__})",
-                         "give a short path to a new folder the job can write") from None
+        raise InputError(
+            input_name,
+            f"'{path}' cannot be used ({exc.strerror or exc.__class__.__name__})",
+            "give a short path to a new folder the job can write",
+        ) from None
 
 
 def _claim_folder(path: Path, stage: str, input_name: str, inputs: Mapping[str, Path] | None) -> Path:
@@ -272,19 +320,31 @@ def _claim_folder(path: Path, stage: str, input_name: str, inputs: Mapping[str, 
 
     _check_place(path, input_name, inputs)
     if path.exists() and not path.is_dir():
-        raise InputError(input_name, f"'{path}' exists and is not a folder", "give a new folder for the output, or remove that file first")
+        raise InputError(
+            input_name,
+            f"'{path}' exists and is not a folder",
+            "give a new folder for the output, or remove that file first",
+        )
     if path.is_dir():
         try:
             occupied = any(True for _ in os.scandir(path))
         except OSError as exc:
-            raise InputError(input_name, f"cannot list '{path}' ({exc.strerror})", "give a new folder the job can write") from None
+            raise InputError(
+                input_name, f"cannot list '{path}' ({exc.strerror})", "give a new folder the job can write"
+            ) from None
         owner = _marker_stage(path)
         if occupied and owner != stage:
             if owner:
-                raise InputError(input_name, f"'{path}' holds the output of {owner}, not of {stage}",
-                                 f"give {stage} a folder of its own, e.g. a new one")
-            raise InputError(input_name, f"'{path}' is a non-empty folder that {stage} did not write (no {MARKER} marker); "
-                             "it is never replaced", "give a new or empty folder, or delete this one first if its files are not needed")
+                raise InputError(
+                    input_name,
+                    f"'{path}' holds the output of {owner}, not of {stage}",
+                    f"give {stage} a folder of its own, e.g. a new one",
+                )
+            raise InputError(
+                input_name,
+                f"'{path}' is a non-empty folder that {stage} did not write (no {MARKER} marker); it is never replaced",
+                "give a new or empty folder, or delete this one first if its files are not needed",
+            )
     return path
 
 
@@ -306,10 +366,17 @@ def _make_parents(folder: Path, input_name: str) -> list[Path]:
         for item in reversed(created):
             with contextlib.suppress(OSError):
                 item.rmdir()
-        raise InputError(input_name, f"cannot create '{folder}' ({exc.strerror or exc.__class__.__name__})",
-                         "give a path whose parents are folders the job can write") from None
+        raise InputError(
+            input_name,
+            f"cannot create '{folder}' ({exc.strerror or exc.__class__.__name__})",
+            "give a path whose parents are folders the job can write",
+        ) from None
     if not folder.is_dir():
-        raise InputError(input_name, f"'{folder}', where the output would go, is not a folder", "give a path whose parents are folders")
+        raise InputError(
+            input_name,
+            f"'{folder}', where the output would go, is not a folder",
+            "give a path whose parents are folders",
+        )
     return created
 
 
@@ -352,7 +419,9 @@ def _swap(staging: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def output_dir(dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None) -> Iterator[Path]:
+def output_dir(
+    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None
+) -> Iterator[Path]:
     """``with output_dir(dest, stage, input) as staging:`` write the new tree into ``staging``; on a
     clean exit the stage's marker is added and the tree replaces ``dest`` atomically; on any
     failure ``dest`` is left as it was and nothing new remains (staging, created parents)."""
@@ -365,8 +434,11 @@ def output_dir(dest: str | os.PathLike[str], stage: str, input_name: str, inputs
         try:
             staging.mkdir()
         except OSError as exc:
-            raise InputError(input_name, f"cannot write beside '{path}' ({exc.strerror or exc.__class__.__name__})",
-                             "give a path in a folder the job can write") from None
+            raise InputError(
+                input_name,
+                f"cannot write beside '{path}' ({exc.strerror or exc.__class__.__name__})",
+                "give a path in a folder the job can write",
+            ) from None
         yield staging
         (staging / MARKER).write_text(f"{stage}\n", encoding="utf-8")
         claim_output(path, stage, input_name, inputs)  # still ours (or new) at the moment of the swap
@@ -389,18 +461,26 @@ def claim_output_file(path: str | os.PathLike[str], input_name: str, marker_text
         _check_place(path, input_name, None)
         exists = path.exists()
     except OSError as exc:
-        raise InputError(input_name, f"'{path}' cannot be used ({exc.strerror or exc.__class__.__name__})",
-                         "give a short path to a new file the job can write") from None
+        raise InputError(
+            input_name,
+            f"'{path}' cannot be used ({exc.strerror or exc.__class__.__name__})",
+            "give a short path to a new file the job can write",
+        ) from None
     if exists:
         if not path.is_file():
             raise InputError(input_name, f"'{path}' exists and is not a file", "give the path of a new file")
         try:
             head = path.read_bytes()[:1_000_000]
         except OSError as exc:
-            raise InputError(input_name, f"cannot read '{path}' ({exc.strerror})", "give the path of a new file") from None
+            raise InputError(
+                input_name, f"cannot read '{path}' ({exc.strerror})", "give the path of a new file"
+            ) from None
         if marker_text.encode() not in head:
-            raise InputError(input_name, f"'{path}' is an existing file that {stage} did not write; it is never overwritten",
-                             "give the path of a new file, or delete this one first")
+            raise InputError(
+                input_name,
+                f"'{path}' is an existing file that {stage} did not write; it is never overwritten",
+                "give the path of a new file, or delete this one first",
+            )
     return path
 
 

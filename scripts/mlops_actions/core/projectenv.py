@@ -41,9 +41,16 @@ DEFAULT_ENV_MANAGER = "uv"
 
 # Secrets only other stages need: never handed to the user's training code.
 _DROP_EXACT = {
-    "GITHUB_TOKEN", "GH_TOKEN", "PR_TOKEN", "GITHUB_APP_PRIVATE_KEY",
-    "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_CACHE_URL", "ACTIONS_RESULTS_URL", "ACTIONS_RUNTIME_URL",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "PR_TOKEN",
+    "GITHUB_APP_PRIVATE_KEY",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_CACHE_URL",
+    "ACTIONS_RESULTS_URL",
+    "ACTIONS_RUNTIME_URL",
     "DOCKER_AUTH_CONFIG",
 }
 _DROP_PREFIXES = ("REGISTRY_", "DOCKER_PASSWORD", "DOCKER_USERNAME", "INPUT_")
@@ -53,9 +60,15 @@ _KEEP_PREFIXES = ("MLFLOW_", "DAGSHUB_", "AWS_", "AZURE_", "GOOGLE_", "GCS_", "H
 
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 _IMPORT_TO_PACKAGE = {
-    "sklearn": "scikit-learn", "cv2": "opencv-python-headless", "PIL": "pillow", "yaml": "pyyaml",
-    "skimage": "scikit-image", "bs4": "beautifulsoup4", "dateutil": "python-dateutil",
-    "tensorflow": "tensorflow-cpu", "mlflow": "mlflow",
+    "sklearn": "scikit-learn",
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "yaml": "pyyaml",
+    "skimage": "scikit-image",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+    "tensorflow": "tensorflow-cpu",
+    "mlflow": "mlflow",
 }
 
 
@@ -89,11 +102,17 @@ def scrubbed_process_env() -> Iterator[None]:
 def check_env_manager(value: str) -> str:
     value = (value or DEFAULT_ENV_MANAGER).strip().lower()
     if value not in ENV_MANAGERS:
-        raise InputError("env-manager", f"'{value}' is not one of {', '.join(ENV_MANAGERS)}",
-                         "use uv (default: builds what the project declares), virtualenv (pyenv + pip) or local")
+        raise InputError(
+            "env-manager",
+            f"'{value}' is not one of {', '.join(ENV_MANAGERS)}",
+            "use uv (default: builds what the project declares), virtualenv (pyenv + pip) or local",
+        )
     if value == "virtualenv" and not shutil.which("pyenv"):
-        raise InputError("env-manager", "'virtualenv' needs pyenv on the runner (MLflow installs the project's Python with it)",
-                         "use env-manager: uv (default), or install pyenv before this step")
+        raise InputError(
+            "env-manager",
+            "'virtualenv' needs pyenv on the runner (MLflow installs the project's Python with it)",
+            "use env-manager: uv (default), or install pyenv before this step",
+        )
     return value
 
 
@@ -111,8 +130,11 @@ def tools_on_path(env_manager: str) -> Iterator[None]:
     os.environ["PATH"] = tool_path()
     try:
         if env_manager == "uv" and not shutil.which("uv"):
-            raise InputError("env-manager", "'uv' is not installed next to the interpreter that runs mlops-actions",
-                             "pip install uv (a dependency of mlops-actions), or use env-manager: local")
+            raise InputError(
+                "env-manager",
+                "'uv' is not installed next to the interpreter that runs mlops-actions",
+                "pip install uv (a dependency of mlops-actions), or use env-manager: local",
+            )
         yield
     finally:
         if saved is None:
@@ -138,13 +160,17 @@ def mlproject_declares_env(project: Path) -> bool:
     try:
         spec = yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError("project-path", f"{spec_file} is not readable YAML ({exc.__class__.__name__})",
-                         "fix the MLproject file") from exc
+        raise InputError(
+            "project-path", f"{spec_file} is not readable YAML ({exc.__class__.__name__})", "fix the MLproject file"
+        ) from exc
     if not isinstance(spec, dict):
         raise InputError("project-path", f"{spec_file} is not a mapping", "fix the MLproject file")
     if "docker_env" in spec:
-        raise InputError("project-path", f"{spec_file} declares docker_env, which the train stage does not run",
-                         "declare python_env (python_env.yaml) instead, or run the project with mlflow run yourself")
+        raise InputError(
+            "project-path",
+            f"{spec_file} declares docker_env, which the train stage does not run",
+            "declare python_env (python_env.yaml) instead, or run the project with mlflow run yourself",
+        )
     return bool(spec.get("python_env") or spec.get("conda_env") or (project / "conda.yaml").is_file())
 
 
@@ -169,15 +195,22 @@ def _script_python_env(project: Path, script: Path):
             try:
                 return load(path), path
             except Exception as exc:  # MLflow raises several types for a bad file
-                raise InputError("project-path", f"{path} is not a valid {name} ({str(exc).splitlines()[0][:120]})",
-                                 "fix it: python, build_dependencies and dependencies as MLflow documents") from exc
+                raise InputError(
+                    "project-path",
+                    f"{path} is not a valid {name} ({str(exc).splitlines()[0][:120]})",
+                    "fix it: python, build_dependencies and dependencies as MLflow documents",
+                ) from exc
     for folder in (script.parent, project):
         req = folder / "requirements.txt"
         if req.is_file():
             rel = os.path.relpath(req, project)
             return _PythonEnv(python=version, build_dependencies=["pip"], dependencies=[f"-r {rel}"]), req
-    raise InputError("env-manager", f"the script's project declares no dependencies (no python_env.yaml, conda.yaml or requirements.txt in {project})",
-                     "add a requirements.txt next to the script (with mlflow and your libraries), or use env-manager: local")
+    raise InputError(
+        "env-manager",
+        "the script's project declares no dependencies (no python_env.yaml, conda.yaml or requirements.txt in "
+        f"{project})",
+        "add a requirements.txt next to the script (with mlflow and your libraries), or use env-manager: local",
+    )
 
 
 def script_python(project: Path, script: Path, env_manager: str) -> ScriptEnv:
@@ -192,11 +225,17 @@ def script_python(project: Path, script: Path, env_manager: str) -> ScriptEnv:
     print(f"training environment: {env_manager}, Python {python_env.python}, from {source} → {env_dir}", flush=True)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _create_virtualenv(local_model_path=project.resolve(), python_env=python_env, env_dir=env_dir,
-                           env_manager=cast(Literal["virtualenv", "uv"], env_manager))
+        _create_virtualenv(
+            local_model_path=project.resolve(),
+            python_env=python_env,
+            env_dir=env_dir,
+            env_manager=cast(Literal["virtualenv", "uv"], env_manager),
+        )
     except Exception as exc:  # a failed install is the user's declaration or the network
-        raise StageError(f"building the training environment from {source} failed ({str(exc).splitlines()[0][:200]})",
-                         "fix the dependencies it declares (the install log is above), then re-run") from exc
+        raise StageError(
+            f"building the training environment from {source} failed ({str(exc).splitlines()[0][:200]})",
+            "fix the dependencies it declares (the install log is above), then re-run",
+        ) from exc
     return ScriptEnv(python=str(env_dir / "bin" / "python"), source=str(source))
 
 
@@ -252,8 +291,10 @@ def missing_module_error(module: str, env_manager: str, where: str) -> StageErro
     top = module.split(".")[0]
     package = _IMPORT_TO_PACKAGE.get(top, top)
     if env_manager == "local":
-        fix = (f"install {package} on the runner before this step, or use env-manager: uv so the project's "
-               f"declared dependencies are installed")
+        fix = (
+            f"install {package} on the runner before this step, or use env-manager: uv so the project's "
+            f"declared dependencies are installed"
+        )
     else:
         fix = f"add {package} to {where} (the dependencies env-manager {env_manager} installs), then re-run"
     return StageError(f"the training code imports '{module}', which its environment does not have", fix)

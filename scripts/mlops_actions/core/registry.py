@@ -59,7 +59,9 @@ class Registry:
     """One registry host with one set of credentials. ``scopes`` are requested together when the
     registry hands out bearer tokens (a cross-repository mount needs pull on the source too)."""
 
-    def __init__(self, registry: str, username: str = "", password: str = "", scopes: Iterable[str] = (), input_prefix: str = ""):
+    def __init__(
+        self, registry: str, username: str = "", password: str = "", scopes: Iterable[str] = (), input_prefix: str = ""
+    ):
         self.registry = registry
         self.url = base_url(registry)
         self.username = username
@@ -81,7 +83,10 @@ class Registry:
             self._auth_header = requests.auth._basic_auth_str(*creds)
             return
         if scheme != "bearer" or not params.get("realm"):
-            raise StageError(f"registry {self.registry} asked for unsupported auth '{challenge[:80]}'", "use a registry with basic or bearer token auth")
+            raise StageError(
+                f"registry {self.registry} asked for unsupported auth '{challenge[:80]}'",
+                "use a registry with basic or bearer token auth",
+            )
         query: list[tuple[str, str]] = [("service", params["service"])] if params.get("service") else []
         scopes = list(dict.fromkeys(([params["scope"]] if params.get("scope") else []) + self.scopes))
         query += [("scope", s) for s in scopes]
@@ -99,7 +104,10 @@ class Registry:
         if resp.status_code in (401, 403):
             raise self._refused(f"token service refused the credentials (HTTP {resp.status_code})")
         if resp.status_code != 200:
-            raise StageError(f"registry {self.registry}: token service answered HTTP {resp.status_code}", "check the registry address")
+            raise StageError(
+                f"registry {self.registry}: token service answered HTTP {resp.status_code}",
+                "check the registry address",
+            )
         body = resp.json()
         token = body.get("token") or body.get("access_token")
         if not token:
@@ -109,14 +117,24 @@ class Registry:
 
     def _refused(self, problem: str) -> InputError:
         name = f"{self.input_prefix}password" if self.input_prefix else "password"
-        return InputError(name, f"registry {self.registry} {problem}", "check the registry username and password secrets and their permissions")
+        return InputError(
+            name,
+            f"registry {self.registry} {problem}",
+            "check the registry username and password secrets and their permissions",
+        )
 
     def _retry(self, fn, what: str):
-        return retry_or_raise(fn, what=what, message=f"registry {self.registry}: " + "{problem} after retries",
-                              fix="check that the registry is up and reachable, then re-run")
+        return retry_or_raise(
+            fn,
+            what=what,
+            message=f"registry {self.registry}: " + "{problem} after retries",
+            fix="check that the registry is up and reachable, then re-run",
+        )
 
     # -- requests -----------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), stream: bool = False, **kwargs) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, what: str, ok: tuple[int, ...] = (200,), stream: bool = False, **kwargs
+    ) -> requests.Response:
         """One API call with auth and retries. Statuses outside ``ok`` (and 401/403, 404) are
         returned to the caller only when listed; 5xx/429/connection errors are retried."""
         url = path if path.startswith("http") else self.url + path
@@ -130,46 +148,84 @@ class Registry:
                 if hasattr(data, "seek"):
                     data.seek(0)
                 try:
-                    resp = self.session.request(method, url, headers=headers, data=data, stream=stream, timeout=300,
-                                                allow_redirects=True, params=kwargs.get("params"))
+                    resp = self.session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=data,
+                        stream=stream,
+                        timeout=300,
+                        allow_redirects=True,
+                        params=kwargs.get("params"),
+                    )
                 except requests.RequestException as exc:
                     raise TransientError(f"{what}: {exc.__class__.__name__}") from exc
-                if resp.status_code == 401 and "WWW-Authenticate" in resp.headers and not (self._auth_header and self._auth_header.startswith("Basic")):
+                if (
+                    resp.status_code == 401
+                    and "WWW-Authenticate" in resp.headers
+                    and not (self._auth_header and self._auth_header.startswith("Basic"))
+                ):
                     self._authenticate(resp.headers["WWW-Authenticate"])
                     continue
                 break
             if resp.status_code >= 500 or resp.status_code == 429:
                 after = resp.headers.get("Retry-After")
-                raise TransientError(f"{what}: HTTP {resp.status_code}", retry_after=float(after) if after and after.isdigit() else None)
+                raise TransientError(
+                    f"{what}: HTTP {resp.status_code}", retry_after=float(after) if after and after.isdigit() else None
+                )
             if resp.status_code in (401, 403) and resp.status_code not in ok:
                 raise self._refused(f"refused {what} (HTTP {resp.status_code})")
             if resp.status_code not in ok:
-                raise StageError(f"registry {self.registry}: {what} answered HTTP {resp.status_code}: {resp.text[:200]}", "check the image reference")
+                raise StageError(
+                    f"registry {self.registry}: {what} answered HTTP {resp.status_code}: {resp.text[:200]}",
+                    "check the image reference",
+                )
             return resp
 
         return self._retry(attempt, what)
 
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
         """(raw bytes, media type, digest from the header or '') of a manifest; 404 → None."""
-        resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", what=f"read manifest {repo}@{reference}",
-                            ok=(200, 404), headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        resp = self.request(
+            "GET",
+            f"/v2/{repo}/manifests/{reference}",
+            what=f"read manifest {repo}@{reference}",
+            ok=(200, 404),
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
         if resp.status_code == 404:
             return b"", "", ""
         media = resp.headers.get("Content-Type", "").split(";")[0].strip()
         return resp.content, media, resp.headers.get("Docker-Content-Digest", "")
 
     def manifest_digest(self, repo: str, reference: str) -> str:
-        resp = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", what=f"check manifest {repo}:{reference}",
-                            ok=(200, 404), headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        resp = self.request(
+            "HEAD",
+            f"/v2/{repo}/manifests/{reference}",
+            what=f"check manifest {repo}:{reference}",
+            ok=(200, 404),
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
         return resp.headers.get("Docker-Content-Digest", "") if resp.status_code == 200 else ""
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
-        resp = self.request("PUT", f"/v2/{repo}/manifests/{reference}", what=f"put manifest {repo}:{reference}",
-                            ok=(201, 200), data=body, headers={"Content-Type": media_type})
+        resp = self.request(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            what=f"put manifest {repo}:{reference}",
+            ok=(201, 200),
+            data=body,
+            headers={"Content-Type": media_type},
+        )
         return resp.headers.get("Docker-Content-Digest", "")
 
     def has_blob(self, repo: str, digest: str) -> bool:
-        return self.request("HEAD", f"/v2/{repo}/blobs/{digest}", what=f"check blob {digest[:19]}", ok=(200, 404)).status_code == 200
+        return (
+            self.request(
+                "HEAD", f"/v2/{repo}/blobs/{digest}", what=f"check blob {digest[:19]}", ok=(200, 404)
+            ).status_code
+            == 200
+        )
 
     def tags(self, repo: str) -> list[str]:
         """Every tag of a repository (following Link pagination); [] when the repository does not exist."""

@@ -24,12 +24,27 @@ def settings() -> tuple[int, float]:
     attempts, delay = 4, 1.0
     raw = os.environ.get("MLOPS_RETRY_ATTEMPTS", "").strip()
     if raw:
-        attempts = int(positive_number(raw, "MLOPS_RETRY_ATTEMPTS", integer=True, maximum=MAX_ATTEMPTS,
-                                       example="a whole number of tries (1 = no retry)"))
+        attempts = int(
+            positive_number(
+                raw,
+                "MLOPS_RETRY_ATTEMPTS",
+                integer=True,
+                maximum=MAX_ATTEMPTS,
+                example="a whole number of tries (1 = no retry)",
+            )
+        )
     raw = os.environ.get("MLOPS_RETRY_BASE_DELAY", "").strip()
     if raw:
-        delay = float(positive_number(raw, "MLOPS_RETRY_BASE_DELAY", maximum=MAX_BASE_DELAY, unit="s", zero_ok=True,
-                                      example="seconds before the first retry"))
+        delay = float(
+            positive_number(
+                raw,
+                "MLOPS_RETRY_BASE_DELAY",
+                maximum=MAX_BASE_DELAY,
+                unit="s",
+                zero_ok=True,
+                example="seconds before the first retry",
+            )
+        )
     return attempts, delay
 
 
@@ -67,8 +82,15 @@ def retry(
     raise AssertionError("unreachable")
 
 
-def retry_or_raise(fn: Callable[[], T], *, what: str, fix: str, message: str = "{problem} after retries",
-                   input_name: str | None = None, **kwargs) -> T:
+def retry_or_raise(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    fix: str,
+    message: str = "{problem} after retries",
+    input_name: str | None = None,
+    **kwargs,
+) -> T:
     """``retry(fn)``; when every attempt failed transiently, one StageError (an InputError naming
     ``input_name`` when given) whose problem is ``message`` with ``{problem}`` replaced by the last
     transient problem."""

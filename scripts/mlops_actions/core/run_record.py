@@ -56,14 +56,17 @@ class RunRecord:
         unknown, missing = sorted(set(data) - set(names)), sorted(set(names) - set(data))
         if unknown or missing:
             parts = ([f"unknown key(s) {', '.join(map(str, unknown))}"] if unknown else []) + (
-                [f"missing key(s) {', '.join(missing)}"] if missing else [])
+                [f"missing key(s) {', '.join(missing)}"] if missing else []
+            )
             raise InputError(input_name, f"{where} has {' and '.join(parts)}", fix)
         for name in names:
             value = data[name]
             if name in ("params", "tags"):
                 ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
             elif name == "metrics":
-                ok = isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+                ok = isinstance(value, dict) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+                )
             else:
                 ok = isinstance(value, str)
             if not ok:
@@ -75,8 +78,9 @@ class RunRecord:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise InputError(input_name, f"{where} is not JSON ({exc})",
-                             "pass the folder fetch-artifacts wrote, unedited") from None
+            raise InputError(
+                input_name, f"{where} is not JSON ({exc})", "pass the folder fetch-artifacts wrote, unedited"
+            ) from None
         return cls.from_dict(data, where, input_name)
 
     @classmethod
@@ -89,6 +93,9 @@ class RunRecord:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(input_name, f"'{path}' cannot be read ({exc.__class__.__name__})",
-                             "pass the folder fetch-artifacts wrote") from None
+            raise InputError(
+                input_name,
+                f"'{path}' cannot be read ({exc.__class__.__name__})",
+                "pass the folder fetch-artifacts wrote",
+            ) from None
         return cls.loads(text, f"'{path}'", input_name)

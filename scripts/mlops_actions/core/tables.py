@@ -92,7 +92,11 @@ def read_table(path: str | os.PathLike[str], input_name: str = DATA_INPUT) -> Ta
                 for name, i in index.items():
                     columns[name].append(record[i] if i < len(record) else None)
     except UnicodeDecodeError as exc:
-        raise InputError(input_name, f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", "save the CSV as UTF-8") from None
+        raise InputError(
+            input_name, f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", "save the CSV as UTF-8"
+        ) from None
     except csv.Error as exc:
-        raise InputError(input_name, f"'{path}' is not a readable CSV file: {exc}", "check the quoting of the file") from None
+        raise InputError(
+            input_name, f"'{path}' is not a readable CSV file: {exc}", "check the quoting of the file"
+        ) from None
     return Table(path=path, header=header, columns=columns, rows=rows, malformed=malformed)

@@ -22,10 +22,20 @@ def render_template(path: Path, context: dict, input_name: str) -> str:
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(input_name, f"'{path}' line {exc.lineno}: {exc.message}", "fix the Jinja2 syntax") from exc
     except jinja2.UndefinedError as exc:
-        raise InputError(input_name, f"'{path}' uses an undefined variable ({exc.message})", f"use only: {', '.join(sorted(context))}") from exc
+        raise InputError(
+            input_name,
+            f"'{path}' uses an undefined variable ({exc.message})",
+            f"use only: {', '.join(sorted(context))}",
+        ) from exc
     except jinja2.TemplateError as exc:
-        raise InputError(input_name, f"'{path}' cannot be rendered ({exc.__class__.__name__}: {str(exc)[:160]})",
-                         "use only the template variables and plain Jinja2 (no include/import)") from exc
+        raise InputError(
+            input_name,
+            f"'{path}' cannot be rendered ({exc.__class__.__name__}: {str(exc)[:160]})",
+            "use only the template variables and plain Jinja2 (no include/import)",
+        ) from exc
     except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, RecursionError) as exc:
-        raise InputError(input_name, f"'{path}' failed while rendering ({exc.__class__.__name__}: {str(exc)[:160]})",
-                         "fix the expression in the template") from exc
+        raise InputError(
+            input_name,
+            f"'{path}' failed while rendering ({exc.__class__.__name__}: {str(exc)[:160]})",
+            "fix the expression in the template",
+        ) from exc

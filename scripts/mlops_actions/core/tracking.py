@@ -50,8 +50,12 @@ SOURCE_INPUT = "tracking-uri input"
 SOURCE_DAGSHUB = "dagshub-repo input"
 SOURCE_ENV = "MLFLOW_TRACKING_URI"
 SOURCE_DEFAULT = "workspace sqlite (nothing set)"
-_SOURCE_NAMES = {SOURCE_INPUT: "tracking-uri", SOURCE_DAGSHUB: "dagshub-repo", SOURCE_ENV: "MLFLOW_TRACKING_URI",
-                 SOURCE_DEFAULT: "tracking-uri"}
+_SOURCE_NAMES = {
+    SOURCE_INPUT: "tracking-uri",
+    SOURCE_DAGSHUB: "dagshub-repo",
+    SOURCE_ENV: "MLFLOW_TRACKING_URI",
+    SOURCE_DEFAULT: "tracking-uri",
+}
 
 BASIC_VARS = "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
 TOKEN_VAR = "MLFLOW_TRACKING_TOKEN"
@@ -85,8 +89,11 @@ class Tracking:
     client_cert_path: str | None = None
 
     def __repr__(self) -> str:  # never the password, the token or a secret in the URI
-        return (f"Tracking(uri={self.display_uri!r}, username={self.username!r}, source={self.source!r}, auth={self.auth!r}, "
-                f"credentials_from={self.credentials_from!r}, verify={self.verify!r})")
+        return (
+            f"Tracking(uri={self.display_uri!r}, username={self.username!r}, source={self.source!r}, "
+            f"auth={self.auth!r}, "
+            f"credentials_from={self.credentials_from!r}, verify={self.verify!r})"
+        )
 
     @property
     def is_http(self) -> bool:
@@ -148,7 +155,7 @@ class Tracking:
     def local_artifact_root(self) -> str | None:
         """For a sqlite store, keep artifacts next to the database (not in ./mlruns of the cwd)."""
         if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri[len("sqlite:///"):])
+            db = Path(self.uri[len("sqlite:///") :])
             return (db.parent / "mlartifacts").resolve().as_uri()
         return None
 
@@ -159,6 +166,7 @@ def default_uri(workspace: str | os.PathLike[str] | None = None) -> str:
 
 
 # -- URIs ---------------------------------------------------------------------------------------
+
 
 def _redact_pairs(text: str) -> tuple[str, list[str]]:
     """``a=1&token=x`` → (``a=1&token=***``, [``x``]); anything that is not name=value stays."""
@@ -226,7 +234,8 @@ def _check_uri(uri: str, name: str) -> None:
         raise InputError(
             name,
             "contains a password",
-            f"remove it from {where} and pass MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) as secrets",
+            f"remove it from {where} and pass MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+            "MLFLOW_TRACKING_TOKEN) as secrets",
         )
     if scheme in ("http", "https") and not parts.hostname:
         raise InputError(name, f"'{shown}' has no host", _URI_FIX)
@@ -254,6 +263,7 @@ def is_dagshub(uri: str, env: Mapping[str, str] | None = None) -> bool:
 
 # -- resolution ---------------------------------------------------------------------------------
 
+
 def resolve(
     tracking_uri: str | None,
     dagshub_repo: str | None,
@@ -274,7 +284,9 @@ def resolve(
         raise InputError("dagshub-repo", "given together with tracking-uri", "set only one of the two")
     if dagshub_repo:
         if not _REPO_RE.match(dagshub_repo):
-            raise InputError("dagshub-repo", f"'{dagshub_repo}' is not owner/name", "write it as owner/name, e.g. alice/rice")
+            raise InputError(
+                "dagshub-repo", f"'{dagshub_repo}' is not owner/name", "write it as owner/name, e.g. alice/rice"
+            )
         uri, source = f"https://{DAGSHUB_HOST}/{dagshub_repo}.mlflow", SOURCE_DAGSHUB
     elif tracking_uri:
         _check_uri(tracking_uri, "tracking-uri")
@@ -286,17 +298,24 @@ def resolve(
         uri, source = default_uri(workspace), SOURCE_DEFAULT
 
     creds = _credentials(uri, var, env)
-    for secret in dict.fromkeys((creds["password"], creds["token"], var(DAGSHUB_TOKEN_VAR), var("MLFLOW_TRACKING_PASSWORD"), var(TOKEN_VAR))):
+    for secret in dict.fromkeys(
+        (creds["password"], creds["token"], var(DAGSHUB_TOKEN_VAR), var("MLFLOW_TRACKING_PASSWORD"), var(TOKEN_VAR))
+    ):
         gha.mask(secret)
     if dagshub_repo and not (creds["username"] and creds["password"]) and not creds["token"]:
         raise InputError(
             "dagshub-repo",
             "DagsHub needs credentials and none were found",
-            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (a DagsHub token), or the token alone in DAGSHUB_USER_TOKEN, from secrets",
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (a DagsHub token), or the token alone in "
+            "DAGSHUB_USER_TOKEN, from secrets",
         )
-    tracking = Tracking(uri=uri, source=source, **creds, **(_tls(var) if uri.startswith(("http://", "https://")) else {}))
+    tracking = Tracking(
+        uri=uri, source=source, **creds, **(_tls(var) if uri.startswith(("http://", "https://")) else {})
+    )
     if tracking.is_http and tracking.auth == "basic" and creds["token"]:
-        gha.warning(f"both {BASIC_VARS} and {TOKEN_VAR} are set: MLflow sends the username and password and ignores the token")
+        gha.warning(
+            f"both {BASIC_VARS} and {TOKEN_VAR} are set: MLflow sends the username and password and ignores the token"
+        )
     if tracking.is_http and tracking.insecure_tls:
         gha.warning(f"{INSECURE_VAR}=true: the TLS certificate of {tracking.display_uri} is not verified")
     return tracking
@@ -328,23 +347,37 @@ def _tls(var: Callable[[str], str | None]) -> dict[str, Any]:
     insecure = False
     if raw is not None:
         if raw.lower() not in ("true", "false", "1", "0"):
-            raise InputError(INSECURE_VAR, f"'{raw}' is not true or false", "set it to true (skip TLS verification), false, or leave it unset")
+            raise InputError(
+                INSECURE_VAR,
+                f"'{raw}' is not true or false",
+                "set it to true (skip TLS verification), false, or leave it unset",
+            )
         insecure = raw.lower() in ("true", "1")
     server_cert, client_cert = var(SERVER_CERT_VAR), var(CLIENT_CERT_VAR)
     if insecure and server_cert:
         raise InputError(
             INSECURE_VAR,
             f"set together with {SERVER_CERT_VAR} (MLflow refuses the two together)",
-            f"keep {SERVER_CERT_VAR} to verify against that CA bundle, or {INSECURE_VAR}=true to skip verification, not both",
+            f"keep {SERVER_CERT_VAR} to verify against that CA bundle, or {INSECURE_VAR}=true to skip verification, "
+            "not both",
         )
     out: dict[str, Any] = {"insecure_tls": insecure}
-    for name, value, key in ((SERVER_CERT_VAR, server_cert, "server_cert_path"), (CLIENT_CERT_VAR, client_cert, "client_cert_path")):
+    for name, value, key in (
+        (SERVER_CERT_VAR, server_cert, "server_cert_path"),
+        (CLIENT_CERT_VAR, client_cert, "client_cert_path"),
+    ):
         if value is None:
             continue
         path = Path(value).expanduser()
         if not path.exists():
-            what = "a PEM CA bundle (or a folder of CA certificates)" if key == "server_cert_path" else "a PEM client certificate"
-            raise InputError(name, f"'{value}' does not exist on the runner", f"point it at {what} written in an earlier step")
+            what = (
+                "a PEM CA bundle (or a folder of CA certificates)"
+                if key == "server_cert_path"
+                else "a PEM client certificate"
+            )
+            raise InputError(
+                name, f"'{value}' does not exist on the runner", f"point it at {what} written in an earlier step"
+            )
         # absolute: the training code runs in the project folder and reads it from the environment
         out[key] = str(path.resolve())
     return out
@@ -352,7 +385,14 @@ def _tls(var: Callable[[str], str | None]) -> dict[str, Any]:
 
 # -- using it -----------------------------------------------------------------------------------
 
-_EXPORTED = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", TOKEN_VAR, INSECURE_VAR, SERVER_CERT_VAR, CLIENT_CERT_VAR)
+_EXPORTED = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    TOKEN_VAR,
+    INSECURE_VAR,
+    SERVER_CERT_VAR,
+    CLIENT_CERT_VAR,
+)
 
 
 def activate(tracking: Tracking) -> None:
@@ -365,16 +405,21 @@ def activate(tracking: Tracking) -> None:
         if name in os.environ and not os.environ[name].strip():
             del os.environ[name]
     os.environ["MLFLOW_TRACKING_URI"] = tracking.uri
-    for name, value in (("MLFLOW_TRACKING_USERNAME", tracking.username), ("MLFLOW_TRACKING_PASSWORD", tracking.password),
-                        (TOKEN_VAR, tracking.token), (SERVER_CERT_VAR, tracking.server_cert_path),
-                        (CLIENT_CERT_VAR, tracking.client_cert_path), (INSECURE_VAR, "true" if tracking.insecure_tls else None)):
+    for name, value in (
+        ("MLFLOW_TRACKING_USERNAME", tracking.username),
+        ("MLFLOW_TRACKING_PASSWORD", tracking.password),
+        (TOKEN_VAR, tracking.token),
+        (SERVER_CERT_VAR, tracking.server_cert_path),
+        (CLIENT_CERT_VAR, tracking.client_cert_path),
+        (INSECURE_VAR, "true" if tracking.insecure_tls else None),
+    ):
         if value:
             os.environ[name] = value
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     if tracking.uri.startswith("sqlite:///"):
-        Path(tracking.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(tracking.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking.uri)
 
 
@@ -393,7 +438,10 @@ def auth_error(tracking: Tracking, problem: str, fix: str | None = None) -> Inpu
         else:
             fix = f"pass valid tracking credentials as secrets in env ({name})"
         if dagshub:
-            fix += "; for DagsHub: your username and a DagsHub token as the password, or the token alone in DAGSHUB_USER_TOKEN"
+            fix += (
+                "; for DagsHub: your username and a DagsHub token as the password, "
+                "or the token alone in DAGSHUB_USER_TOKEN"
+            )
     return InputError(name, problem, fix)
 
 
@@ -403,7 +451,11 @@ def _why_refused(tracking: Tracking, status: int) -> str:
     if tracking.auth == "bearer":
         return "token refused" if status == 401 else "this token may not do this"
     if bool(tracking.username) != bool(tracking.password):
-        have, missing = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") if tracking.username else ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME")
+        have, missing = (
+            ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+            if tracking.username
+            else ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME")
+        )
         return f"no credentials sent: {have} is set but {missing} is not, and MLflow sends only the pair"
     return "no credentials given"
 
@@ -428,10 +480,17 @@ def preflight(tracking: Tracking, input_name: str | None = None) -> None:
             raise TransientError(f"{tracking.display_uri} answered HTTP {resp.status_code}")
         return resp
 
-    resp = retry_or_raise(probe, what="MLflow tracking server", input_name=input_name,
-                          fix="check the URL and that the MLflow server is up and reachable from the runner")
+    resp = retry_or_raise(
+        probe,
+        what="MLflow tracking server",
+        input_name=input_name,
+        fix="check the URL and that the MLflow server is up and reachable from the runner",
+    )
     if resp.status_code in (401, 403):
-        raise auth_error(tracking, f"{tracking.display_uri} answered HTTP {resp.status_code} ({_why_refused(tracking, resp.status_code)})")
+        raise auth_error(
+            tracking,
+            f"{tracking.display_uri} answered HTTP {resp.status_code} ({_why_refused(tracking, resp.status_code)})",
+        )
     if resp.status_code != 200:
         raise InputError(
             input_name,
@@ -441,12 +500,23 @@ def preflight(tracking: Tracking, input_name: str | None = None) -> None:
 
 
 def _tls_error(tracking: Tracking, exc: Exception) -> InputError:
-    reason = "certificate verification failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc) else "TLS handshake failed"
+    reason = (
+        "certificate verification failed"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
+        else "TLS handshake failed"
+    )
     if tracking.server_cert_path:
-        return InputError(SERVER_CERT_VAR, f"{tracking.display_uri}: {reason} against {tracking.server_cert_path}",
-                          "point it at the CA bundle that signed the server's certificate")
-    return InputError(SERVER_CERT_VAR, f"{tracking.display_uri}: {reason} ({exc.__class__.__name__})",
-                      f"set {SERVER_CERT_VAR} to the CA bundle that signed the server's certificate (or {INSECURE_VAR}=true to skip verification)")
+        return InputError(
+            SERVER_CERT_VAR,
+            f"{tracking.display_uri}: {reason} against {tracking.server_cert_path}",
+            "point it at the CA bundle that signed the server's certificate",
+        )
+    return InputError(
+        SERVER_CERT_VAR,
+        f"{tracking.display_uri}: {reason} ({exc.__class__.__name__})",
+        f"set {SERVER_CERT_VAR} to the CA bundle that signed the server's certificate (or {INSECURE_VAR}=true to "
+        "skip verification)",
+    )
 
 
 _TRANSIENT_MARKERS = (
@@ -474,14 +544,21 @@ def call(fn: Callable[[], T], what: str, tracking: Tracking) -> T:
             if any(m in text for m in _TRANSIENT_MARKERS):
                 raise TransientError(f"{what}: {text.splitlines()[0][:160]}") from exc
             if "401" in text or "403" in text or "Unauthorized" in text or "PERMISSION_DENIED" in text:
-                raise auth_error(tracking, f"{tracking.display_uri} refused {what}",
-                                 "pass credentials that may read and write this experiment") from exc
+                raise auth_error(
+                    tracking,
+                    f"{tracking.display_uri} refused {what}",
+                    "pass credentials that may read and write this experiment",
+                ) from exc
             raise
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"{what}: {exc.__class__.__name__}") from exc
 
-    return retry_or_raise(attempt, what=what, message=f"MLflow at {tracking.display_uri} failed during {what} " + "({problem})",
-                          fix="check that the tracking server is up, then re-run the job")
+    return retry_or_raise(
+        attempt,
+        what=what,
+        message=f"MLflow at {tracking.display_uri} failed during {what} " + "({problem})",
+        fix="check that the tracking server is up, then re-run the job",
+    )
 
 
 def find_model_uri(run, client, tracking: Tracking, model_name: str | None = None) -> str:
@@ -515,7 +592,18 @@ def find_model_uri(run, client, tracking: Tracking, model_name: str | None = Non
     )
 
 
-_REMOTE_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "abfss://", "dbfs:/", "http://", "https://")
+_REMOTE_SCHEMES = (
+    "models:/",
+    "runs:/",
+    "mlflow-artifacts:/",
+    "s3://",
+    "gs://",
+    "wasbs://",
+    "abfss://",
+    "dbfs:/",
+    "http://",
+    "https://",
+)
 
 
 def check_model_uri(value: str, input_name: str) -> str:
@@ -524,8 +612,11 @@ def check_model_uri(value: str, input_name: str) -> str:
     artifacts, and from there into the pull request and the image."""
     text = (value or "").strip()
     if text and (not text.startswith(_REMOTE_SCHEMES) or any(ord(c) < 32 for c in text)):
-        raise InputError(input_name, f"'{text[:80]}' is not an MLflow model URI (a local path or file:// is never read)",
-                         "pass models:/<model-id> or runs:/<run-id>/<path>, or leave it empty for the run's model")
+        raise InputError(
+            input_name,
+            f"'{text[:80]}' is not an MLflow model URI (a local path or file:// is never read)",
+            "pass models:/<model-id> or runs:/<run-id>/<path>, or leave it empty for the run's model",
+        )
     return text
 
 
@@ -538,8 +629,10 @@ def mlflow_call(fn, what: str, tracking: Tracking):
         return call(fn, what, tracking)
     except MlflowException as exc:
         text = " ".join(str(exc.message if hasattr(exc, "message") else exc).split())[:240]
-        raise StageError(f"MLflow at {tracking.display_uri} failed during {what}: {text}",
-                         "check the tracking server (and its artifact store), then re-run the job") from exc
+        raise StageError(
+            f"MLflow at {tracking.display_uri} failed during {what}: {text}",
+            "check the tracking server (and its artifact store), then re-run the job",
+        ) from exc
 
 
 def read_run(client, run_id: str, tracking: Tracking, input_name: str = "run-id"):
@@ -551,17 +644,30 @@ def read_run(client, run_id: str, tracking: Tracking, input_name: str = "run-id"
         try:
             return client.get_run(run_id)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
-                raise InputError(input_name, f"no run '{run_id}' on {tracking.display_uri}", "pass the run-id output of the train step against the same tracking-uri") from exc
+            if (
+                exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+                or "not found" in str(exc).lower()
+            ):
+                raise InputError(
+                    input_name,
+                    f"no run '{run_id}' on {tracking.display_uri}",
+                    "pass the run-id output of the train step against the same tracking-uri",
+                ) from exc
             raise
 
     run = mlflow_call(get_run, "read run", tracking)
     stage = str(getattr(run.info, "lifecycle_stage", "") or "active")
     if stage != "active":
-        raise InputError(input_name, f"run '{run_id}' is {stage} on {tracking.display_uri}",
-                         "pass the run-id of a live run (restore it in the MLflow UI, or train again)")
+        raise InputError(
+            input_name,
+            f"run '{run_id}' is {stage} on {tracking.display_uri}",
+            "pass the run-id of a live run (restore it in the MLflow UI, or train again)",
+        )
     status = str(getattr(run.info, "status", "") or "")
     if status != "FINISHED":
-        raise InputError(input_name, f"run '{run_id}' is {status or 'in an unknown state'}, not FINISHED",
-                         "pass the run-id of a run the train step finished")
+        raise InputError(
+            input_name,
+            f"run '{run_id}' is {status or 'in an unknown state'}, not FINISHED",
+            "pass the run-id of a run the train step finished",
+        )
     return run

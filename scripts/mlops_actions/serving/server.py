@@ -326,7 +326,9 @@ class Metrics:
                 idx = max(range(len(row)), key=row.__getitem__) if len(row) > 1 else int(row[0] >= 0.5)
             elif self.classes and row in self.classes:
                 idx = self.classes.index(row)
-            elif not self.classes and isinstance(row, int) and not isinstance(row, bool) and 0 <= row < self.MAX_CLASSES:
+            elif (
+                not self.classes and isinstance(row, int) and not isinstance(row, bool) and 0 <= row < self.MAX_CLASSES
+            ):
                 idx = row
             else:
                 idx = other
@@ -347,16 +349,20 @@ class Metrics:
 
     def render(self) -> str:
         esc = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")  # noqa: E731
-        out = ["# HELP mlserve_requests_total HTTP requests answered, by path and status.",
-               "# TYPE mlserve_requests_total counter"]
+        out = [
+            "# HELP mlserve_requests_total HTTP requests answered, by path and status.",
+            "# TYPE mlserve_requests_total counter",
+        ]
         ns, nb = len(self.STATUSES), len(self.BUCKETS) + 1
         for p, path in enumerate(self.PATHS):
             for st, code in enumerate(self.STATUSES):
                 n = self._total(self._req + p * ns + st)
                 if n:
                     out.append(f'mlserve_requests_total{{path="{path}",status="{code}"}} {n:.0f}')
-        out += ["# HELP mlserve_request_duration_seconds Time from request line to response written, by path.",
-                "# TYPE mlserve_request_duration_seconds histogram"]
+        out += [
+            "# HELP mlserve_request_duration_seconds Time from request line to response written, by path.",
+            "# TYPE mlserve_request_duration_seconds histogram",
+        ]
         for p, path in enumerate(self.PATHS):
             counts = [self._total(self._hist + p * nb + b) for b in range(nb)]
             total = sum(counts)
@@ -369,14 +375,19 @@ class Metrics:
             out.append(f'mlserve_request_duration_seconds_bucket{{path="{path}",le="+Inf"}} {total:.0f}')
             out.append(f'mlserve_request_duration_seconds_sum{{path="{path}"}} {self._total(self._sum + p):.6f}')
             out.append(f'mlserve_request_duration_seconds_count{{path="{path}"}} {total:.0f}')
-        out += ["# HELP mlserve_predictions_total Predictions returned by /invocations, by predicted class.",
-                "# TYPE mlserve_predictions_total counter"]
+        out += [
+            "# HELP mlserve_predictions_total Predictions returned by /invocations, by predicted class.",
+            "# TYPE mlserve_predictions_total counter",
+        ]
         for idx in range(self.MAX_CLASSES + 1):
             n = self._total(self._cls + idx)
             if n:
                 out.append(f'mlserve_predictions_total{{class="{esc(self._class_name(idx))}"}} {n:.0f}')
-        out += ["# HELP mlserve_workers Pre-forked worker processes.", "# TYPE mlserve_workers gauge",
-                f"mlserve_workers {self.workers}"]
+        out += [
+            "# HELP mlserve_workers Pre-forked worker processes.",
+            "# TYPE mlserve_workers gauge",
+            f"mlserve_workers {self.workers}",
+        ]
         return "\n".join(out) + "\n"
 
 
@@ -418,8 +429,14 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
             if path == "/ping":
                 self._send(200 if loaded else 503, b"\n", "text/plain")
             elif path == "/health":
-                self._json(200 if loaded else 503, {"status": "ok" if loaded else "loading", "flavor": info.get("flavor", ""),
-                                                    "runtime": info.get("runtime", "native")})
+                self._json(
+                    200 if loaded else 503,
+                    {
+                        "status": "ok" if loaded else "loading",
+                        "flavor": info.get("flavor", ""),
+                        "runtime": info.get("runtime", "native"),
+                    },
+                )
             elif path == "/version":
                 self._json(200, info)
             elif path == "/metrics":
@@ -438,7 +455,10 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
                 length = -1
             if length < 0 or length > MAX_BODY:
                 self.close_connection = True  # the body is not read: the connection cannot be reused
-                self._json(413 if length > MAX_BODY else 400, {"error_code": "BAD_REQUEST", "message": f"Content-Length must be 0..{MAX_BODY} bytes"})
+                self._json(
+                    413 if length > MAX_BODY else 400,
+                    {"error_code": "BAD_REQUEST", "message": f"Content-Length must be 0..{MAX_BODY} bytes"},
+                )
                 return
             raw = self.rfile.read(length)
             model = model_holder.get("model")
@@ -452,14 +472,22 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
                 elif ctype == "application/json":
                     payload = json.loads(raw or b"null")
                 else:
-                    self._json(415, {"error_code": "BAD_REQUEST", "message": f"unsupported content type {ctype}; use application/json or text/csv"})
+                    self._json(
+                        415,
+                        {
+                            "error_code": "BAD_REQUEST",
+                            "message": f"unsupported content type {ctype}; use application/json or text/csv",
+                        },
+                    )
                     return
                 predictions = model.predict(payload)
             except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
                 self._json(400, {"error_code": "BAD_REQUEST", "message": str(exc)[:500]})
                 return
             except Exception as exc:  # noqa: BLE001 - a scoring failure must answer, not kill the worker
-                self._json(500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {str(exc)[:300]}"})
+                self._json(
+                    500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+                )
                 return
             self._json(200, {"predictions": predictions})
             metrics.count_predictions(predictions)
@@ -539,8 +567,10 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
             sys.stderr.write(f"model load failed: {exc.__class__.__name__}: {exc}\n")
             sys.stderr.flush()
             stop(code=3)
-    sys.stderr.write(f"serving {model_dir} ({info.get('flavor')}, {'onnx' if onnx else 'native'}) on :{port}, "
-                     f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n")
+    sys.stderr.write(
+        f"serving {model_dir} ({info.get('flavor')}, {'onnx' if onnx else 'native'}) on :{port}, "
+        f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n"
+    )
     httpd.serve_forever()
 
 

@@ -59,9 +59,18 @@ class Thresholds:
     oov_rate: float = 0.1
 
     def check(self) -> Thresholds:
-        for name, value, lo, hi in (("p-value", self.p_value, 0, 1), ("psi", self.psi, 0, None),
-                                    ("js-distance", self.js_distance, 0, 1), ("oov-rate", self.oov_rate, 0, 1)):
-            if not isinstance(value, (int, float)) or math.isnan(value) or value <= lo or (hi is not None and value > hi):
+        for name, value, lo, hi in (
+            ("p-value", self.p_value, 0, 1),
+            ("psi", self.psi, 0, None),
+            ("js-distance", self.js_distance, 0, 1),
+            ("oov-rate", self.oov_rate, 0, 1),
+        ):
+            if (
+                not isinstance(value, (int, float))
+                or math.isnan(value)
+                or value <= lo
+                or (hi is not None and value > hi)
+            ):
                 span = f"in (0, {hi}]" if hi is not None else "above 0"
                 raise InputError(name, f"{value} is out of range", f"give a number {span}")
         return self
@@ -93,11 +102,17 @@ def parse_columns(value: str) -> dict[str, str]:
     if text.endswith((".yml", ".yaml")) and "\n" not in text and "=" not in text:
         path = Path(text)
         try:
-            doc = yaml.safe_load(read_text_input(path, "columns", "a YAML file with a 'columns:' mapping", max_bytes=256_000))
+            doc = yaml.safe_load(
+                read_text_input(path, "columns", "a YAML file with a 'columns:' mapping", max_bytes=256_000)
+            )
         except yaml.YAMLError:
             raise InputError("columns", f"{path}: not valid YAML", "fix the YAML syntax") from None
         if not isinstance(doc, dict) or set(doc) != {"columns"} or not isinstance(doc["columns"], dict):
-            raise InputError("columns", f"{path}: must hold exactly one key 'columns' mapping column names to types", "write 'columns: {review_text: text, rating: categorical}'")
+            raise InputError(
+                "columns",
+                f"{path}: must hold exactly one key 'columns' mapping column names to types",
+                "write 'columns: {review_text: text, rating: categorical}'",
+            )
         items = [(str(k), v) for k, v in doc["columns"].items()]
         where = f"{path}: key 'columns."
     else:
@@ -108,7 +123,11 @@ def parse_columns(value: str) -> dict[str, str]:
                 continue
             m = re.fullmatch(r"(.+?)\s*[=:]\s*([A-Za-z]+)", part)
             if not m:
-                raise InputError("columns", f"'{part}' is not name=type", f"write e.g. 'rating=categorical, review_text=text' (types: {', '.join(TYPES)})")
+                raise InputError(
+                    "columns",
+                    f"'{part}' is not name=type",
+                    f"write e.g. 'rating=categorical, review_text=text' (types: {', '.join(TYPES)})",
+                )
             items.append((m.group(1).strip(), m.group(2)))
         where = "'"
     out: dict[str, str] = {}
@@ -193,8 +212,13 @@ def oov_rate(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     return float(cur_counts[ref_counts == 0].sum() / total) if total else 0.0
 
 
-def vocabulary_stats(reference: list[list[str]], current: list[list[str]], permutations: int = PERMUTATIONS,
-                     top: int = TOP_TOKENS, seed: int = 0) -> dict[str, Any]:
+def vocabulary_stats(
+    reference: list[list[str]],
+    current: list[list[str]],
+    permutations: int = PERMUTATIONS,
+    top: int = TOP_TOKENS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """OOV rate and JS distance of token frequencies, each with a permutation p-value: rows are
     shuffled between the two sides (sizes kept) and the statistic recomputed."""
     vocab: dict[str, int] = {}
@@ -213,7 +237,9 @@ def vocabulary_stats(reference: list[list[str]], current: list[list[str]], permu
     bucketed = bucket[ids]
     nbins = len(order) + 1
 
-    def statistics(side: np.ndarray, ids: np.ndarray, bucketed: np.ndarray, doc_of_token: np.ndarray) -> tuple[float, float]:
+    def statistics(
+        side: np.ndarray, ids: np.ndarray, bucketed: np.ndarray, doc_of_token: np.ndarray
+    ) -> tuple[float, float]:
         cur = side[doc_of_token]
         ref_counts = np.bincount(ids[~cur], minlength=size)
         cur_counts = np.bincount(ids[cur], minlength=size)
@@ -250,24 +276,41 @@ def vocabulary_stats(reference: list[list[str]], current: list[list[str]], permu
         "vocabulary_reference": int(np.count_nonzero(ref_counts)),
         "vocabulary_current": int(np.count_nonzero(cur_counts)),
         "new_tokens": int(np.count_nonzero((cur_counts > 0) & (ref_counts == 0))),
-        "top_new_tokens": [t for t, _ in sorted(((t, int(cur_counts[i])) for t, i in vocab.items() if cur_counts[i] and not ref_counts[i]),
-                                                key=lambda kv: (-kv[1], kv[0]))[:10]],
+        "top_new_tokens": [
+            t
+            for t, _ in sorted(
+                ((t, int(cur_counts[i])) for t, i in vocab.items() if cur_counts[i] and not ref_counts[i]),
+                key=lambda kv: (-kv[1], kv[0]),
+            )[:10]
+        ],
         "permutations": permutations,
         "permutation_rows": int(len(side)),
     }
 
 
 def _test(statistic: str, value: float, p_value: float, threshold: str, flagged: bool) -> dict:
-    return {"statistic": statistic, "value": value, "p_value": p_value, "threshold": threshold, "flagged": bool(flagged)}
+    return {
+        "statistic": statistic,
+        "value": value,
+        "p_value": p_value,
+        "threshold": threshold,
+        "flagged": bool(flagged),
+    }
 
 
 def compare_numeric(ref: list[str], cur: list[str], th: Thresholds) -> tuple[dict, list[dict]]:
     a = np.array([x for x in (to_number(v) for v in ref) if x is not None], dtype=float)
     b = np.array([x for x in (to_number(v) for v in cur) if x is not None], dtype=float)
     d, p = ks(a, b)
-    stats = {"ks_statistic": d, "ks_p_value": p, "mean_reference": float(np.mean(a)), "mean_current": float(np.mean(b)),
-             "std_reference": float(np.std(a)), "std_current": float(np.std(b)),
-             "not_numbers_current": len(cur) - len(b)}
+    stats = {
+        "ks_statistic": d,
+        "ks_p_value": p,
+        "mean_reference": float(np.mean(a)),
+        "mean_current": float(np.mean(b)),
+        "std_reference": float(np.std(a)),
+        "std_current": float(np.std(b)),
+        "not_numbers_current": len(cur) - len(b),
+    }
     return stats, [_test("KS D", d, p, f"p < {th.p_value:g}", p < th.p_value)]
 
 
@@ -278,11 +321,21 @@ def compare_categorical(ref: list[str], cur: list[str], th: Thresholds) -> tuple
     c = np.array([cc[c] for c in cats], dtype=float)
     chi2, p = chi_square(r, c)
     index = psi(r, c)
-    stats = {"chi2": chi2, "chi2_p_value": p, "psi": index, "categories": len(cats),
-             "new_categories": sorted(set(cc) - set(rc))[:20], "missing_categories": sorted(set(rc) - set(cc))[:20],
-             "shares_reference": {k: rc[k] / max(len(ref), 1) for k in cats[:50]},
-             "shares_current": {k: cc[k] / max(len(cur), 1) for k in cats[:50]}}
-    return stats, [_test("PSI (chi-square p)", index, p, f">= {th.psi:g} and p < {th.p_value:g}", index >= th.psi and p < th.p_value)]
+    stats = {
+        "chi2": chi2,
+        "chi2_p_value": p,
+        "psi": index,
+        "categories": len(cats),
+        "new_categories": sorted(set(cc) - set(rc))[:20],
+        "missing_categories": sorted(set(rc) - set(cc))[:20],
+        "shares_reference": {k: rc[k] / max(len(ref), 1) for k in cats[:50]},
+        "shares_current": {k: cc[k] / max(len(cur), 1) for k in cats[:50]},
+    }
+    return stats, [
+        _test(
+            "PSI (chi-square p)", index, p, f">= {th.psi:g} and p < {th.p_value:g}", index >= th.psi and p < th.p_value
+        )
+    ]
 
 
 def compare_text(ref: list[str], cur: list[str], th: Thresholds) -> tuple[dict, list[dict]]:
@@ -290,26 +343,55 @@ def compare_text(ref: list[str], cur: list[str], th: Thresholds) -> tuple[dict, 
     d, p = ks(np.array([len(t) for t in rt], dtype=float), np.array([len(t) for t in ct], dtype=float))
     permutations = max(PERMUTATIONS, min(5000, math.ceil(2 / th.p_value)))
     vocab = vocabulary_stats(rt, ct, permutations=permutations)
-    stats = {"length_ks_statistic": d, "length_ks_p_value": p,
-             "mean_tokens_reference": float(np.mean([len(t) for t in rt])), "mean_tokens_current": float(np.mean([len(t) for t in ct])),
-             **vocab}
+    stats = {
+        "length_ks_statistic": d,
+        "length_ks_p_value": p,
+        "mean_tokens_reference": float(np.mean([len(t) for t in rt])),
+        "mean_tokens_current": float(np.mean([len(t) for t in ct])),
+        **vocab,
+    }
     tests = [
         _test("length KS D", d, p, f"p < {th.p_value:g}", p < th.p_value),
-        _test("JS distance (permutation p)", vocab["js_distance"], vocab["js_p_value"], f">= {th.js_distance:g} and p < {th.p_value:g}",
-              vocab["js_distance"] >= th.js_distance and vocab["js_p_value"] < th.p_value),
-        _test("OOV rate (permutation p)", vocab["oov_rate"], vocab["oov_p_value"], f">= {th.oov_rate:g} and p < {th.p_value:g}",
-              vocab["oov_rate"] >= th.oov_rate and vocab["oov_p_value"] < th.p_value),
+        _test(
+            "JS distance (permutation p)",
+            vocab["js_distance"],
+            vocab["js_p_value"],
+            f">= {th.js_distance:g} and p < {th.p_value:g}",
+            vocab["js_distance"] >= th.js_distance and vocab["js_p_value"] < th.p_value,
+        ),
+        _test(
+            "OOV rate (permutation p)",
+            vocab["oov_rate"],
+            vocab["oov_p_value"],
+            f">= {th.oov_rate:g} and p < {th.p_value:g}",
+            vocab["oov_rate"] >= th.oov_rate and vocab["oov_p_value"] < th.p_value,
+        ),
     ]
     return stats, tests
 
 
-def compare_feature(name: str, kind: str, ref: list[str | None], cur: list[str | None], th: Thresholds, inferred: bool = True, why: str = "") -> Feature:
+def compare_feature(
+    name: str,
+    kind: str,
+    ref: list[str | None],
+    cur: list[str | None],
+    th: Thresholds,
+    inferred: bool = True,
+    why: str = "",
+) -> Feature:
     a = [v for v in ref if v is not None and not is_null(v)]
     b = [v for v in cur if v is not None and not is_null(v)]
-    feature = Feature(name=name, type=kind, drifted=False, stats={}, tests=[], inferred=inferred,
-                      rows={"reference": len(a), "current": len(b)},
-                      null_share={"reference": 1 - len(a) / max(len(ref), 1), "current": 1 - len(b) / max(len(cur), 1)},
-                      note=why if inferred else "type given in columns")
+    feature = Feature(
+        name=name,
+        type=kind,
+        drifted=False,
+        stats={},
+        tests=[],
+        inferred=inferred,
+        rows={"reference": len(a), "current": len(b)},
+        null_share={"reference": 1 - len(a) / max(len(ref), 1), "current": 1 - len(b) / max(len(cur), 1)},
+        note=why if inferred else "type given in columns",
+    )
     if kind == "ignore":
         return feature
     if not a:
@@ -373,35 +455,73 @@ class DriftResult:
 def render_markdown(report: dict) -> str:
     drifted = report["drifted_features"]
     tested = [f for f in report["features"] if f["type"] != "ignore"]
-    head = (f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: " + ", ".join(f"`{n}`" for n in drifted)
-            if drifted else f"✅ **no drift** in {len(tested)} features")
-    lines = ["### 🌊 drift", "",
-             f"{head} (reference `{report['reference']}`: {report['rows']['reference']} rows; current `{report['current']}`: {report['rows']['current']} rows)", ""]
+    head = (
+        f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: " + ", ".join(f"`{n}`" for n in drifted)
+        if drifted
+        else f"✅ **no drift** in {len(tested)} features"
+    )
+    lines = [
+        "### 🌊 drift",
+        "",
+        f"{head} (reference `{report['reference']}`: {report['rows']['reference']} rows; current "
+        f"`{report['current']}`: {report['rows']['current']} rows)",
+        "",
+    ]
     rows = []
     for f in report["features"]:
         kind = f["type"] + ("" if f["inferred"] else " (given)")
         if not f["tests"]:
-            rows.append([f"`{f['name']}`", kind, "—", "—", "—", "—", ("⚠️ " + "; ".join(f["reasons"])) if f["drifted"] else (f["note"] or "not tested")])
+            rows.append(
+                [
+                    f"`{f['name']}`",
+                    kind,
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    ("⚠️ " + "; ".join(f["reasons"])) if f["drifted"] else (f["note"] or "not tested"),
+                ]
+            )
         for t in f["tests"]:
-            rows.append([f"`{f['name']}`", kind, t["statistic"], _fmt(t["value"]), _fmt(t["p_value"]), t["threshold"], "⚠️ drift" if t["flagged"] else "ok"])
+            rows.append(
+                [
+                    f"`{f['name']}`",
+                    kind,
+                    t["statistic"],
+                    _fmt(t["value"]),
+                    _fmt(t["p_value"]),
+                    t["threshold"],
+                    "⚠️ drift" if t["flagged"] else "ok",
+                ]
+            )
     lines.append(gha.md_table(["feature", "type", "statistic", "value", "p-value", "drift when", "result"], rows))
     if report["columns_only_in_reference"] or report["columns_only_in_current"]:
-        lines.append(f"Not compared: only in reference: {', '.join(report['columns_only_in_reference']) or '—'}; "
-                     f"only in current: {', '.join(report['columns_only_in_current']) or '—'}\n")
+        lines.append(
+            f"Not compared: only in reference: {', '.join(report['columns_only_in_reference']) or '—'}; "
+            f"only in current: {', '.join(report['columns_only_in_current']) or '—'}\n"
+        )
     return "\n".join(lines)
 
 
 def _load(path: str, input_name: str) -> Table:
     table = read_table(path, input_name)
     if not table.header:
-        raise InputError(input_name, f"'{path}' is empty (no header)", "give a CSV file with a header row and data rows")
+        raise InputError(
+            input_name, f"'{path}' is empty (no header)", "give a CSV file with a header row and data rows"
+        )
     if table.rows == 0:
         raise InputError(input_name, f"'{path}' has no data rows", "give a CSV file with at least one data row")
     return table
 
 
-def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[str], *, columns: str = "",
-                 thresholds: Thresholds = Thresholds(), output_dir: str | os.PathLike[str] = ".mlops/drift") -> DriftResult:
+def detect_drift(
+    reference: str | os.PathLike[str],
+    current: str | os.PathLike[str],
+    *,
+    columns: str = "",
+    thresholds: Thresholds = Thresholds(),
+    output_dir: str | os.PathLike[str] = ".mlops/drift",
+) -> DriftResult:
     """Compare CURRENT with REFERENCE; write drift.json and drift.md to output_dir."""
     thresholds.check()
     overrides = parse_columns(columns)
@@ -409,35 +529,66 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
     cur = _load(str(current), "current")
     common = [c for c in ref.header if c in cur.columns]
     if not common:
-        raise InputError("current", f"'{current}' has no column in common with the reference (reference: {', '.join(ref.header[:10])}; current: {', '.join(cur.header[:10])})",
-                         "compare two CSV files with the same column names")
+        raise InputError(
+            "current",
+            f"'{current}' has no column in common with the reference (reference: {', '.join(ref.header[:10])}; "
+            f"current: {', '.join(cur.header[:10])})",
+            "compare two CSV files with the same column names",
+        )
     unknown = [c for c in overrides if c not in common]
     if unknown:
-        raise InputError("columns", f"{', '.join(repr(c) for c in unknown)} not in both files (common columns: {', '.join(common[:20])})", "name columns present in the reference and the current data")
+        raise InputError(
+            "columns",
+            f"{', '.join(repr(c) for c in unknown)} not in both files (common columns: {', '.join(common[:20])})",
+            "name columns present in the reference and the current data",
+        )
     features = []
     with gha.group(f"drift: {len(common)} columns, {ref.rows} reference rows vs {cur.rows} current rows"):
         for name in common:
             if name in overrides:
                 kind, why, inferred = overrides[name], "", False
             else:
-                kind, why = infer_type([v for v in ref.values(name) if v is not None and not is_null(v)]
-                                       or [v for v in cur.values(name) if v is not None and not is_null(v)])
+                kind, why = infer_type(
+                    [v for v in ref.values(name) if v is not None and not is_null(v)]
+                    or [v for v in cur.values(name) if v is not None and not is_null(v)]
+                )
                 inferred = True
             feature = compare_feature(name, kind, ref.values(name), cur.values(name), thresholds, inferred, why)
-            print(f"{name} ({kind}): " + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
-                  + (" → DRIFT" if feature.drifted else ""))
+            print(
+                f"{name} ({kind}): "
+                + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
+                + (" → DRIFT" if feature.drifted else "")
+            )
             features.append(feature)
     report = {
         "reference": str(reference),
         "current": str(current),
         "rows": {"reference": ref.rows, "current": cur.rows},
-        "thresholds": {"p-value": thresholds.p_value, "psi": thresholds.psi, "js-distance": thresholds.js_distance, "oov-rate": thresholds.oov_rate},
+        "thresholds": {
+            "p-value": thresholds.p_value,
+            "psi": thresholds.psi,
+            "js-distance": thresholds.js_distance,
+            "oov-rate": thresholds.oov_rate,
+        },
         "drift_detected": any(f.drifted for f in features),
         "drifted_features": [f.name for f in features if f.drifted],
         "columns_only_in_reference": [c for c in ref.header if c not in cur.columns],
         "columns_only_in_current": [c for c in cur.header if c not in ref.columns],
-        "features": [{"name": f.name, "type": f.type, "inferred": f.inferred, "drifted": f.drifted, "reasons": f.reasons,
-                      "tests": f.tests, "stats": f.stats, "rows": f.rows, "null_share": f.null_share, "note": f.note} for f in features],
+        "features": [
+            {
+                "name": f.name,
+                "type": f.type,
+                "inferred": f.inferred,
+                "drifted": f.drifted,
+                "reasons": f.reasons,
+                "tests": f.tests,
+                "stats": f.stats,
+                "rows": f.rows,
+                "null_share": f.null_share,
+                "note": f.note,
+            }
+            for f in features
+        ],
     }
     markdown = render_markdown(report)
     out = Path(output_dir)
@@ -445,7 +596,13 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
     json_path, md_path = out / "drift.json", out / "drift.md"
     json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
     md_path.write_text(markdown, encoding="utf-8")
-    return DriftResult(drift_detected=bool(report["drift_detected"]), features=features, report=json_path, table=md_path, markdown=markdown)
+    return DriftResult(
+        drift_detected=bool(report["drift_detected"]),
+        features=features,
+        report=json_path,
+        table=md_path,
+        markdown=markdown,
+    )
 
 
 def _json_default(value: object) -> object:

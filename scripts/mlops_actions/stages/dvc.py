@@ -34,11 +34,21 @@ DEFAULT_DIFF_FILE = ".mlops/dvc/metrics-diff.md"
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TRANSIENT_NAMES = {
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "ConnectionError", "TimeoutError",
-    "ConnectionRefusedError", "ConnectionResetError",
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "ClientOSError",
+    "ConnectionError",
+    "TimeoutError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
 }
-_TRANSIENT_TEXT = re.compile(r"\b(50[0-4]|SlowDown|InternalError|ServiceUnavailable|RequestTimeout|Connection (refused|reset))\b", re.I)
+_TRANSIENT_TEXT = re.compile(
+    r"\b(50[0-4]|SlowDown|InternalError|ServiceUnavailable|RequestTimeout|Connection (refused|reset))\b", re.I
+)
 
 
 @dataclass
@@ -65,8 +75,12 @@ class DvcResult:
 
     def summary(self) -> str:
         rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(self.hashes.items())]
-        return (f"### 🗃️ dvc {self.operation}\n{self.detail or 'done'}; changed: **{'true' if self.changed else 'false'}**\n\n"
-                + (gha.md_table(["path", "md5"], rows) if rows else "") + (f"\n{self.metrics_diff}" if self.metrics_diff else ""))
+        return (
+            f"### 🗃️ dvc {self.operation}\n{self.detail or 'done'}; changed: "
+            f"**{'true' if self.changed else 'false'}**\n\n"
+            + (gha.md_table(["path", "md5"], rows) if rows else "")
+            + (f"\n{self.metrics_diff}" if self.metrics_diff else "")
+        )
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -97,10 +111,14 @@ def find_root(workdir: Path) -> Path:
     """The DVC project holding ``workdir`` (the nearest folder with .dvc/ up to the git top level)."""
     workdir = Path(workdir)
     if not workdir.is_dir():
-        raise InputError("workdir", f"'{workdir}' is not a directory", "set workdir to the checkout (or the DVC project inside it)")
+        raise InputError(
+            "workdir", f"'{workdir}' is not a directory", "set workdir to the checkout (or the DVC project inside it)"
+        )
     top = git.run("rev-parse", "--show-toplevel", cwd=workdir)
     if top.returncode != 0:
-        raise InputError("workdir", f"'{workdir}' is not in a git repository", "run actions/checkout before this step or set workdir")
+        raise InputError(
+            "workdir", f"'{workdir}' is not in a git repository", "run actions/checkout before this step or set workdir"
+        )
     top_dir = Path(top.stdout.strip()).resolve()
     here = workdir.resolve()
     for folder in (here, *here.parents):
@@ -108,8 +126,11 @@ def find_root(workdir: Path) -> Path:
             return folder
         if folder == top_dir:
             break
-    raise InputError("workdir", f"'{workdir}' is not in a DVC project (no .dvc directory up to the git top level)",
-                     "run 'dvc init' (or 'dvc init --subdir' for a project folder) and commit .dvc/, or set workdir to the project")
+    raise InputError(
+        "workdir",
+        f"'{workdir}' is not in a DVC project (no .dvc directory up to the git top level)",
+        "run 'dvc init' (or 'dvc init --subdir' for a project folder) and commit .dvc/, or set workdir to the project",
+    )
 
 
 def target_of(path: str, workdir: Path, root: Path) -> Path:
@@ -119,10 +140,16 @@ def target_of(path: str, workdir: Path, root: Path) -> Path:
         raise InputError("paths", f"'{path}' is not a path", "give paths relative to workdir, one per line")
     full = (workdir / text).resolve()
     if full != root and root not in full.parents:
-        raise InputError("paths", f"'{path}' is outside the DVC project '{root}'", "give paths inside the project, relative to workdir, without '..'")
+        raise InputError(
+            "paths",
+            f"'{path}' is outside the DVC project '{root}'",
+            "give paths inside the project, relative to workdir, without '..'",
+        )
     rel = full.relative_to(root)
     if rel.parts and rel.parts[0] in (".git", ".dvc"):
-        raise InputError("paths", f"'{path}' points into {rel.parts[0]}/", "give a data or model path of the working tree")
+        raise InputError(
+            "paths", f"'{path}' points into {rel.parts[0]}/", "give a data or model path of the working tree"
+        )
     return full
 
 
@@ -133,9 +160,17 @@ def resolve_remote(value: str, configured: dict, default: str, endpoint_url: str
     if endpoint_url:
         parts = urllib.parse.urlsplit(endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError("endpoint-url", f"'{endpoint_url}' is not an http(s) URL", "give the S3-compatible endpoint, e.g. https://minio.example.com:9000")
+            raise InputError(
+                "endpoint-url",
+                f"'{endpoint_url}' is not an http(s) URL",
+                "give the S3-compatible endpoint, e.g. https://minio.example.com:9000",
+            )
         if parts.username or parts.password:
-            raise InputError("endpoint-url", "contains credentials", "pass credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+            raise InputError(
+                "endpoint-url",
+                "contains credentials",
+                "pass credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+            )
     if not value:
         if not default:
             return "", {}
@@ -145,11 +180,19 @@ def resolve_remote(value: str, configured: dict, default: str, endpoint_url: str
         parts = urllib.parse.urlsplit(value)
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
-            raise InputError("remote", f"scheme '{scheme}://' is not supported", "use s3://bucket/prefix, a local directory, or the name of a remote in .dvc/config")
+            raise InputError(
+                "remote",
+                f"scheme '{scheme}://' is not supported",
+                "use s3://bucket/prefix, a local directory, or the name of a remote in .dvc/config",
+            )
         if not parts.netloc:
             raise InputError("remote", f"'{value}' names no bucket", "write s3://bucket/prefix")
         if "@" in parts.netloc:
-            raise InputError("remote", "the URL contains credentials", "pass credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+            raise InputError(
+                "remote",
+                "the URL contains credentials",
+                "pass credentials through AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+            )
         _need_plugin(scheme)
         override = {"url": value}
         if endpoint_url:
@@ -160,12 +203,17 @@ def resolve_remote(value: str, configured: dict, default: str, endpoint_url: str
         if directory.exists() and not directory.is_dir():
             raise InputError("remote", f"'{value}' is a file, not a directory", "give a directory for the local remote")
         if endpoint_url:
-            raise InputError("endpoint-url", "is set for a local directory remote", "leave it empty, or use an s3:// remote")
+            raise InputError(
+                "endpoint-url", "is set for a local directory remote", "leave it empty, or use an s3:// remote"
+            )
         return OVERRIDE_REMOTE, {"remote": {OVERRIDE_REMOTE: {"url": str(directory)}}}
     if not _NAME.match(value) or value not in configured:
         known = ", ".join(sorted(configured)) or "none"
-        raise InputError("remote", f"'{value}' is not a remote of this project (configured: {known})",
-                         "give a configured remote name, a directory (./dir or /abs/dir) or an s3://bucket/prefix URL")
+        raise InputError(
+            "remote",
+            f"'{value}' is not a remote of this project (configured: {known})",
+            "give a configured remote name, a directory (./dir or /abs/dir) or an s3://bucket/prefix URL",
+        )
     url = str((configured.get(value) or {}).get("url", ""))
     return value, _endpoint_override(value, url, endpoint_url)
 
@@ -174,7 +222,9 @@ def _endpoint_override(name: str, url: str, endpoint_url: str) -> dict:
     if not endpoint_url:
         return {}
     if not url.startswith("s3://"):
-        raise InputError("endpoint-url", f"remote '{name}' is not an s3:// remote", "leave endpoint-url empty for this remote")
+        raise InputError(
+            "endpoint-url", f"remote '{name}' is not an s3:// remote", "leave endpoint-url empty for this remote"
+        )
     return {"remote": {name: {"endpointurl": endpoint_url}}}
 
 
@@ -182,7 +232,11 @@ def _need_plugin(scheme: str) -> None:
     try:
         __import__(f"dvc_{scheme}")
     except ImportError:
-        raise InputError("remote", f"{scheme}:// needs the dvc-{scheme} package", f"pip install 'mlops-actions[dvc]' (or dvc-{scheme})") from None
+        raise InputError(
+            "remote",
+            f"{scheme}:// needs the dvc-{scheme} package",
+            f"pip install 'mlops-actions[dvc]' (or dvc-{scheme})",
+        ) from None
 
 
 def _check_base(workdir: Path, base: str) -> str:
@@ -191,7 +245,11 @@ def _check_base(workdir: Path, base: str) -> str:
         raise InputError("base", f"'{base}' is not a git revision", "give a branch, tag or commit, e.g. origin/main")
     if git.run("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", cwd=workdir).returncode != 0:
         shallow = git.run("rev-parse", "--is-shallow-repository", cwd=workdir).stdout.strip() == "true"
-        fix = "check out with fetch-depth: 0 (this clone is shallow)" if shallow else f"fetch it first (git fetch origin {base.split('/')[-1]}) or give an existing branch, tag or commit"
+        fix = (
+            "check out with fetch-depth: 0 (this clone is shallow)"
+            if shallow
+            else f"fetch it first (git fetch origin {base.split('/')[-1]}) or give an existing branch, tag or commit"
+        )
         raise InputError("base", f"unknown git revision '{base}'", fix)
     return base
 
@@ -213,7 +271,9 @@ def plan(req: DvcRequest, repo_factory=None) -> _Plan:
     if req.operation == "add" and not req.paths:
         raise InputError("paths", "is empty", "list the data or model files/folders to add, one per line")
     if req.jobs is not None and req.jobs < 1:
-        raise InputError("jobs", f"{req.jobs} is not a positive number", "give 1 or more parallel transfers, or leave it empty")
+        raise InputError(
+            "jobs", f"{req.jobs} is not a positive number", "give 1 or more parallel transfers, or leave it empty"
+        )
     Repo = repo_factory or _import_repo()
     with Repo(str(root)) as repo:
         configured = dict(repo.config.get("remote") or {})
@@ -224,24 +284,38 @@ def plan(req: DvcRequest, repo_factory=None) -> _Plan:
         full = target_of(raw, workdir, root)
         if req.operation == "add":
             if not full.exists():
-                raise InputError("paths", f"'{raw}' does not exist", "give an existing file or folder, relative to workdir")
+                raise InputError(
+                    "paths", f"'{raw}' does not exist", "give an existing file or folder, relative to workdir"
+                )
         else:
             dvc_file = full if full.suffix == ".dvc" else full.with_name(full.name + ".dvc")
-            tracked = dvc_file.is_file() or any(full == out or out in full.parents or full in out.parents for out in outs)
+            tracked = dvc_file.is_file() or any(
+                full == out or out in full.parents or full in out.parents for out in outs
+            )
             if not tracked:
                 what = "does not exist" if not full.exists() else "is not tracked by DVC"
-                raise InputError("paths", f"'{raw}' {what} (no .dvc file, no dvc.yaml output)",
-                                 "give a path tracked by DVC (add it first with operation add), relative to workdir")
+                raise InputError(
+                    "paths",
+                    f"'{raw}' {what} (no .dvc file, no dvc.yaml output)",
+                    "give a path tracked by DVC (add it first with operation add), relative to workdir",
+                )
         targets.append(os.path.relpath(full, root))
     name, override = resolve_remote(req.remote, configured, default, req.endpoint_url, workdir)
     if req.operation in REMOTE_OPERATIONS and not name:
-        raise InputError("remote", "no remote given and the project has no default remote",
-                         "set remote to a directory, an s3://bucket/prefix URL, or a remote name (dvc remote add -d NAME URL)")
+        raise InputError(
+            "remote",
+            "no remote given and the project has no default remote",
+            "set remote to a directory, an s3://bucket/prefix URL, or a remote name (dvc remote add -d NAME URL)",
+        )
     if name and name != OVERRIDE_REMOTE:
         url = str((configured.get(name) or {}).get("url", ""))
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         if scheme and scheme not in SCHEMES:
-            raise InputError("remote", f"remote '{name}' uses '{scheme}://', which is not supported", "use an s3:// or local directory remote")
+            raise InputError(
+                "remote",
+                f"remote '{name}' uses '{scheme}://', which is not supported",
+                "use an s3:// or local directory remote",
+            )
         if scheme:
             _need_plugin(scheme)
     base = req.base
@@ -253,7 +327,11 @@ def plan(req: DvcRequest, repo_factory=None) -> _Plan:
     if req.base:
         diff_file = Path(req.metrics_diff_file or DEFAULT_DIFF_FILE)
         if diff_file.exists() and diff_file.is_dir():
-            raise InputError("metrics-diff-file", f"'{diff_file}' is a directory", "give a file path, e.g. .mlops/dvc/metrics-diff.md")
+            raise InputError(
+                "metrics-diff-file",
+                f"'{diff_file}' is a directory",
+                "give a file path, e.g. .mlops/dvc/metrics-diff.md",
+            )
     config = dict(override)
     if name:
         config = _merge(config, {"core": {"remote": name}})
@@ -312,8 +390,12 @@ def _transfer(fn, what: str):
             raise
 
     try:
-        return retry_or_raise(attempt, what=what, message="{problem} (after retries)",
-                              fix="check the remote is reachable and the credentials (AWS_* env) are valid")
+        return retry_or_raise(
+            attempt,
+            what=what,
+            message="{problem} (after retries)",
+            fix="check the remote is reachable and the credentials (AWS_* env) are valid",
+        )
     except DvcException as exc:
         raise StageError(f"{what} failed: {_first_line(exc)}", _fix_for(exc)) from exc
 
@@ -376,13 +458,21 @@ def run(req: DvcRequest, repo_factory=None) -> DvcResult:
                 result.detail = f"{touched} path(s) updated from {p.remote}"
             elif req.operation == "status":
                 local = repo.status(targets)
-                cloud = _transfer(lambda: repo.status(targets, cloud=True, remote=p.remote, **jobs), f"dvc status of {p.remote}") if p.remote else {}
+                cloud = (
+                    _transfer(
+                        lambda: repo.status(targets, cloud=True, remote=p.remote, **jobs), f"dvc status of {p.remote}"
+                    )
+                    if p.remote
+                    else {}
+                )
                 result.changed = bool(local or cloud)
                 for path, state in sorted(local.items()):
                     print(f"workspace: {path}: {state}")
                 for path, state in sorted(cloud.items()):
                     print(f"remote {p.remote}: {path}: {state}")
-                result.detail = f"{len(local)} changed in the workspace, {len(cloud)} differ from {p.remote or 'no remote'}"
+                result.detail = (
+                    f"{len(local)} changed in the workspace, {len(cloud)} differ from {p.remote or 'no remote'}"
+                )
     with Repo(str(p.root), config=p.config or None) as repo:
         result.hashes = tracked_hashes(repo, p.root, p.workdir, p.targets)
         if req.operation in ("add", "commit"):

@@ -27,7 +27,15 @@ from ..core.run_record import RunRecord
 from ..core.tracking import check_model_uri, find_model_uri, mlflow_call, read_run
 
 STAGE = "fetch-artifacts"
-_SAFE_TAGS = ("github.sha", "github.ref", "github.repository", "github.run_url", "github.workflow", "mlflow.runName", "mlflow.source.git.commit")
+_SAFE_TAGS = (
+    "github.sha",
+    "github.ref",
+    "github.repository",
+    "github.run_url",
+    "github.workflow",
+    "mlflow.runName",
+    "mlflow.source.git.commit",
+)
 
 
 @dataclass
@@ -40,8 +48,12 @@ class FetchResult:
 
     def summary(self, run_id: str, tracking: trk.Tracking) -> str:
         count = len(self.manifest.read_text(encoding="utf-8").splitlines())
-        return (f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{self.path}` (verified against `{self.manifest.name}`); "
-                f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}\n\nTracking store: {tracking.describe()}")
+        return (
+            f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{self.path}` (verified against "
+            f"`{self.manifest.name}`); "
+            f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}\n\nTracking store: "
+            f"{tracking.describe()}"
+        )
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -81,8 +93,9 @@ def fetch(
         resolved_model_uri = model_uri
         if include_model and model_dir is None:
             if not resolved_model_uri:
-
-                resolved_model_uri = mlflow_call(lambda: find_model_uri(run, client, tracking), "find the run's model", tracking)
+                resolved_model_uri = mlflow_call(
+                    lambda: find_model_uri(run, client, tracking), "find the run's model", tracking
+                )
             target = staging / "model"
             mlflow_call(
                 lambda: mlflow.artifacts.download_artifacts(artifact_uri=resolved_model_uri, dst_path=str(target)),
@@ -92,7 +105,9 @@ def fetch(
             paths.tree_files(target, "model-uri" if model_uri else "run-id")
             model_dir = modelinfo.find_model_dir(target)
             if model_dir is None:
-                raise StageError(f"model {resolved_model_uri} has no MLmodel file", "log the model with mlflow.<flavor>.log_model")
+                raise StageError(
+                    f"model {resolved_model_uri} has no MLmodel file", "log the model with mlflow.<flavor>.log_model"
+                )
         _check_sizes(staging, expected)
         info = modelinfo.read(model_dir, "run-id") if model_dir else None
         _write_run_file(staging, run, tracking, resolved_model_uri, info)
@@ -114,10 +129,18 @@ def _safe_listed(path: str, run_id: str, tracking: trk.Tracking) -> str:
     naming the server (a hostile or broken server must not steer a download out of the folder)."""
     text = str(path or "")
     parts = text.split("/")
-    if (not text or text.startswith("/") or "\\" in text or any(ord(c) < 32 for c in text)
-            or any(p in ("", ".", "..") for p in parts) or (len(text) > 1 and text[1] == ":")):
-        raise StageError(f"MLflow at {tracking.display_uri} listed an unsafe artifact name {text[:80]!r} for run {run_id}",
-                         "check the tracking server: artifact names must be relative paths inside the run")
+    if (
+        not text
+        or text.startswith("/")
+        or "\\" in text
+        or any(ord(c) < 32 for c in text)
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(text) > 1 and text[1] == ":")
+    ):
+        raise StageError(
+            f"MLflow at {tracking.display_uri} listed an unsafe artifact name {text[:80]!r} for run {run_id}",
+            "check the tracking server: artifact names must be relative paths inside the run",
+        )
     return text
 
 
@@ -131,21 +154,30 @@ def _download_run_artifacts(client, run_id: str, sub: str, staging: Path, tracki
         for entry in mlflow_call(lambda: client.list_artifacts(run_id, path), "list artifacts", tracking):
             _safe_listed(entry.path, run_id, tracking)
             if path and not entry.path.startswith(path + "/"):
-                raise StageError(f"MLflow at {tracking.display_uri} listed '{entry.path[:80]}' under '{path}' for run {run_id}",
-                                 "check the tracking server: a folder lists only what is inside it")
+                raise StageError(
+                    f"MLflow at {tracking.display_uri} listed '{entry.path[:80]}' under '{path}' for run {run_id}",
+                    "check the tracking server: a folder lists only what is inside it",
+                )
             if entry.is_dir:
                 walk(entry.path)
             elif entry.file_size is not None:
-                rel = entry.path[len(sub) + 1:] if sub and entry.path.startswith(sub + "/") else entry.path
+                rel = entry.path[len(sub) + 1 :] if sub and entry.path.startswith(sub + "/") else entry.path
                 expected[rel if sub else entry.path] = entry.file_size
 
     walk(sub or None)
     if sub and not expected:
         # a sub-path that names a single file lists as itself from its parent
         parent = sub.rsplit("/", 1)[0] if "/" in sub else None
-        listed = {_safe_listed(e.path, run_id, tracking): e for e in mlflow_call(lambda: client.list_artifacts(run_id, parent), "list artifacts", tracking)}
+        listed = {
+            _safe_listed(e.path, run_id, tracking): e
+            for e in mlflow_call(lambda: client.list_artifacts(run_id, parent), "list artifacts", tracking)
+        }
         if sub not in listed:
-            raise InputError("artifact-path", f"run {run_id} has no artifact '{sub}'", "leave it empty for all artifacts or give a path listed in the MLflow UI")
+            raise InputError(
+                "artifact-path",
+                f"run {run_id} has no artifact '{sub}'",
+                "leave it empty for all artifacts or give a path listed in the MLflow UI",
+            )
         expected[sub.rsplit("/", 1)[-1]] = listed[sub].file_size or 0
     if not expected and not sub:
         return expected
@@ -169,9 +201,15 @@ def _check_sizes(staging: Path, expected: dict[str, int]) -> None:
     for rel, size in expected.items():
         p = staging / rel
         if not p.is_file():
-            raise StageError(f"artifact '{rel}' listed by the server was not downloaded", "re-run the job; the artifact store may be unstable")
+            raise StageError(
+                f"artifact '{rel}' listed by the server was not downloaded",
+                "re-run the job; the artifact store may be unstable",
+            )
         if size and p.stat().st_size != size:
-            raise StageError(f"artifact '{rel}' is {p.stat().st_size} bytes, the server lists {size}", "re-run the job; the download was truncated")
+            raise StageError(
+                f"artifact '{rel}' is {p.stat().st_size} bytes, the server lists {size}",
+                "re-run the job; the download was truncated",
+            )
 
 
 def _write_run_file(staging: Path, run, tracking: trk.Tracking, model_uri: str, info) -> None:

@@ -56,7 +56,10 @@ class GateResult:
             ["model", f"`{self.model_name}` v{self.model_version}"],
             ["decision", icon + (" (recorded earlier)" if self.rerun else "")],
             [f"challenger {self.metric}", fmt(self.challenger_value)],
-            [f"champion {self.metric}", "—" if self.champion_value is None else f"{fmt(self.champion_value)} (v{self.champion_version})"],
+            [
+                f"champion {self.metric}",
+                "—" if self.champion_value is None else f"{fmt(self.champion_value)} (v{self.champion_version})",
+            ],
             ["reason", self.reason],
         ]
         return "### 🥊 gate\n" + gha.md_table(["", ""], rows)
@@ -81,9 +84,13 @@ def parse_min_improvement(value: str | float) -> float:
     try:
         number = float(text)
     except ValueError:
-        raise InputError("min-improvement", f"'{value}' is not a number", "write an absolute margin such as 0 or 0.01") from None
+        raise InputError(
+            "min-improvement", f"'{value}' is not a number", "write an absolute margin such as 0 or 0.01"
+        ) from None
     if not math.isfinite(number) or number < 0:
-        raise InputError("min-improvement", f"'{value}' is negative or not finite", "write an absolute margin ≥ 0 such as 0.01")
+        raise InputError(
+            "min-improvement", f"'{value}' is negative or not finite", "write an absolute margin ≥ 0 such as 0.01"
+        )
     return number
 
 
@@ -95,19 +102,29 @@ def check_request(req: GateRequest) -> float:
     if not req.metric.strip():
         raise InputError("metric", "is empty", "name the metric the run logs, e.g. accuracy")
     if req.direction not in ("maximize", "minimize"):
-        raise InputError("direction", f"'{req.direction}' is not maximize or minimize", "write maximize (accuracy, f1) or minimize (loss, rmse)")
+        raise InputError(
+            "direction",
+            f"'{req.direction}' is not maximize or minimize",
+            "write maximize (accuracy, f1) or minimize (loss, rmse)",
+        )
     for name, alias in (("champion-alias", req.champion_alias), ("challenger-alias", req.challenger_alias)):
         if alias and (not _ALIAS.match(alias) or re.fullmatch(r"[vV]\d+|latest", alias)):
-            raise InputError(name, f"'{alias}' is not a usable alias", "use letters, digits, _ and - (not latest or v<N>)")
+            raise InputError(
+                name, f"'{alias}' is not a usable alias", "use letters, digits, _ and - (not latest or v<N>)"
+            )
     if not req.champion_alias:
         raise InputError("champion-alias", "is empty", "keep the default champion or name another alias")
     if req.champion_alias == req.challenger_alias:
-        raise InputError("challenger-alias", "equals champion-alias", "use two different aliases, or leave challenger-alias empty")
+        raise InputError(
+            "challenger-alias", "equals champion-alias", "use two different aliases, or leave challenger-alias empty"
+        )
     check_model_uri(req.model_uri, "model-uri")
     return parse_min_improvement(req.min_improvement)
 
 
-def decide(challenger: float, champion: float | None, champion_version: str, metric: str, direction: str, margin: float) -> tuple[bool, str]:
+def decide(
+    challenger: float, champion: float | None, champion_version: str, metric: str, direction: str, margin: float
+) -> tuple[bool, str]:
     """(promoted, one-sentence reason). A tie or a win by no more than the margin loses."""
     if champion is None:
         return True, "no champion yet"
@@ -140,10 +157,18 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
     metrics = run.data.metrics
     if req.metric not in metrics:
         have = ", ".join(sorted(metrics)) or "none"
-        raise InputError("metric", f"run {run_id} has no metric '{req.metric}' (it logged: {have})", "name a metric the training run logs")
+        raise InputError(
+            "metric",
+            f"run {run_id} has no metric '{req.metric}' (it logged: {have})",
+            "name a metric the training run logs",
+        )
     value = float(metrics[req.metric])
     if not math.isfinite(value):
-        raise InputError("metric", f"run {run_id} logged {value} for '{req.metric}', not a finite number", "gate on a metric the run logs as a number")
+        raise InputError(
+            "metric",
+            f"run {run_id} logged {value} for '{req.metric}', not a finite number",
+            "gate on a metric the run logs as a number",
+        )
 
     version = _register(client, req, run, tracking)
     tags = version.tags or {}
@@ -153,27 +178,46 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
     champion_value: float | None = None
     champion_version = ""
     try:
-        holder = trk.call(lambda: client.get_model_version_by_alias(req.model_name, req.champion_alias), "read champion alias", tracking)
+        holder = trk.call(
+            lambda: client.get_model_version_by_alias(req.model_name, req.champion_alias),
+            "read champion alias",
+            tracking,
+        )
     except MlflowException:
         holder = None  # no champion yet
     if holder is not None and str(holder.version) != str(version.version):
         champion_version = str(holder.version)
         if not holder.run_id:
-            raise StageError(f"champion v{champion_version} of {req.model_name} has no run", "move the champion alias to a version registered from a run")
+            raise StageError(
+                f"champion v{champion_version} of {req.model_name} has no run",
+                "move the champion alias to a version registered from a run",
+            )
         champ_run = champion_run(holder.run_id)
         if req.metric not in champ_run.data.metrics:
-            raise InputError("metric", f"the champion v{champion_version} (run {holder.run_id}) has no metric '{req.metric}'", "compare on a metric both runs log")
+            raise InputError(
+                "metric",
+                f"the champion v{champion_version} (run {holder.run_id}) has no metric '{req.metric}'",
+                "compare on a metric both runs log",
+            )
         champion_value = float(champ_run.data.metrics[req.metric])
         if not math.isfinite(champion_value):
-            raise StageError(f"the champion v{champion_version} logged {champion_value} for '{req.metric}'",
-                             "move the champion alias to a version whose run logged a finite value")
+            raise StageError(
+                f"the champion v{champion_version} logged {champion_value} for '{req.metric}'",
+                "move the champion alias to a version whose run logged a finite value",
+            )
 
     promoted, reason = decide(value, champion_value, champion_version, req.metric, req.direction, margin)
     name, number = req.model_name, str(version.version)
     if promoted:
-        mlflow_call(lambda: client.set_registered_model_alias(name, req.champion_alias, number), "set champion alias", tracking)
+        mlflow_call(
+            lambda: client.set_registered_model_alias(name, req.champion_alias, number), "set champion alias", tracking
+        )
     elif req.challenger_alias:
-        mlflow_call(lambda: client.set_registered_model_alias(name, req.challenger_alias, number), "set challenger alias", tracking)
+        mlflow_call(
+            lambda: client.set_registered_model_alias(name, req.challenger_alias, number),
+            "set challenger alias",
+            tracking,
+        )
     record = {
         "metric": req.metric,
         "direction": req.direction,
@@ -185,22 +229,47 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         "promoted": "true" if promoted else "false",
     }
     for key, val in record.items():
-        mlflow_call(lambda k=key, v=val: client.set_model_version_tag(name, number, TAG + k, v), "tag model version", tracking)
+        mlflow_call(
+            lambda k=key, v=val: client.set_model_version_tag(name, number, TAG + k, v), "tag model version", tracking
+        )
     # the decision tag last: a version carries it only when the rest of the record is complete
-    mlflow_call(lambda: client.set_model_version_tag(name, number, TAG + "decision", "promoted" if promoted else "rejected"), "tag model version", tracking)
-    return GateResult(promoted=promoted, model_version=number, challenger_value=value, champion_value=champion_value,
-                      champion_version=champion_version, reason=reason, metric=req.metric, model_name=name)
+    mlflow_call(
+        lambda: client.set_model_version_tag(name, number, TAG + "decision", "promoted" if promoted else "rejected"),
+        "tag model version",
+        tracking,
+    )
+    return GateResult(
+        promoted=promoted,
+        model_version=number,
+        challenger_value=value,
+        champion_value=champion_value,
+        champion_version=champion_version,
+        reason=reason,
+        metric=req.metric,
+        model_name=name,
+    )
 
 
 def _recorded(req: GateRequest, version, value: float) -> GateResult:
     tags = version.tags or {}
     if tags.get(TAG + "metric") not in (None, req.metric) or tags.get(TAG + "direction") not in (None, req.direction):
-        raise InputError("metric", f"v{version.version} was already gated on {tags.get(TAG + 'metric')} ({tags.get(TAG + 'direction')})",
-                         "re-run with the same metric and direction, or gate a new run")
+        raise InputError(
+            "metric",
+            f"v{version.version} was already gated on {tags.get(TAG + 'metric')} ({tags.get(TAG + 'direction')})",
+            "re-run with the same metric and direction, or gate a new run",
+        )
     champ = tags.get(TAG + "champion-value") or ""
-    return GateResult(promoted=tags.get(TAG + "decision") == "promoted", model_version=str(version.version), challenger_value=value,
-                      champion_value=float(champ) if champ else None, champion_version=tags.get(TAG + "champion-version", ""),
-                      reason=tags.get(TAG + "reason", ""), metric=req.metric, model_name=req.model_name, rerun=True)
+    return GateResult(
+        promoted=tags.get(TAG + "decision") == "promoted",
+        model_version=str(version.version),
+        challenger_value=value,
+        champion_value=float(champ) if champ else None,
+        champion_version=tags.get(TAG + "champion-version", ""),
+        reason=tags.get(TAG + "reason", ""),
+        metric=req.metric,
+        model_name=req.model_name,
+        rerun=True,
+    )
 
 
 def _register(client, req: GateRequest, run, tracking: trk.Tracking):
@@ -215,8 +284,11 @@ def _register(client, req: GateRequest, run, tracking: trk.Tracking):
             client.create_registered_model(name)
         except MlflowException as exc:
             if exc.error_code == "INVALID_PARAMETER_VALUE":
-                raise InputError("model-name", f"MLflow refuses the name '{name}' ({str(exc.message)[:160]})",
-                                 "use letters, digits, _ - . and spaces, e.g. sentiment") from exc
+                raise InputError(
+                    "model-name",
+                    f"MLflow refuses the name '{name}' ({str(exc.message)[:160]})",
+                    "use letters, digits, _ - . and spaces, e.g. sentiment",
+                ) from exc
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
 
@@ -230,14 +302,23 @@ def _register(client, req: GateRequest, run, tracking: trk.Tracking):
         return found[0]
     uri = req.model_uri.strip()
     if not uri:
-
         uri = mlflow_call(lambda: find_model_uri(run, client, tracking), "find the run's model", tracking)
     try:
-        version = trk.call(lambda: mlflow.register_model(uri, name, await_registration_for=0), "register model version", tracking)
+        version = trk.call(
+            lambda: mlflow.register_model(uri, name, await_registration_for=0), "register model version", tracking
+        )
     except MlflowException as exc:
-        raise InputError("model-uri", f"cannot register '{uri}': {str(exc).splitlines()[0][:200]}", "pass the URI of a model the run logged (models:/<id> or runs:/<run>/<path>)") from exc
+        raise InputError(
+            "model-uri",
+            f"cannot register '{uri}': {str(exc).splitlines()[0][:200]}",
+            "pass the URI of a model the run logged (models:/<id> or runs:/<run>/<path>)",
+        ) from exc
     if version.run_id and version.run_id != run_id:
-        raise InputError("model-uri", f"'{uri}' belongs to run {version.run_id}, not {run_id}", "pass a model logged by the gated run")
+        raise InputError(
+            "model-uri",
+            f"'{uri}' belongs to run {version.run_id}, not {run_id}",
+            "pass a model logged by the gated run",
+        )
     return mlflow_call(lambda: client.get_model_version(name, version.version), "read model version", tracking)
 
 

@@ -44,27 +44,41 @@ class HealthResult:
     ready_seconds: float
 
     def summary(self) -> str:
-        return (f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in {self.latency_ms} ms\n\n"
-                + gha.md_table(["prediction"], [[f"`{self.prediction}`"]]))
+        return (
+            f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in "
+            f"{self.latency_ms} ms\n\n" + gha.md_table(["prediction"], [[f"`{self.prediction}`"]])
+        )
 
     def outputs(self) -> dict[str, object]:
-        return {"healthy": "true" if self.healthy else "false", "latency-ms": str(self.latency_ms), "prediction": self.prediction}
+        return {
+            "healthy": "true" if self.healthy else "false",
+            "latency-ms": str(self.latency_ms),
+            "prediction": self.prediction,
+        }
 
 
 def health_check(req: HealthRequest) -> HealthResult:
     ref = images.parse(req.image, "image")
     timeout = positive_number(req.timeout, "timeout", maximum=MAX_WAIT, unit="s", example="seconds to wait for /health")
-    port = int(positive_number(req.port, "port", integer=True, maximum=65535, example="the container's TCP port, e.g. 8080,"))
+    port = int(
+        positive_number(req.port, "port", integer=True, maximum=65535, example="the container's TCP port, e.g. 8080,")
+    )
     body: bytes | None = None
     if req.payload:
         path = Path(req.payload)
         if not path.is_file():
-            raise InputError("payload", f"'{req.payload}' not found", "give a JSON request body file, or leave it empty for the image's input example")
+            raise InputError(
+                "payload",
+                f"'{req.payload}' not found",
+                "give a JSON request body file, or leave it empty for the image's input example",
+            )
         body = path.read_bytes()
         try:
             json.loads(body)
         except ValueError as exc:
-            raise InputError("payload", f"'{req.payload}' is not JSON ({exc})", "give a JSON request body for /invocations") from None
+            raise InputError(
+                "payload", f"'{req.payload}' is not JSON ({exc})", "give a JSON request body for /invocations"
+            ) from None
     if req.password:
         gha.mask(req.password)
     client = engine()
@@ -79,32 +93,58 @@ def health_check(req: HealthRequest) -> HealthResult:
         try:
             container = client.containers.run(reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)})
         except Exception as exc:  # engine errors (no such image, bad entrypoint) as one line
-            raise StageError(f"cannot start {reference}: {str(exc).splitlines()[0][:300]}", "check the image reference and that it is a serving image") from exc
+            raise StageError(
+                f"cannot start {reference}: {str(exc).splitlines()[0][:300]}",
+                "check the image reference and that it is a serving image",
+            ) from exc
         started = time.monotonic()
-        base = wait_for_endpoint(container, port, "/health", timeout, started, "",
-                                 "check that the model loads and the server listens on the port; raise timeout for slow models")
+        base = wait_for_endpoint(
+            container,
+            port,
+            "/health",
+            timeout,
+            started,
+            "",
+            "check that the model loads and the server listens on the port; raise timeout for slow models",
+        )
         ready = time.monotonic() - started
         print(f"/health answered 200 after {ready:.1f}s")
         if body is None:
             body = _example_from(container)
         if body is None:
-            raise InputError("payload", f"the image has no input example at {EXAMPLE_IN_IMAGE}", "give a JSON request body file for /invocations")
+            raise InputError(
+                "payload",
+                f"the image has no input example at {EXAMPLE_IN_IMAGE}",
+                "give a JSON request body file for /invocations",
+            )
         t0 = time.monotonic()
-        request = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
             with urllib.request.urlopen(request, timeout=max(10.0, timeout)) as resp:
                 answer = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise StageError(f"/invocations answered HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the payload matches the model's signature") from exc
+            raise StageError(
+                f"/invocations answered HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+                "check that the payload matches the model's signature",
+            ) from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise StageError(f"/invocations gave no JSON answer ({exc.__class__.__name__}): {tail(container)}", "run the image locally to see why") from exc
+            raise StageError(
+                f"/invocations gave no JSON answer ({exc.__class__.__name__}): {tail(container)}",
+                "run the image locally to see why",
+            ) from exc
         latency = int(round((time.monotonic() - t0) * 1000))
         preds = answer.get("predictions") if isinstance(answer, dict) else None
         if not isinstance(preds, list) or not preds:
-            raise StageError(f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output")
+            raise StageError(
+                f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output"
+            )
         prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
         print(f"prediction in {latency} ms: {prediction[:300]}")
-        return HealthResult(image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready)
+        return HealthResult(
+            image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready
+        )
     finally:
         if container is not None:
             with contextlib.suppress(Exception):  # cleanup must not mask the real error
@@ -120,14 +160,26 @@ def _pull(client, reference: str, secret: str) -> None:
                 if "error" in chunk:
                     raise APIError(chunk["error"])
         except (ImageNotFound, NotFound) as exc:
-            raise InputError("image", f"'{reference}' not found in the registry", "pass the image output of push-image or promote-image") from exc
+            raise InputError(
+                "image",
+                f"'{reference}' not found in the registry",
+                "pass the image output of push-image or promote-image",
+            ) from exc
         except APIError as exc:
             text = scrub(str(exc.explanation or exc), secret)
             low = text.lower()
             if "not found" in low or "manifest unknown" in low:
-                raise InputError("image", f"'{reference}' not found in the registry ({text[:120]})", "pass the image output of push-image or promote-image") from exc
+                raise InputError(
+                    "image",
+                    f"'{reference}' not found in the registry ({text[:120]})",
+                    "pass the image output of push-image or promote-image",
+                ) from exc
             if "unauthorized" in low or "denied" in low or "authentication required" in low:
-                raise InputError("password", f"the registry refused the pull of {reference} ({text[:120]})", "pass username and password with pull permission") from exc
+                raise InputError(
+                    "password",
+                    f"the registry refused the pull of {reference} ({text[:120]})",
+                    "pass username and password with pull permission",
+                ) from exc
             raise TransientError(f"pull {reference}: {text[:160]}") from exc
 
     retry_or_raise(attempt, what=f"pull {reference}", fix="check that the registry is up")

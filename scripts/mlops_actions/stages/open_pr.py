@@ -63,7 +63,9 @@ class PrRequest:
     open_pull_request: bool = True
     template: Path | None = None
     body_file: Path | None = None
-    extra_body: list[Path] = field(default_factory=list)  # Markdown files added under the body (e.g. a DVC metrics diff)
+    extra_body: list[Path] = field(
+        default_factory=list
+    )  # Markdown files added under the body (e.g. a DVC metrics diff)
 
 
 @dataclass
@@ -92,28 +94,53 @@ class PrResult:
 
 def validate(req: PrRequest) -> PrRequest:
     if req.open_pull_request and not req.token:
-        raise InputError("token", "no GitHub token given", "pass token: ${{ secrets.GITHUB_TOKEN }} (or a PAT / App token to trigger other workflows) with contents:write and pull-requests:write")
+        raise InputError(
+            "token",
+            "no GitHub token given",
+            "pass token: ${{ secrets.GITHUB_TOKEN }} (or a PAT / App token to trigger other workflows) with "
+            "contents:write and pull-requests:write",
+        )
     if req.open_pull_request and not _REPO_RE.match(req.repository or ""):
-        raise InputError("repository", f"'{req.repository}' is not owner/name", "leave it empty to use GITHUB_REPOSITORY or write owner/name")
+        raise InputError(
+            "repository",
+            f"'{req.repository}' is not owner/name",
+            "leave it empty to use GITHUB_REPOSITORY or write owner/name",
+        )
     req.repo_path = safe_relative(req.repo_path, "repo-path")
     if not req.repo_path:
-        raise InputError("repo-path", "is empty", "give the folder in the repository that receives the artifacts, e.g. models/sentiment")
+        raise InputError(
+            "repo-path",
+            "is empty",
+            "give the folder in the repository that receives the artifacts, e.g. models/sentiment",
+        )
     protected = [p for p in req.repo_path.split("/") if p.lower() in (".git", ".github")]
     if protected:
-        raise InputError("repo-path", f"'{req.repo_path}' points into {protected[0]}", "give a folder of the working tree outside .git and .github, e.g. models/sentiment")
+        raise InputError(
+            "repo-path",
+            f"'{req.repo_path}' points into {protected[0]}",
+            "give a folder of the working tree outside .git and .github, e.g. models/sentiment",
+        )
     if not _REMOTE_RE.match(req.remote or ""):
-        raise InputError("remote", f"'{req.remote}' is not a git remote name", "leave it as origin, or name a configured remote")
+        raise InputError(
+            "remote", f"'{req.remote}' is not a git remote name", "leave it as origin, or name a configured remote"
+        )
     req.branch = validate_branch(req.branch, "branch")
     if req.base:
         req.base = validate_branch(req.base, "base")
         if req.base == req.branch:
-            raise InputError("branch", f"'{req.branch}' is the base branch too", "use a dedicated bot branch such as mlops/model-update")
+            raise InputError(
+                "branch",
+                f"'{req.branch}' is the base branch too",
+                "use a dedicated bot branch such as mlops/model-update",
+            )
     for label in req.labels:
         if len(label) > 50:
             raise InputError("labels", f"label '{label[:20]}…' is longer than 50 characters", "shorten it")
     for user in req.reviewers:
         if not re.match(r"^[A-Za-z0-9-]+(/[A-Za-z0-9_.-]+)?$", user):
-            raise InputError("reviewers", f"'{user}' is not a GitHub login or org/team", "list logins separated by commas")
+            raise InputError(
+                "reviewers", f"'{user}' is not a GitHub login or org/team", "list logins separated by commas"
+            )
     src = Path(req.source_dir)
     if not src.is_dir():
         raise InputError("source-dir", f"'{src}' is not a directory", "pass the path output of fetch-artifacts")
@@ -123,7 +150,9 @@ def validate(req: PrRequest) -> PrRequest:
     if req.body_file:
         paths.claim_output_file(req.body_file, "body-file", MARKER, STAGE)
     if not (Path(req.workdir) / ".git").exists():
-        raise InputError("workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir")
+        raise InputError(
+            "workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir"
+        )
     return req
 
 
@@ -131,12 +160,18 @@ def check_branches(branch: str, base: str, defaults: dict[str, str]) -> None:
     """The one branch rule: the bot branch is never the base nor a default branch, so open-pr
     never pushes to either. ``defaults`` maps a default branch to where it was learnt."""
     if branch == base:
-        raise InputError("branch", f"'{branch}' is the base branch; open-pr never pushes to the base",
-                         "use a dedicated bot branch such as mlops/model-update")
+        raise InputError(
+            "branch",
+            f"'{branch}' is the base branch; open-pr never pushes to the base",
+            "use a dedicated bot branch such as mlops/model-update",
+        )
     for name, where in defaults.items():
         if name and branch == name:
-            raise InputError("branch", f"'{branch}' is the default branch ({where}); open-pr never pushes to it",
-                             "use a dedicated bot branch such as mlops/model-update")
+            raise InputError(
+                "branch",
+                f"'{branch}' is the default branch ({where}); open-pr never pushes to it",
+                "use a dedicated bot branch such as mlops/model-update",
+            )
 
 
 def _default_branches(git: Git, api) -> dict[str, str]:
@@ -213,7 +248,9 @@ def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bo
     check_branches(req.branch, base, {})  # the push below targets req.branch only: never the base
     heads = git.remote_branches(base, req.branch)
     if base not in heads:
-        raise InputError("base", f"branch '{base}' does not exist on {git.remote}", "set base to an existing branch, e.g. main")
+        raise InputError(
+            "base", f"branch '{base}' does not exist on {git.remote}", "set base to an existing branch, e.g. main"
+        )
     depth = ["--depth=1"] if git.is_shallow() else []
     refs = [f"+refs/heads/{base}:refs/remotes/{git.remote}/{base}"]
     if req.branch in heads:
@@ -260,12 +297,19 @@ def _check_delivery(target: Path, repo_path: str, where: str) -> None:
     """The repo-path on the branch is replaced only when it holds an earlier delivery (a folder with
     a MANIFEST.sha256 as open-pr commits it); a file or a folder of other files is never replaced."""
     if not target.is_dir():
-        raise InputError("repo-path", f"'{repo_path}' on {where} is a file, not an artifacts folder",
-                         "give a new folder for the artifacts, e.g. models/sentiment")
+        raise InputError(
+            "repo-path",
+            f"'{repo_path}' on {where} is a file, not an artifacts folder",
+            "give a new folder for the artifacts, e.g. models/sentiment",
+        )
     marker = target / manifest.NAME
     if not marker.is_file() or marker.is_symlink():
-        raise InputError("repo-path", f"'{repo_path}' on {where} holds files that open-pr did not deliver (no {manifest.NAME}); "
-                         "it is never replaced", "give a new folder for the artifacts, e.g. models/sentiment")
+        raise InputError(
+            "repo-path",
+            f"'{repo_path}' on {where} holds files that open-pr did not deliver (no {manifest.NAME}); "
+            "it is never replaced",
+            "give a new folder for the artifacts, e.g. models/sentiment",
+        )
 
 
 def _tree_of(git: Git, rev: str, path: str) -> str:
@@ -304,7 +348,9 @@ def split_params(params: dict) -> dict[str, dict[str, str]]:
 
 def read_extra(path: Path) -> str:
     """One extra-body file's Markdown, trimmed (a missing or non-text file is an InputError)."""
-    return read_text_input(path, "extra-body", "a Markdown file written by an earlier step (e.g. the dvc action's metrics-diff-file)").strip()
+    return read_text_input(
+        path, "extra-body", "a Markdown file written by an earlier step (e.g. the dvc action's metrics-diff-file)"
+    ).strip()
 
 
 def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: bool = True) -> str:
@@ -312,7 +358,10 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
     run = RunRecord.read(src) or RunRecord(run_id="")
     base_run = (_base_record(git, base, req.repo_path) if fetch_base else None) or RunRecord(run_id="")
     entries = manifest.read(src / manifest.NAME)
-    files = [{"path": rel, "size": human_size((src / rel).stat().st_size), "sha256": digest} for rel, digest in entries.items()]
+    files = [
+        {"path": rel, "size": human_size((src / rel).stat().st_size), "sha256": digest}
+        for rel, digest in entries.items()
+    ]
     repo_url = f"{req.server_url.rstrip('/')}/{req.repository}" if req.repository else ""
     plots = []
     for rel in entries:
@@ -320,7 +369,13 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
             path = f"{req.repo_path}/{rel}"
             url = f"{repo_url}/blob/{head_sha}/{path}?raw=true" if repo_url else path
             plots.append({"name": rel, "url": url})
-    diffstat = git.run("diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False).stdout.strip() if fetch_base else ""
+    diffstat = (
+        git.run(
+            "diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False
+        ).stdout.strip()
+        if fetch_base
+        else ""
+    )
     context = {
         "marker": MARKER,
         "run": {"run_id": run.run_id, "run_name": run.run_name, "run_url": run.run_url},
@@ -353,7 +408,9 @@ def _transient(exc) -> TransientError | None:
     headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
     text = json.dumps(getattr(exc, "data", None) or {}).lower()
     after = headers.get("retry-after")
-    rate_limited = status in (403, 429) and (after is not None or "rate limit" in text or headers.get("x-ratelimit-remaining") == "0")
+    rate_limited = status in (403, 429) and (
+        after is not None or "rate limit" in text or headers.get("x-ratelimit-remaining") == "0"
+    )
     if status >= 500 or rate_limited:
         delay = None
         if after is not None:
@@ -387,8 +444,12 @@ class _Api:
                 raise
 
         try:
-            return retry_or_raise(attempt, what=f"GitHub API {what}", message="{problem} to " + what + " after retries",
-                                  fix="re-run the job; GitHub may be degraded")
+            return retry_or_raise(
+                attempt,
+                what=f"GitHub API {what}",
+                message="{problem} to " + what + " after retries",
+                fix="re-run the job; GitHub may be degraded",
+            )
         except GithubException as exc:
             raise _api_error(exc, what, self.req) from exc
 
@@ -402,7 +463,10 @@ class _Api:
 
     def find_open(self, base: str):
         repo = self.repository()
-        pulls = self.call(lambda: list(repo.get_pulls(state="open", head=f"{self.owner}:{self.req.branch}", base=base)), "list pull requests")
+        pulls = self.call(
+            lambda: list(repo.get_pulls(state="open", head=f"{self.owner}:{self.req.branch}", base=base)),
+            "list pull requests",
+        )
         return pulls[0] if pulls else None
 
     def upsert_pull(self, base: str, body: str, pushed: bool, result: PrResult) -> None:
@@ -452,9 +516,19 @@ def _api_error(exc, what: str, req: PrRequest) -> Exception:
         if errors and isinstance(errors[0], dict) and errors[0].get("message"):
             message += f": {errors[0]['message']}"
     if exc.status == 401:
-        return InputError("token", f"GitHub answered 401 to {what} ({message or 'bad credentials'})", "pass a valid token")
+        return InputError(
+            "token", f"GitHub answered 401 to {what} ({message or 'bad credentials'})", "pass a valid token"
+        )
     if exc.status == 403:
-        return InputError("token", f"GitHub answered 403 to {what} ({message})", "grant the job permissions contents: write and pull-requests: write")
+        return InputError(
+            "token",
+            f"GitHub answered 403 to {what} ({message})",
+            "grant the job permissions contents: write and pull-requests: write",
+        )
     if exc.status == 404:
-        return InputError("repository", f"GitHub answered 404 to {what} for '{req.repository}'", "check the owner/name and that the token can see it")
+        return InputError(
+            "repository",
+            f"GitHub answered 404 to {what} for '{req.repository}'",
+            "check the owner/name and that the token can see it",
+        )
     return StageError(f"GitHub API {what} failed: HTTP {exc.status} {message}", "read the message above")

@@ -41,8 +41,10 @@ class PromoteResult:
 
     def summary(self, source: str) -> str:
         rows = [[f"`{t}`", f"`{self.digest}`"] for t in self.tags]
-        return (f"### 🏷️ promote-image\n`{source}` → `{self.image}` ({self.copied} blobs copied, {self.mounted} mounted, {self.present} present)\n\n"
-                + gha.md_table(["tag", "digest"], rows))
+        return (
+            f"### 🏷️ promote-image\n`{source}` → `{self.image}` ({self.copied} blobs copied, {self.mounted} "
+            f"mounted, {self.present} present)\n\n" + gha.md_table(["tag", "digest"], rows)
+        )
 
     def outputs(self) -> dict[str, object]:
         return {"image": self.image, "digest": self.digest, "tags": "\n".join(self.tags)}
@@ -51,7 +53,9 @@ class PromoteResult:
 def plan(req: PromoteRequest) -> tuple[images.ImageRef, images.ImageRef, list[str]]:
     src = images.parse(req.source, "source")
     if not src.digest:
-        raise InputError("source", f"'{req.source}' is not pinned by digest", "pass name@sha256:... (push-image's image output)")
+        raise InputError(
+            "source", f"'{req.source}' is not pinned by digest", "pass name@sha256:... (push-image's image output)"
+        )
     dst = images.parse(req.target, "target", allow_tag=False)
     tags: list[str] = []
     version = normalize_version(req.version)
@@ -63,7 +67,9 @@ def plan(req: PromoteRequest) -> tuple[images.ImageRef, images.ImageRef, list[st
         tags.append(images.check_tag(t, "tags"))
     tags = list(dict.fromkeys(tags))
     if not tags:
-        raise InputError("version", "no tag to set (version empty, latest false, no tags)", "set version, latest or tags")
+        raise InputError(
+            "version", "no tag to set (version empty, latest false, no tags)", "set version, latest or tags"
+        )
     if (src.registry, repository_path(src)) == (dst.registry, repository_path(dst)):
         raise InputError("target", f"'{req.target}' is the source repository", "name the prod repository")
     return src, dst, tags
@@ -76,9 +82,20 @@ def promote(req: PromoteRequest) -> PromoteResult:
     t_user, t_pass = req.target_username, req.target_password
     if same and not t_pass:
         t_user, t_pass = req.source_username, req.source_password
-    source = Registry(src.registry, req.source_username, req.source_password, scopes=[f"repository:{src_repo}:pull"], input_prefix="source-")
-    target = Registry(dst.registry, t_user, t_pass, input_prefix="target-" if req.target_password or not same else "source-",
-                      scopes=[f"repository:{dst_repo}:pull,push"] + ([f"repository:{src_repo}:pull"] if same else []))
+    source = Registry(
+        src.registry,
+        req.source_username,
+        req.source_password,
+        scopes=[f"repository:{src_repo}:pull"],
+        input_prefix="source-",
+    )
+    target = Registry(
+        dst.registry,
+        t_user,
+        t_pass,
+        input_prefix="target-" if req.target_password or not same else "source-",
+        scopes=[f"repository:{dst_repo}:pull,push"] + ([f"repository:{src_repo}:pull"] if same else []),
+    )
     result = PromoteResult(image=f"{dst.name}@{src.digest}", digest=src.digest, tags=[])
     _copy_manifest(source, target, src_repo, dst_repo, src.digest, same, result, top=True)
     body, media, _ = source.get_manifest(src_repo, src.digest)
@@ -87,21 +104,39 @@ def promote(req: PromoteRequest) -> PromoteResult:
     for tag in tags:
         seen = target.manifest_digest(dst_repo, tag)
         if seen != src.digest:
-            raise StageError(f"{dst.name}:{tag} resolves to {seen or 'nothing'}, not the source digest {src.digest}",
-                             "the target registry rewrote the manifest; promote to a registry that stores manifests unchanged")
+            raise StageError(
+                f"{dst.name}:{tag} resolves to {seen or 'nothing'}, not the source digest {src.digest}",
+                "the target registry rewrote the manifest; promote to a registry that stores manifests unchanged",
+            )
         result.tags.append(f"{dst.name}:{tag}")
     return result
 
 
-def _copy_manifest(source: Registry, target: Registry, src_repo: str, dst_repo: str, digest: str, same: bool,
-                   result: PromoteResult, top: bool = False) -> None:
+def _copy_manifest(
+    source: Registry,
+    target: Registry,
+    src_repo: str,
+    dst_repo: str,
+    digest: str,
+    same: bool,
+    result: PromoteResult,
+    top: bool = False,
+) -> None:
     body, media, _ = source.get_manifest(src_repo, digest)
     if not body:
-        raise (InputError("source", f"{source.registry}/{src_repo}@{digest} does not exist", "pass the image output of push-image")
-               if top else StageError(f"{src_repo}@{digest} lists a manifest the registry does not hold", "push the image again"))
+        raise (
+            InputError(
+                "source", f"{source.registry}/{src_repo}@{digest} does not exist", "pass the image output of push-image"
+            )
+            if top
+            else StageError(f"{src_repo}@{digest} lists a manifest the registry does not hold", "push the image again")
+        )
     actual = "sha256:" + hashlib.sha256(body).hexdigest()
     if actual != digest:
-        raise StageError(f"the source manifest hashes to {actual}, not {digest}", "the source registry served other bytes; retry or check it")
+        raise StageError(
+            f"the source manifest hashes to {actual}, not {digest}",
+            "the source registry served other bytes; retry or check it",
+        )
     manifest = json.loads(body)
     media = media or manifest.get("mediaType", "")
     if media in INDEX_TYPES:
@@ -113,22 +148,34 @@ def _copy_manifest(source: Registry, target: Registry, src_repo: str, dst_repo: 
             _copy_blob(source, target, src_repo, dst_repo, blob["digest"], same, result)
     put = target.put_manifest(dst_repo, digest, body, media)
     if put and put != digest:
-        raise StageError(f"the target stored the manifest as {put}, not {digest}", "promote to a registry that stores manifests unchanged")
+        raise StageError(
+            f"the target stored the manifest as {put}, not {digest}",
+            "promote to a registry that stores manifests unchanged",
+        )
 
 
-def _copy_blob(source: Registry, target: Registry, src_repo: str, dst_repo: str, digest: str, same: bool, result: PromoteResult) -> None:
+def _copy_blob(
+    source: Registry, target: Registry, src_repo: str, dst_repo: str, digest: str, same: bool, result: PromoteResult
+) -> None:
     if target.has_blob(dst_repo, digest):
         result.present += 1
         return
     if same:
-        resp = target.request("POST", f"/v2/{dst_repo}/blobs/uploads/", what=f"mount blob {digest[:19]}", ok=(201, 202),
-                              params={"mount": digest, "from": src_repo})
+        resp = target.request(
+            "POST",
+            f"/v2/{dst_repo}/blobs/uploads/",
+            what=f"mount blob {digest[:19]}",
+            ok=(201, 202),
+            params={"mount": digest, "from": src_repo},
+        )
         if resp.status_code == 201:
             result.mounted += 1
             return
         location = resp.headers["Location"]
     else:
-        location = target.request("POST", f"/v2/{dst_repo}/blobs/uploads/", what="start blob upload", ok=(202,)).headers["Location"]
+        location = target.request(
+            "POST", f"/v2/{dst_repo}/blobs/uploads/", what="start blob upload", ok=(202,)
+        ).headers["Location"]
     with tempfile.TemporaryFile() as tmp:
         resp = source.request("GET", f"/v2/{src_repo}/blobs/{digest}", what=f"read blob {digest[:19]}", stream=True)
         sha = hashlib.sha256()
@@ -136,10 +183,19 @@ def _copy_blob(source: Registry, target: Registry, src_repo: str, dst_repo: str,
             sha.update(chunk)
             tmp.write(chunk)
         if "sha256:" + sha.hexdigest() != digest:
-            raise StageError(f"blob {digest} read from the source does not match its digest", "retry; the source registry served corrupt data")
+            raise StageError(
+                f"blob {digest} read from the source does not match its digest",
+                "retry; the source registry served corrupt data",
+            )
         tmp.seek(0)
         url = location if location.startswith("http") else target.url + location
         sep = "&" if "?" in url else "?"
-        target.request("PUT", f"{url}{sep}digest={digest}", what=f"upload blob {digest[:19]}", ok=(201,), data=tmp,
-                       headers={"Content-Type": "application/octet-stream"})
+        target.request(
+            "PUT",
+            f"{url}{sep}digest={digest}",
+            what=f"upload blob {digest[:19]}",
+            ok=(201,),
+            data=tmp,
+            headers={"Content-Type": "application/octet-stream"},
+        )
     result.copied += 1

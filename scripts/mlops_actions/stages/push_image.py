@@ -58,7 +58,10 @@ class PushResult:
 
     def summary(self) -> str:
         rows = [[f"`{t}`"] for t in self.tags]
-        return f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n" + gha.md_table(["tag"], rows)
+        return (
+            f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
+            + gha.md_table(["tag"], rows)
+        )
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -82,14 +85,14 @@ def compute_tags(ref: str, sha: str, default_branch: str, version: str, extra: l
     ``pr-<n>-<sha7>``), ``vX.Y.Z`` (given, or from a vX.Y.Z tag ref), then the extra tags."""
     tags: list[str] = []
     if ref.startswith("refs/heads/"):
-        branch = ref[len("refs/heads/"):]
+        branch = ref[len("refs/heads/") :]
         if branch == (default_branch or "main"):
             tags.append("latest")
         tags.append(branch_tag(branch, sha))
     elif ref.startswith("refs/pull/"):
         tags.append(branch_tag("pr-" + ref.split("/")[2], sha))
-    elif ref.startswith("refs/tags/") and not version and SEMVER.match(ref[len("refs/tags/"):]):
-        version = ref[len("refs/tags/"):]
+    elif ref.startswith("refs/tags/") and not version and SEMVER.match(ref[len("refs/tags/") :]):
+        version = ref[len("refs/tags/") :]
     if version:
         tags.append(normalize_version(version))
     for t in extra:
@@ -114,7 +117,9 @@ def release_versions(tags: list[str]) -> list[tuple[int, int, int]]:
 def next_version(existing: list[str], bump: str) -> str:
     """The next X.Y.Z after the highest vX.Y.Z in ``existing``; 0.1.0 when there is none."""
     if bump not in BUMPS:
-        raise InputError("version-bump", f"'{bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+        raise InputError(
+            "version-bump", f"'{bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty"
+        )
     found = release_versions(existing)
     if not found:
         return "0.1.0"
@@ -143,8 +148,15 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
 
     candidate = f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
     log: list[str] = []
-    kwargs = {"path": str(context), "tag": candidate, "rm": True, "forcerm": True, "pull": False, "decode": True,
-              "buildargs": build_args or None}
+    kwargs = {
+        "path": str(context),
+        "tag": candidate,
+        "rm": True,
+        "forcerm": True,
+        "pull": False,
+        "decode": True,
+        "buildargs": build_args or None,
+    }
     if network:
         kwargs["network_mode"] = network
     try:
@@ -156,7 +168,9 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
                     print(line, flush=True)
             if "error" in chunk:
                 detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
-                raise StageError(f"docker build failed: {detail.strip().splitlines()[-1][:300]}", "read the build log above")
+                raise StageError(
+                    f"docker build failed: {detail.strip().splitlines()[-1][:300]}", "read the build log above"
+                )
     except (APIError, BuildError) as exc:
         raise StageError(f"docker build failed: {str(exc)[:300]}", "read the build log above") from exc
     image = client.images.get(candidate)
@@ -173,25 +187,42 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
     started = time.monotonic()
     result: dict = {"ping_seconds": None, "predictions": None}
     try:
-        base = wait_for_endpoint(container, 8080, "/ping", timeout, started, "smoke test: ",
-                                 "check that the model loads; raise smoke-timeout for slow models")
+        base = wait_for_endpoint(
+            container,
+            8080,
+            "/ping",
+            timeout,
+            started,
+            "smoke test: ",
+            "check that the model loads; raise smoke-timeout for slow models",
+        )
         result["ping_seconds"] = round(time.monotonic() - started, 2)
         version = _get_json(base + "/version")
         if info.get("model_sha256") and version.get("model_sha256") != info["model_sha256"]:
             raise StageError("smoke test: /version reports another model than the one built", "rebuild without cache")
         if payload_path is None:
-            gha.warning("smoke test: the model has no input example (serving_input_example.json); only /ping and /version were checked")
+            gha.warning(
+                "smoke test: the model has no input example (serving_input_example.json); only /ping and /version "
+                "were checked"
+            )
             return result
         body = payload_path.read_bytes()
-        req = urllib.request.Request(base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 answer = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            raise StageError(f"smoke test: /invocations answered {exc.code}: {exc.read()[:300].decode(errors='replace')}", "check that the input example matches the model's signature") from exc
+            raise StageError(
+                f"smoke test: /invocations answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+                "check that the input example matches the model's signature",
+            ) from exc
         preds = answer.get("predictions") if isinstance(answer, dict) else None
         if not isinstance(preds, list) or not preds:
-            raise StageError(f"smoke test: /invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output")
+            raise StageError(
+                f"smoke test: /invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output"
+            )
         result["predictions"] = preds[:5]
         return result
     finally:
@@ -209,7 +240,9 @@ def _model_info(context: Path) -> dict:
     except ValueError:
         info = None
     if not isinstance(info, dict):
-        raise InputError("context", f"'{path}' is not a JSON object", "pass the context output of render-dockerfile, unedited")
+        raise InputError(
+            "context", f"'{path}' is not a JSON object", "pass the context output of render-dockerfile, unedited"
+        )
     return info
 
 
@@ -228,7 +261,11 @@ def push_tag(client, name: str, tag: str, secret: str) -> str:
             if "error" in chunk:
                 text = scrub((chunk.get("errorDetail") or {}).get("message") or chunk["error"], secret)
                 if any(w in text.lower() for w in ("unauthorized", "denied", "authentication required")):
-                    raise InputError("password", f"registry refused the push of {name}:{tag} ({text[:120]})", "check the credentials and their push permission")
+                    raise InputError(
+                        "password",
+                        f"registry refused the push of {name}:{tag} ({text[:120]})",
+                        "check the credentials and their push permission",
+                    )
                 raise TransientError(f"push {name}:{tag}: {text[:160]}")
             aux = chunk.get("aux") or {}
             if aux.get("Digest"):
@@ -245,7 +282,9 @@ def push_tag(client, name: str, tag: str, secret: str) -> str:
         except APIError as exc:
             raise TransientError(f"push {name}:{tag}: {scrub(str(exc), secret)[:160]}") from exc
 
-    return retry_or_raise(guarded, what=f"push {name}:{tag}", fix="check that the registry is up; nothing else was tagged remotely")
+    return retry_or_raise(
+        guarded, what=f"push {name}:{tag}", fix="check that the registry is up; nothing else was tagged remotely"
+    )
 
 
 @contextlib.contextmanager
@@ -257,7 +296,10 @@ def _image_lock(name: str):
     import fcntl
     import hashlib
 
-    path = Path(os.environ.get("RUNNER_TEMP") or "/tmp") / f"mlops-push-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+    path = (
+        Path(os.environ.get("RUNNER_TEMP") or "/tmp")
+        / f"mlops-push-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
+    )
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -277,18 +319,39 @@ def push_image(req: PushRequest) -> PushResult:
     if not (context / "Dockerfile").is_file():
         raise InputError("context", f"'{context}' has no Dockerfile", "pass the context output of render-dockerfile")
     paths.tree_files(context, "context")  # links never reach the engine
-    req = replace(req, smoke_timeout=positive_number(req.smoke_timeout, "smoke-timeout", maximum=MAX_WAIT, unit="s", example="seconds"))
+    req = replace(
+        req,
+        smoke_timeout=positive_number(
+            req.smoke_timeout, "smoke-timeout", maximum=MAX_WAIT, unit="s", example="seconds"
+        ),
+    )
     _model_info(context)
     ref = images.parse(req.image, "image", allow_tag=False)
     version = normalize_version(req.version)
     bump = (req.version_bump or "").strip().lower()
     if bump and bump not in BUMPS:
-        raise InputError("version-bump", f"'{req.version_bump}' is not patch, minor or major", "write patch, minor or major, or leave it empty")
+        raise InputError(
+            "version-bump",
+            f"'{req.version_bump}' is not patch, minor or major",
+            "write patch, minor or major, or leave it empty",
+        )
     if bump and version:
-        raise InputError("version-bump", f"given together with version {version}", "set only one: version (exact) or version-bump (next after the highest vX.Y.Z)")
+        raise InputError(
+            "version-bump",
+            f"given together with version {version}",
+            "set only one: version (exact) or version-bump (next after the highest vX.Y.Z)",
+        )
     sha = req.sha or os.environ.get("GITHUB_SHA") or git.output("rev-parse", "HEAD")
-    git_ref = req.ref or os.environ.get("GITHUB_REF") or (f"refs/heads/{git.output('rev-parse', '--abbrev-ref', 'HEAD')}" if git.output("rev-parse", "--abbrev-ref", "HEAD") not in ("", "HEAD") else "")
-    if bump and not (git_ref.startswith("refs/tags/") and SEMVER.match(git_ref[len("refs/tags/"):])):
+    git_ref = (
+        req.ref
+        or os.environ.get("GITHUB_REF")
+        or (
+            f"refs/heads/{git.output('rev-parse', '--abbrev-ref', 'HEAD')}"
+            if git.output("rev-parse", "--abbrev-ref", "HEAD") not in ("", "HEAD")
+            else ""
+        )
+    )
+    if bump and not (git_ref.startswith("refs/tags/") and SEMVER.match(git_ref[len("refs/tags/") :])):
         with gha.group(f"next {bump} version of {ref.name}"):
             existing = existing_versions(ref, req.username, req.password)
             version = normalize_version(next_version(existing, bump))
@@ -297,7 +360,11 @@ def push_image(req: PushRequest) -> PushResult:
     if not tags:
         raise InputError("tags", "no tag could be computed (no ref, sha or version)", "set version or tags")
     if req.smoke_payload and not Path(req.smoke_payload).is_file():
-        raise InputError("smoke-payload", f"'{req.smoke_payload}' not found", "give a JSON request body file or leave it empty for the model's input example")
+        raise InputError(
+            "smoke-payload",
+            f"'{req.smoke_payload}' not found",
+            "give a JSON request body file or leave it empty for the model's input example",
+        )
     if req.password:
         gha.mask(req.password)
     client = engine()
@@ -316,8 +383,16 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
         smoke: dict = {}
         if req.smoke_test:
             with gha.group("smoke test"):
-                smoke = smoke_test(client, candidate, context, Path(req.smoke_payload) if req.smoke_payload else None, req.smoke_timeout)
-                print(f"smoke test passed: /ping after {smoke['ping_seconds']}s, predictions {smoke.get('predictions')}")
+                smoke = smoke_test(
+                    client,
+                    candidate,
+                    context,
+                    Path(req.smoke_payload) if req.smoke_payload else None,
+                    req.smoke_timeout,
+                )
+                print(
+                    f"smoke test passed: /ping after {smoke['ping_seconds']}s, predictions {smoke.get('predictions')}"
+                )
         image = client.images.get(candidate)
         for t in tags:
             image.tag(ref.name, tag=t)
@@ -331,9 +406,17 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
             with gha.group(f"push {ref.name} ({', '.join(tags)})"):
                 digests = {t: push_tag(client, ref.name, t, req.password) for t in tags}
             if len(set(digests.values())) != 1:
-                raise StageError(f"tags were pushed with different digests: {digests}", "re-run; another build raced this one")
+                raise StageError(
+                    f"tags were pushed with different digests: {digests}", "re-run; another build raced this one"
+                )
         except BaseException:
             _untag(client, full_tags)  # a failed push leaves no local tag that looks published
             raise
         digest = next(iter(digests.values()))
-    return PushResult(image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}", digest=digest, tags=full_tags, image_id=image_id, smoke=smoke)
+    return PushResult(
+        image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}",
+        digest=digest,
+        tags=full_tags,
+        image_id=image_id,
+        smoke=smoke,
+    )

@@ -47,18 +47,31 @@ class RenderResult:
     requirements: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 `{self.model_sha256[:12]}…`)\n\n"
-                f"runtime **{self.runtime}**: {self.runtime_reason}")
+        return (
+            f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
+            f"`{self.model_sha256[:12]}…`)\n\n"
+            f"runtime **{self.runtime}**: {self.runtime_reason}"
+        )
 
     def outputs(self) -> dict[str, object]:
-        return {"dockerfile": str(self.dockerfile), "context": str(self.context), "flavor": self.flavor, "model-sha256": self.model_sha256,
-                "runtime": self.runtime, "runtime-reason": self.runtime_reason}
+        return {
+            "dockerfile": str(self.dockerfile),
+            "context": str(self.context),
+            "flavor": self.flavor,
+            "model-sha256": self.model_sha256,
+            "runtime": self.runtime,
+            "runtime-reason": self.runtime_reason,
+        }
 
 
 def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:
     """The model's requirements.txt, checked line by line, without mlflow, plus the server's own."""
     path = Path(model_dir) / "requirements.txt"
-    lines = read_text_input(path, input_name, "the model's requirements.txt (pip requirement lines)").splitlines() if path.is_file() else []
+    lines = (
+        read_text_input(path, input_name, "the model's requirements.txt (pip requirement lines)").splitlines()
+        if path.is_file()
+        else []
+    )
     reqs: dict[str, str] = {}
     for number, raw in enumerate(lines, start=1):
         line = raw.split(" #", 1)[0].strip()
@@ -66,9 +79,15 @@ def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-
             continue
         where = f"requirements.txt line {number} '{line[:60]}'"
         if line.startswith("-"):
-            raise InputError(input_name, f"{where} is a pip option", "remove index/find-links/editable options; the image installs from the default index only")
+            raise InputError(
+                input_name,
+                f"{where} is a pip option",
+                "remove index/find-links/editable options; the image installs from the default index only",
+            )
         if line.startswith((".", "/", "~")) or "file:" in line or "://" in line:
-            raise InputError(input_name, f"{where} points at a local path or URL", "pin a released package version instead")
+            raise InputError(
+                input_name, f"{where} points at a local path or URL", "pin a released package version instead"
+            )
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
@@ -108,7 +127,11 @@ def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[
         return "native", "runtime 'native' asked for", {}
     check = Path(check_data) if check_data else None
     if check is not None and not check.is_file():
-        raise InputError("onnx-check-data", f"'{check_data}' not found", "give a CSV (table models) or .npy file (tensor models), or leave it empty")
+        raise InputError(
+            "onnx-check-data",
+            f"'{check_data}' not found",
+            "give a CSV (table models) or .npy file (tensor models), or leave it empty",
+        )
     if check is not None:
         _readable_check_data(check)
     try:
@@ -116,12 +139,22 @@ def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[
     except onnx_export.NotConvertible as exc:
         (staging / "model.onnx").unlink(missing_ok=True)
         if runtime == "onnx":
-            raise InputError("runtime", f"'onnx' is not possible for this model: {exc}",
-                             "use runtime 'auto' (falls back to native) or 'native'") from exc
+            raise InputError(
+                "runtime",
+                f"'onnx' is not possible for this model: {exc}",
+                "use runtime 'auto' (falls back to native) or 'native'",
+            ) from exc
         return "native", f"ONNX not used: {exc}", {}
-    extra = {"onnx": {**conv.server_config(), "path": "/app/model.onnx"}, "classes": conv.classes,
-             "onnx_check": {"rows": conv.checked_rows, "max_abs_diff": conv.max_abs_diff, "tolerance": onnx_export.TOLERANCE,
-                            "source": conv.check_source}}
+    extra = {
+        "onnx": {**conv.server_config(), "path": "/app/model.onnx"},
+        "classes": conv.classes,
+        "onnx_check": {
+            "rows": conv.checked_rows,
+            "max_abs_diff": conv.max_abs_diff,
+            "tolerance": onnx_export.TOLERANCE,
+            "source": conv.check_source,
+        },
+    }
     return "onnx", conv.reason(), extra
 
 
@@ -141,8 +174,11 @@ def _readable_check_data(check: Path) -> None:
                 raise ValueError("binary content")
             pd.read_csv(check, nrows=5, encoding="utf-8")
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError("onnx-check-data", f"'{check}' cannot be read as check data ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
-                         fix) from None
+        raise InputError(
+            "onnx-check-data",
+            f"'{check}' cannot be read as check data ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
+            fix,
+        ) from None
 
 
 def _created() -> str:
@@ -189,24 +225,36 @@ def render(
         raise InputError("port", f"{port} is not a TCP port", "use a number from 1 to 65535")
     pyver = ".".join(info.python_version.split(".")[:2]) or "3.11"
     if not base_image.strip() and not re.fullmatch(r"3\.\d{1,2}", pyver):
-        raise InputError("model-dir", f"the model's python_version '{info.python_version[:40]}' is not 3.X(.Y)",
-                         "re-log the model with mlflow, or set base-image")
+        raise InputError(
+            "model-dir",
+            f"the model's python_version '{info.python_version[:40]}' is not 3.X(.Y)",
+            "re-log the model with mlflow, or set base-image",
+        )
     base = base_image.strip() or f"python:{pyver}-slim"
     images.parse(base, "base-image")
     ca_path = Path(ca_bundle) if ca_bundle else None
     if ca_path is not None:
         if not ca_path.is_file():
-            raise InputError("ca-bundle", f"'{ca_bundle}' not found", "give the path of a PEM CA bundle on the runner, or leave it empty")
+            raise InputError(
+                "ca-bundle",
+                f"'{ca_bundle}' not found",
+                "give the path of a PEM CA bundle on the runner, or leave it empty",
+            )
         head = ca_path.read_bytes()[:4096]
         if b"-----BEGIN CERTIFICATE-----" not in head:
-            raise InputError("ca-bundle", f"'{ca_bundle}' is not a PEM certificate bundle", "give a file with -----BEGIN CERTIFICATE----- blocks")
+            raise InputError(
+                "ca-bundle",
+                f"'{ca_bundle}' is not a PEM certificate bundle",
+                "give a file with -----BEGIN CERTIFICATE----- blocks",
+            )
     requirements = serving_requirements(info.path, info.flavor)
     ctx = gha.github_context()
     model_sha = modelinfo.tree_sha256(info.path)
     created = _created()
     labels = {
         "org.opencontainers.image.title": f"{info.flavor} model {run_id or info.run_id}".strip(),
-        "org.opencontainers.image.source": source or (f"{ctx['server_url']}/{ctx['repository']}" if ctx["repository"] else ""),
+        "org.opencontainers.image.source": source
+        or (f"{ctx['server_url']}/{ctx['repository']}" if ctx["repository"] else ""),
         "org.opencontainers.image.revision": revision or ctx["sha"],
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.created": created,
@@ -225,14 +273,24 @@ def render(
         labels["io.github.mlops-actions.runtime"] = chosen
         text = render_template(
             Path(template) if template else resource("Dockerfile.tmpl"),
-            {"base_image": base, "flavor": info.flavor, "python_version": pyver, "port": int(port), "uid": UID,
-             "ca_bundle": ca_path is not None, "labels": labels, "runtime": chosen},
+            {
+                "base_image": base,
+                "flavor": info.flavor,
+                "python_version": pyver,
+                "port": int(port),
+                "uid": UID,
+                "ca_bundle": ca_path is not None,
+                "labels": labels,
+                "runtime": chosen,
+            },
             "template",
         )
         (staging / "Dockerfile").write_text(text, encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         (staging / ".dockerignore").write_text(f"**/__pycache__\n**/*.pyc\n{paths.MARKER}\n", encoding="utf-8")
-        shutil.copytree(resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__")
+        )
         model_files = [rel for rel in paths.tree_files(info.path, "model-dir") if "__pycache__" not in rel.split("/")]
         (staging / "model").mkdir()
         paths.copy_files(info.path, staging / "model", model_files, "model-dir")
@@ -252,6 +310,15 @@ def render(
             "runtime_reason": reason,
             **extra,
         }
-        (staging / "model-info.json").write_text(json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return RenderResult(dockerfile=out / "Dockerfile", context=out, flavor=info.flavor, model_sha256=model_sha,
-                        runtime=chosen, runtime_reason=reason, requirements=requirements)
+        (staging / "model-info.json").write_text(
+            json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+    return RenderResult(
+        dockerfile=out / "Dockerfile",
+        context=out,
+        flavor=info.flavor,
+        model_sha256=model_sha,
+        runtime=chosen,
+        runtime_reason=reason,
+        requirements=requirements,
+    )

@@ -24,9 +24,29 @@ from ..core.errors import InputError
 ICONS = {"success": "✅", "failure": "❌", "cancelled": "🚫", "skipped": "⏭️"}
 _JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # outputs worth a headline, whichever job produced them (first job in stage order wins)
-HEADLINE = ("run-id", "run-url", "model-uri", "metrics", "data-valid", "drift-detected", "promoted", "model-version",
-            "challenger-value", "champion-value", "champion-version", "pr-url", "pr-number", "operation", "pr-operation",
-            "image", "digest", "tags", "healthy", "latency-ms", "prod-image")
+HEADLINE = (
+    "run-id",
+    "run-url",
+    "model-uri",
+    "metrics",
+    "data-valid",
+    "drift-detected",
+    "promoted",
+    "model-version",
+    "challenger-value",
+    "champion-value",
+    "champion-version",
+    "pr-url",
+    "pr-number",
+    "operation",
+    "pr-operation",
+    "image",
+    "digest",
+    "tags",
+    "healthy",
+    "latency-ms",
+    "prod-image",
+)
 
 
 @dataclass
@@ -60,8 +80,12 @@ class SummaryResult:
         }
 
     def outputs(self) -> dict[str, object]:
-        return {"status": self.status, "json": str(self.json_path), "markdown": str(self.json_path.with_suffix(".md")),
-                "failed": ",".join(s.job for s in self.stages if s.result == "failure")}
+        return {
+            "status": self.status,
+            "json": str(self.json_path),
+            "markdown": str(self.json_path.with_suffix(".md")),
+            "failed": ",".join(s.job for s in self.stages if s.result == "failure"),
+        }
 
 
 def parse_needs(text: str) -> dict[str, dict]:
@@ -73,7 +97,9 @@ def parse_needs(text: str) -> dict[str, dict]:
     except json.JSONDecodeError as exc:
         raise InputError("needs", f"is not JSON ({exc.msg} at {exc.pos})", "pass needs: ${{ toJSON(needs) }}") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) and "result" in v for v in data.values()):
-        raise InputError("needs", "is not the needs context (an object of jobs with a result)", "pass needs: ${{ toJSON(needs) }}")
+        raise InputError(
+            "needs", "is not the needs context (an object of jobs with a result)", "pass needs: ${{ toJSON(needs) }}"
+        )
     for job in data.values():  # an engine that skipped a job may hand back its output expressions unevaluated
         job["outputs"] = {k: v for k, v in (job.get("outputs") or {}).items() if not _unevaluated(v)}
     return data
@@ -92,7 +118,9 @@ def parse_pairs(text: str, input_name: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not _JOB_ID.match(key):
-            raise InputError(input_name, f"line '{line.strip()[:60]}' is not job=text", "write one job-id=text per line")
+            raise InputError(
+                input_name, f"line '{line.strip()[:60]}' is not job=text", "write one job-id=text per line"
+            )
         if value.strip() and not _unevaluated(value):
             pairs[key] = value.strip()
     return pairs
@@ -109,14 +137,26 @@ def _metrics(value: object) -> dict[str, float]:
     return {k: v for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
 
 
-def build(needs: dict[str, dict], labels: dict[str, str], reasons: dict[str, str], after: dict[str, str]) -> list[Stage]:
+def build(
+    needs: dict[str, dict], labels: dict[str, str], reasons: dict[str, str], after: dict[str, str]
+) -> list[Stage]:
     for job in list(labels) + list(reasons) + list(after):
         if job not in needs:
-            raise InputError("stages" if job in labels else "reasons" if job in reasons else "after",
-                             f"job '{job}' is not in needs", f"use one of: {', '.join(needs) or '(none)'}")
+            raise InputError(
+                "stages" if job in labels else "reasons" if job in reasons else "after",
+                f"job '{job}' is not in needs",
+                f"use one of: {', '.join(needs) or '(none)'}",
+            )
     order = list(labels) + [j for j in needs if j not in labels]
-    stages = [Stage(job=j, label=labels.get(j, j), result=str(needs[j].get("result", "")),
-                    outputs={k: str(v) for k, v in (needs[j].get("outputs") or {}).items()}) for j in order]
+    stages = [
+        Stage(
+            job=j,
+            label=labels.get(j, j),
+            result=str(needs[j].get("result", "")),
+            outputs={k: str(v) for k, v in (needs[j].get("outputs") or {}).items()},
+        )
+        for j in order
+    ]
     by_job = {s.job: s for s in stages}
     for stage in stages:
         if stage.job in reasons:
@@ -130,7 +170,9 @@ def build(needs: dict[str, dict], labels: dict[str, str], reasons: dict[str, str
             if upstream is not None and upstream.result == "skipped":
                 stage.reason = f"{upstream.label} skipped"  # one level up; the root cause is on its row
             elif upstream is not None and upstream.result != "success":
-                stage.reason = f"{upstream.label} {upstream.result}" + (f": {upstream.reason}" if upstream.reason else "")
+                stage.reason = f"{upstream.label} {upstream.result}" + (
+                    f": {upstream.reason}" if upstream.reason else ""
+                )
             elif stage.result == "skipped":
                 stage.reason = "not requested"
     return stages
@@ -149,18 +191,34 @@ def collect_facts(stages: list[Stage]) -> dict[str, object]:
 def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str], title: str, status: str) -> str:
     lines = [f"## {ICONS['success'] if status == 'success' else ICONS['failure']} {title}", ""]
     trigger = context.get("event_name") or "local"
-    run = f"[#{context['run_number']}]({context['run_url']})" if context.get("run_url") and context.get("run_number") else (context.get("run_number") or "—")
+    run = (
+        f"[#{context['run_number']}]({context['run_url']})"
+        if context.get("run_url") and context.get("run_number")
+        else (context.get("run_number") or "—")
+    )
     commit = (context.get("sha") or "")[:7]
-    lines.append(f"Trigger `{trigger}` on `{context.get('ref_name') or '—'}`" + (f" at `{commit}`" if commit else "")
-                 + f", run {run}" + (f" by @{context['actor']}" if context.get("actor") else ""))
+    lines.append(
+        f"Trigger `{trigger}` on `{context.get('ref_name') or '—'}`"
+        + (f" at `{commit}`" if commit else "")
+        + f", run {run}"
+        + (f" by @{context['actor']}" if context.get("actor") else "")
+    )
     lines.append("")
-    lines.append(gha.md_table(["stage", "result", "reason"], [[s.label, f"{s.icon} {s.result}", s.reason or ""] for s in stages]))
+    lines.append(
+        gha.md_table(["stage", "result", "reason"], [[s.label, f"{s.icon} {s.result}", s.reason or ""] for s in stages])
+    )
     rows: list[list[object]] = []
     if facts.get("run-id"):
         link = f"[{facts['run-id']}]({facts['run-url']})" if facts.get("run-url") else f"`{facts['run-id']}`"
         rows.append(["MLflow run", link])
     if facts.get("model-uri"):
-        rows.append(["model", f"`{facts['model-uri']}`" + (f" (registry version {facts['model-version']})" if facts.get("model-version") else "")])
+        rows.append(
+            [
+                "model",
+                f"`{facts['model-uri']}`"
+                + (f" (registry version {facts['model-version']})" if facts.get("model-version") else ""),
+            ]
+        )
     if facts.get("promoted"):
         verdict = "🏆 new champion" if facts["promoted"] == "true" else "🥈 challenger kept"
         values = f"{facts.get('challenger-value', '—')} vs champion {facts.get('champion-value') or '—'}"
@@ -179,7 +237,13 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
     if facts.get("prod-image"):
         rows.append(["production image", f"`{facts['prod-image']}`"])
     if facts.get("healthy"):
-        rows.append(["health check", ("✅ answered" if facts["healthy"] == "true" else "❌ no answer") + (f" in {facts['latency-ms']} ms" if facts.get("latency-ms") else "")])
+        rows.append(
+            [
+                "health check",
+                ("✅ answered" if facts["healthy"] == "true" else "❌ no answer")
+                + (f" in {facts['latency-ms']} ms" if facts.get("latency-ms") else ""),
+            ]
+        )
     if rows:
         lines.append(gha.md_table(["", ""], rows))
     metrics = facts.get("metrics")
@@ -188,8 +252,15 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
     return "\n".join(lines)
 
 
-def summarize(needs_json: str, *, stages: str = "", reasons: str = "", after: str = "", title: str = "mlops pipeline",
-              output: str = ".mlops/summary.json") -> SummaryResult:
+def summarize(
+    needs_json: str,
+    *,
+    stages: str = "",
+    reasons: str = "",
+    after: str = "",
+    title: str = "mlops pipeline",
+    output: str = ".mlops/summary.json",
+) -> SummaryResult:
     needs = parse_needs(needs_json)
     labels = parse_pairs(stages, "stages")
     built = build(needs, labels, parse_pairs(reasons, "reasons"), parse_pairs(after, "after"))

@@ -28,11 +28,21 @@ def parse_params(text: str | None, input_name: str = "params") -> dict[str, str]
             raise InputError(input_name, f"line {number} '{_clip(line)}' has no '='", "write one key=value per line")
         key, value = (part.strip() for part in line.split("=", 1))
         if not key:
-            raise InputError(input_name, f"line {number} '{_clip(line)}' has an empty key", "write one key=value per line")
+            raise InputError(
+                input_name, f"line {number} '{_clip(line)}' has an empty key", "write one key=value per line"
+            )
         if not _KEY_RE.match(key):
-            raise InputError(input_name, f"line {number}: '{_clip(key)}' is not a valid parameter name", "use letters, digits, _ . - and start with a letter")
+            raise InputError(
+                input_name,
+                f"line {number}: '{_clip(key)}' is not a valid parameter name",
+                "use letters, digits, _ . - and start with a letter",
+            )
         if value == "":
-            raise InputError(input_name, f"line {number}: '{key}' has an empty value", "give a value or remove the line to use the default")
+            raise InputError(
+                input_name,
+                f"line {number}: '{key}' has an empty value",
+                "give a value or remove the line to use the default",
+            )
         if key in params:
             raise InputError(input_name, f"line {number}: '{key}' is given twice", "keep one line per parameter")
         params[key] = value
@@ -58,9 +68,15 @@ class TrainResult:
         """The job-summary section: the run, its model, how it was made, its metrics."""
         link = f"[{self.run_id}]({self.run_url})" if self.run_url else f"`{self.run_id}`"
         rows = [[k, markdown.number(v)] for k, v in self.metrics.items()]
-        how = "reused (same fingerprint, nothing trained)" if self.reused else f"trained in an environment built by `{self.env_manager}`"
-        return (f"### 🏋️ train\nMLflow run {link}, model `{self.model_uri}`; {how}\n\nTracking store: {tracking.describe()}\n\n"
-                + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_"))
+        how = (
+            "reused (same fingerprint, nothing trained)"
+            if self.reused
+            else f"trained in an environment built by `{self.env_manager}`"
+        )
+        return (
+            f"### 🏋️ train\nMLflow run {link}, model `{self.model_uri}`; {how}\n\nTracking store: "
+            f"{tracking.describe()}\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_")
+        )
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -102,7 +118,11 @@ def _ensure_experiment(name: str, tracking: trk.Tracking) -> str:
     exp = trk.call(lambda: client.get_experiment_by_name(name), "get experiment", tracking)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
-            raise InputError("experiment", f"experiment '{name}' is deleted on the server", "restore it in the MLflow UI or choose another name")
+            raise InputError(
+                "experiment",
+                f"experiment '{name}' is deleted on the server",
+                "restore it in the MLflow UI or choose another name",
+            )
         return exp.experiment_id
     location = tracking.local_artifact_root()
     return trk.call(lambda: client.create_experiment(name, artifact_location=location), "create experiment", tracking)
@@ -110,16 +130,28 @@ def _ensure_experiment(name: str, tracking: trk.Tracking) -> str:
 
 def _validate_project(project: Path, script: str | None) -> tuple[str, Path | None]:
     if not project.is_dir():
-        raise InputError("project-path", f"'{project}' is not a directory", "give the folder of the model project relative to the repository root")
+        raise InputError(
+            "project-path",
+            f"'{project}' is not a directory",
+            "give the folder of the model project relative to the repository root",
+        )
     if script:
         path = (project / script).resolve()
         if not path.is_relative_to(project.resolve()):
-            raise InputError("script", f"'{script}' points outside project-path", "give a script inside the project folder")
+            raise InputError(
+                "script", f"'{script}' points outside project-path", "give a script inside the project folder"
+            )
         if not path.is_file():
-            raise InputError("script", f"'{script}' not found in '{project}'", "give the path of a Python training script relative to project-path")
+            raise InputError(
+                "script",
+                f"'{script}' not found in '{project}'",
+                "give the path of a Python training script relative to project-path",
+            )
         return "script", path
     if not (project / "MLproject").is_file() and not (project / "MLproject.yaml").is_file():
-        raise InputError("project-path", f"'{project}' has no MLproject file", "add an MLproject file or set the script input")
+        raise InputError(
+            "project-path", f"'{project}' has no MLproject file", "add an MLproject file or set the script input"
+        )
     return "mlproject", None
 
 
@@ -144,8 +176,12 @@ def train(
     mode, script_path = _validate_project(project, script)
     env_manager = projectenv.check_env_manager(env_manager)
     if mode == "mlproject" and env_manager != "local" and not projectenv.mlproject_declares_env(project):
-        raise InputError("project-path", f"{project}/MLproject declares no environment, so env-manager {env_manager} would install nothing",
-                         "add python_env: python_env.yaml (python and dependencies: -r requirements.txt) to the MLproject, or set env-manager: local")
+        raise InputError(
+            "project-path",
+            f"{project}/MLproject declares no environment, so env-manager {env_manager} would install nothing",
+            "add python_env: python_env.yaml (python and dependencies: -r requirements.txt) to the MLproject, or "
+            "set env-manager: local",
+        )
     params = params or {}
     import mlflow
 
@@ -158,7 +194,10 @@ def train(
 
     previous = _finished_run(client, experiment_id, tags[FINGERPRINT_TAG], tracking) if reuse else None
     if previous is not None:
-        gha.notice(f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint {tags[FINGERPRINT_TAG][:12]})")
+        gha.notice(
+            f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint "
+            f"{tags[FINGERPRINT_TAG][:12]})"
+        )
         return _result(previous, client, tracking, model_name, env_manager, reused=True)
 
     with gha.group(f"train {project} ({mode}, env-manager {env_manager}) → {tracking.describe()}"):
@@ -168,7 +207,9 @@ def train(
                 trk.call(functools.partial(client.set_tag, run_id, key, value), "tag run", tracking)
         else:
             assert script_path is not None  # mode "script" is chosen only when a script is given
-            run_id = _run_script(script_path, project, params, experiment_id, run_name, tags, tracking, autolog, client, env_manager)
+            run_id = _run_script(
+                script_path, project, params, experiment_id, run_name, tags, tracking, autolog, client, env_manager
+            )
 
     run = trk.call(lambda: client.get_run(run_id), "read run", tracking)
     if run.info.status != "FINISHED":
@@ -176,7 +217,9 @@ def train(
     return _result(run, client, tracking, model_name, env_manager)
 
 
-def _result(run, client, tracking: trk.Tracking, model_name: str | None, env_manager: str = "", reused: bool = False) -> TrainResult:
+def _result(
+    run, client, tracking: trk.Tracking, model_name: str | None, env_manager: str = "", reused: bool = False
+) -> TrainResult:
     model_uri = find_model_uri(run, client, tracking, model_name)
     return TrainResult(
         env_manager=env_manager,
@@ -224,8 +267,15 @@ def _finished_run(client, experiment_id: str, print_: str, tracking: trk.Trackin
     return runs[0] if runs else None
 
 
-def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], experiment_id: str, run_name: str | None,
-                   tracking: trk.Tracking, env_manager: str) -> str:
+def _run_mlproject(
+    project: Path,
+    entry_point: str,
+    params: dict[str, str],
+    experiment_id: str,
+    run_name: str | None,
+    tracking: trk.Tracking,
+    env_manager: str,
+) -> str:
     import mlflow
     from mlflow.exceptions import ExecutionException, MlflowException
 
@@ -259,18 +309,40 @@ def _run_mlproject(project: Path, entry_point: str, params: dict[str, str], expe
     raise StageError(f"training failed: {text}", "read the training log above") from failure
 
 
-def _run_script(script: Path, project: Path, params: dict[str, str], experiment_id: str, run_name: str | None,
-                tags: dict[str, str], tracking: trk.Tracking, autolog: bool, client, env_manager: str) -> str:
+def _run_script(
+    script: Path,
+    project: Path,
+    params: dict[str, str],
+    experiment_id: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    tracking: trk.Tracking,
+    autolog: bool,
+    client,
+    env_manager: str,
+) -> str:
     with projectenv.tools_on_path(env_manager):
         interpreter = projectenv.script_python(project, script, env_manager)
-    run = trk.call(lambda: client.create_run(experiment_id, tags=tags, run_name=run_name or None), "create run", tracking)
+    run = trk.call(
+        lambda: client.create_run(experiment_id, tags=tags, run_name=run_name or None), "create run", tracking
+    )
     run_id = run.info.run_id
     for key, value in params.items():
         trk.call(functools.partial(client.log_param, run_id, key, value), "log params", tracking)
     env = projectenv.scrubbed_environ()
-    env.update(MLFLOW_RUN_ID=run_id, MLFLOW_EXPERIMENT_ID=experiment_id, MLFLOW_TRACKING_URI=tracking.uri, PATH=projectenv.tool_path())
+    env.update(
+        MLFLOW_RUN_ID=run_id,
+        MLFLOW_EXPERIMENT_ID=experiment_id,
+        MLFLOW_TRACKING_URI=tracking.uri,
+        PATH=projectenv.tool_path(),
+    )
     # bootstrap.py runs by path: it needs only mlflow, which the project's own environment has
-    cmd = [interpreter.python, str(Path(__file__).parents[1] / "bootstrap.py"), "--autolog" if autolog else "--no-autolog", str(script)]
+    cmd = [
+        interpreter.python,
+        str(Path(__file__).parents[1] / "bootstrap.py"),
+        "--autolog" if autolog else "--no-autolog",
+        str(script),
+    ]
     for key, value in params.items():
         cmd += [f"--{key}", value]
     returncode, module = projectenv.run_streaming(cmd, project, env)
@@ -283,5 +355,3 @@ def _run_script(script: Path, project: Path, params: dict[str, str], experiment_
     if returncode != 0:
         raise StageError(f"training script {script.name} exited with code {returncode}", "read the training log above")
     return run_id
-
-

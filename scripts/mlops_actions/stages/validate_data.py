@@ -65,7 +65,14 @@ POSITIVE, NEGATIVE = "positive", "negative"
 def _kind(value: Any) -> str:
     if value is None:
         return "empty"
-    kinds = {bool: "a boolean", int: "a number", float: "a number", str: f"the string '{value}'", list: "a list", dict: "a mapping"}
+    kinds = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: f"the string '{value}'",
+        list: "a list",
+        dict: "a mapping",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -73,13 +80,25 @@ def _problem(problem: str, fix: str, sub: str = "") -> PydanticCustomError:
     return PydanticCustomError("spec", "{problem}", {"problem": problem, "fix": fix, "sub": sub})
 
 
-def _number(value: Any, lo: float | None = None, hi: float | None = None, integer: bool = False, sub: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+def _number(
+    value: Any, lo: float | None = None, hi: float | None = None, integer: bool = False, sub: str = ""
+) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and math.isnan(value))
+    ):
         raise _problem(f"must be a number, not {_kind(value)}", "write a plain number, e.g. 0.5", sub)
     if integer and not float(value).is_integer():
         raise _problem(f"must be a whole number, not {value}", "write an integer, e.g. 100", sub)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else f">= {lo:g}" if lo is not None else f"<= {hi:g}"
+        span = (
+            f"between {lo:g} and {hi:g}"
+            if lo is not None and hi is not None
+            else f">= {lo:g}"
+            if lo is not None
+            else f"<= {hi:g}"
+        )
         raise _problem(f"is {value}, must be {span}", f"give a value {span}", sub)
     return int(value) if integer else float(value)
 
@@ -177,7 +196,9 @@ class ColumnSpec(_Model):
         return self
 
     def checks(self) -> dict[str, Any]:
-        return {"required": self.required, "nullable": self.nullable} | self.model_dump(exclude_none=True, exclude={"required", "nullable"})
+        return {"required": self.required, "nullable": self.nullable} | self.model_dump(
+            exclude_none=True, exclude={"required", "nullable"}
+        )
 
 
 class LabelSpec(_Model):
@@ -192,20 +213,30 @@ class LabelSpec(_Model):
     @classmethod
     def _shares(cls, value: Any, info: ValidationInfo) -> dict[str, tuple[float | None, float | None]]:
         if not isinstance(value, dict) or not value:
-            raise _problem(f"must be a mapping of class to [min, max], not {_kind(value)}", "write e.g. 'share: {positive: [0.3, 0.9]}'")
+            raise _problem(
+                f"must be a mapping of class to [min, max], not {_kind(value)}",
+                "write e.g. 'share: {positive: [0.3, 0.9]}'",
+            )
         threshold = info.data.get("threshold") is not None
         out = {}
         for name, bounds in value.items():
             if threshold and norm(name) not in (POSITIVE, NEGATIVE):
-                raise _problem("is not a class of a threshold label", "use positive or negative (positive: value >= threshold)", str(name))
+                raise _problem(
+                    "is not a class of a threshold label",
+                    "use positive or negative (positive: value >= threshold)",
+                    str(name),
+                )
             out[norm(name)] = _bounds(bounds, str(name))
         return out
 
     @model_validator(mode="after")
     def _threshold_classes(self) -> LabelSpec:
         if self.threshold is not None and self.classes and set(self.classes) - {POSITIVE, NEGATIVE}:
-            raise _problem("names classes other than positive/negative, but a threshold derives exactly those two",
-                           "drop 'classes' or use [positive, negative]", "classes")
+            raise _problem(
+                "names classes other than positive/negative, but a threshold derives exactly those two",
+                "drop 'classes' or use [positive, negative]",
+                "classes",
+            )
         return self
 
 
@@ -232,11 +263,15 @@ class TableSpec(_Model):
         if isinstance(value, list):  # shorthand: names of required columns
             return {name: {"required": True, "nullable": True} for name in _strings(value)}
         if not isinstance(value, dict):
-            raise _problem(f"must be a mapping of column name to checks (or a list of names), not {_kind(value)}",
-                           "write 'columns: {rating: {min: 1, max: 5}}'")
+            raise _problem(
+                f"must be a mapping of column name to checks (or a list of names), not {_kind(value)}",
+                "write 'columns: {rating: {min: 1, max: 5}}'",
+            )
         for name in value:
             if not isinstance(name, str) or not name.strip():
-                raise _problem("is not a column name", "write the column name as it appears in the CSV header", str(name))
+                raise _problem(
+                    "is not a column name", "write the column name as it appears in the CSV header", str(name)
+                )
         return {name.strip(): {} if checks is None else checks for name, checks in value.items()}
 
     @field_validator("label", "duplicates", mode="before")
@@ -248,11 +283,20 @@ class TableSpec(_Model):
 
     def normalised(self) -> dict[str, Any]:
         return {
-            "format": "csv", "description": self.description, "min_rows": self.min_rows,
+            "format": "csv",
+            "description": self.description,
+            "min_rows": self.min_rows,
             "columns": {name: col.checks() for name, col in self.columns.items()},
-            "label": None if self.label is None else {
-                "column": self.label.column, "threshold": self.label.threshold, "classes": self.label.classes,
-                "share": dict(self.label.share), "min_share": self.label.min_share, "max_share": self.label.max_share},
+            "label": None
+            if self.label is None
+            else {
+                "column": self.label.column,
+                "threshold": self.label.threshold,
+                "classes": self.label.classes,
+                "share": dict(self.label.share),
+                "min_share": self.label.min_share,
+                "max_share": self.label.max_share,
+            },
             "duplicates": None if self.duplicates is None else self.duplicates.model_dump(),
         }
 
@@ -274,8 +318,13 @@ class ImageSpec(_Model):
         if isinstance(value, dict):
             for split in value:
                 if split not in self.splits:
-                    raise _problem("is not one of the splits", f"use one of {', '.join(self.splits)}", f"min_per_class.{split}")
-            counts = {s: int(_number(value[s], 1, integer=True, sub=f"min_per_class.{s}")) if s in value else 1 for s in self.splits}
+                    raise _problem(
+                        "is not one of the splits", f"use one of {', '.join(self.splits)}", f"min_per_class.{split}"
+                    )
+            counts = {
+                s: int(_number(value[s], 1, integer=True, sub=f"min_per_class.{s}")) if s in value else 1
+                for s in self.splits
+            }
         else:
             count = int(_number(value, 1, integer=True, sub="min_per_class"))
             counts = dict.fromkeys(self.splits, count)
@@ -284,14 +333,20 @@ class ImageSpec(_Model):
 
     def normalised(self) -> dict[str, Any]:
         return {
-            "format": "images", "description": self.description, "splits": list(self.splits), "classes": self.classes,
-            "min_per_class": self.min_per_class, "max_corrupt": self.max_corrupt,
+            "format": "images",
+            "description": self.description,
+            "splits": list(self.splits),
+            "classes": self.classes,
+            "min_per_class": self.min_per_class,
+            "max_corrupt": self.max_corrupt,
             "extensions": [e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions],
         }
 
 
-_MISSING_FIX = {"label.column": "name the label column, e.g. 'column: rating'",
-                "duplicates.max_share": "give the largest acceptable share of duplicate rows, e.g. 0.05"}
+_MISSING_FIX = {
+    "label.column": "name the label column, e.g. 'column: rating'",
+    "duplicates.max_share": "give the largest acceptable share of duplicate rows, e.g. 0.05",
+}
 
 
 def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
@@ -325,7 +380,10 @@ def _spec_error(path: Path, model: type[BaseModel], exc: ValidationError) -> Inp
         problem, fix = "is missing", _MISSING_FIX.get(key, "add it")
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         keys = ", ".join(sorted(_model_at(model, loc).model_fields))
-        problem, fix = f"must be a mapping, not {_kind(error['input'])}", f"write it as 'name: value' lines; keys: {keys}"
+        problem, fix = (
+            f"must be a mapping, not {_kind(error['input'])}",
+            f"write it as 'name: value' lines; keys: {keys}",
+        )
     else:  # not expected: every field has a before validator
         problem, fix = error["msg"], "see the validate-data README for the spec's keys"
     where = f"key '{key}'" if key else "the top level"
@@ -335,7 +393,9 @@ def _spec_error(path: Path, model: type[BaseModel], exc: ValidationError) -> Inp
 def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
     """Read and check the spec; returns it normalised (bounds as tuples, values as strings)."""
     if not str(path).strip():
-        raise InputError(SPEC_INPUT, "is empty", "give the path of a YAML data spec (see actions/validate-data/examples)")
+        raise InputError(
+            SPEC_INPUT, "is empty", "give the path of a YAML data spec (see actions/validate-data/examples)"
+        )
     path = Path(path)
     text = read_text_input(path, SPEC_INPUT, "a YAML data spec relative to the workspace", max_bytes=256_000)
     try:
@@ -345,8 +405,11 @@ def load_spec(path: str | os.PathLike[str], data: Path | None = None) -> dict:
         at = f" at line {where.line + 1}" if where is not None else ""
         raise InputError(SPEC_INPUT, f"{path}: not valid YAML{at}", "fix the YAML syntax") from None
     if not isinstance(raw, dict):
-        raise InputError(SPEC_INPUT, f"{path}: the top level must be a mapping, not {_kind(raw)}",
-                         "start with 'format: csv' or 'format: images'")
+        raise InputError(
+            SPEC_INPUT,
+            f"{path}: the top level must be a mapping, not {_kind(raw)}",
+            "start with 'format: csv' or 'format: images'",
+        )
     fmt = raw.get("format")
     if fmt is None:
         fmt = "images" if data is not None and data.is_dir() else "csv"
@@ -394,8 +457,16 @@ def _range(lo: float | None, hi: float | None, percent: bool = False) -> str:
 def check_table(table: Table, spec: dict) -> list[Check]:
     checks = [Check("min-rows", "", table.rows >= spec["min_rows"], str(table.rows), f">= {spec['min_rows']}")]
     if table.malformed:
-        checks.append(Check("well-formed-rows", "", False, f"{len(table.malformed)} rows with != {len(table.header)} fields",
-                            "every row has one field per header column", _rows(i - 1 for i in table.malformed)))
+        checks.append(
+            Check(
+                "well-formed-rows",
+                "",
+                False,
+                f"{len(table.malformed)} rows with != {len(table.header)} fields",
+                "every row has one field per header column",
+                _rows(i - 1 for i in table.malformed),
+            )
+        )
     for name, col in spec["columns"].items():
         checks += _check_column(table, name, col)
     if spec["label"]:
@@ -408,13 +479,24 @@ def check_table(table: Table, spec: dict) -> list[Check]:
 def _check_column(table: Table, name: str, col: dict) -> list[Check]:
     if name not in table.columns:
         if col["required"]:
-            return [Check("required-column", name, False, "missing", "present", [f"header: {', '.join(table.header) or '(none)'}"])]
+            return [
+                Check(
+                    "required-column",
+                    name,
+                    False,
+                    "missing",
+                    "present",
+                    [f"header: {', '.join(table.header) or '(none)'}"],
+                )
+            ]
         return []
     out = [Check("required-column", name, True, "present", "present")] if col["required"] else []
     values = table.values(name)
     nulls = [i for i, v in enumerate(values) if is_null(v)]
     if not col["nullable"]:
-        out.append(Check("no-nulls", name, not nulls, f"{_share(len(nulls), len(values))} null", "0 null", _rows(nulls)))
+        out.append(
+            Check("no-nulls", name, not nulls, f"{_share(len(nulls), len(values))} null", "0 null", _rows(nulls))
+        )
     present = [(i, v) for i, v in enumerate(values) if v is not None and not is_null(v)]
     numeric_needed = col.get("type") in ("number", "integer") or "min" in col or "max" in col
     numbers = {i: to_number(v) for i, v in present} if numeric_needed else {}
@@ -425,28 +507,66 @@ def _check_column(table: Table, name: str, col: dict) -> list[Check]:
             bad = [i for i, _ in present if numbers[i] is None]
         else:
             bad = [i for i, _ in present if (n := numbers[i]) is None or not float(n).is_integer()]
-        out.append(Check("type", name, not bad, f"{len(bad)} values not {col['type']}" if bad else col["type"], col["type"],
-                         [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]]))
+        out.append(
+            Check(
+                "type",
+                name,
+                not bad,
+                f"{len(bad)} values not {col['type']}" if bad else col["type"],
+                col["type"],
+                [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]],
+            )
+        )
     if "min" in col or "max" in col:
         lo, hi = col.get("min"), col.get("max")
-        bad = [i for i, _ in present if numbers[i] is None or (lo is not None and numbers[i] < lo) or (hi is not None and numbers[i] > hi)]
+        bad = [
+            i
+            for i, _ in present
+            if numbers[i] is None or (lo is not None and numbers[i] < lo) or (hi is not None and numbers[i] > hi)
+        ]
         seen = [n for n in numbers.values() if n is not None]
         observed = f"{min(seen):g} to {max(seen):g}" if seen else "no numbers"
         if bad:
             observed += f"; {len(bad)} outside"
-        out.append(Check("range", name, not bad, observed, _range(lo, hi), [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]]))
+        out.append(
+            Check(
+                "range",
+                name,
+                not bad,
+                observed,
+                _range(lo, hi),
+                [f"row {i + 1}: '{values[i]}'" for i in bad[:EXAMPLES]],
+            )
+        )
     if "allowed" in col:
         allowed = set(col["allowed"])
         bad = [i for i, v in present if norm(v) not in allowed]
         others = sorted({norm(values[i]) for i in bad})
-        out.append(Check("allowed-values", name, not bad, f"{len(bad)} rows with {', '.join(others[:EXAMPLES])}" if bad else "all allowed",
-                         ", ".join(col["allowed"]), _rows(bad)))
+        out.append(
+            Check(
+                "allowed-values",
+                name,
+                not bad,
+                f"{len(bad)} rows with {', '.join(others[:EXAMPLES])}" if bad else "all allowed",
+                ", ".join(col["allowed"]),
+                _rows(bad),
+            )
+        )
     if "min_length" in col or "max_length" in col:
         lo, hi = col.get("min_length"), col.get("max_length")
         lengths = {i: len(v.strip()) for i, v in present}
         bad = [i for i, n in lengths.items() if (lo is not None and n < lo) or (hi is not None and n > hi)]
         observed = f"{min(lengths.values())} to {max(lengths.values())} characters" if lengths else "no values"
-        out.append(Check("length", name, not bad, observed + (f"; {len(bad)} outside" if bad else ""), _range(lo, hi) + " characters", _rows(bad)))
+        out.append(
+            Check(
+                "length",
+                name,
+                not bad,
+                observed + (f"; {len(bad)} outside" if bad else ""),
+                _range(lo, hi) + " characters",
+                _rows(bad),
+            )
+        )
     return out
 
 
@@ -486,12 +606,23 @@ def _check_label(table: Table, label: dict) -> list[Check]:
     out = []
     if unlabelled:
         bad = [i for i, v in enumerate(table.values(column)) if not is_null(v) and to_number(v) is None]
-        out.append(Check("label-numeric", target, False, f"{unlabelled} values are not numbers", "numbers (a threshold label)", [f"row {i + 1}: '{table.values(column)[i]}'" for i in bad[:EXAMPLES]]))
+        out.append(
+            Check(
+                "label-numeric",
+                target,
+                False,
+                f"{unlabelled} values are not numbers",
+                "numbers (a threshold label)",
+                [f"row {i + 1}: '{table.values(column)[i]}'" for i in bad[:EXAMPLES]],
+            )
+        )
     counts = class_counts(labels)
     total = sum(counts.values())
     expected = list(label["classes"] or ([POSITIVE, NEGATIVE] if label["threshold"] is not None else []))
     for cls in expected:
-        out.append(Check("class-present", f"{target}: {cls}", counts.get(cls, 0) > 0, str(counts.get(cls, 0)), ">= 1 row"))
+        out.append(
+            Check("class-present", f"{target}: {cls}", counts.get(cls, 0) > 0, str(counts.get(cls, 0)), ">= 1 row")
+        )
     for cls, (lo, hi) in label["share"].items():
         n = counts.get(cls, 0)
         share = n / total if total else 0.0
@@ -500,9 +631,23 @@ def _check_label(table: Table, label: dict) -> list[Check]:
     lo, hi = label["min_share"], label["max_share"]
     if lo is not None or hi is not None:
         classes = sorted(set(counts) | set(expected))
-        off = [c for c in classes if (lo is not None and counts.get(c, 0) / max(total, 1) < lo) or (hi is not None and counts.get(c, 0) / max(total, 1) > hi)]
+        off = [
+            c
+            for c in classes
+            if (lo is not None and counts.get(c, 0) / max(total, 1) < lo)
+            or (hi is not None and counts.get(c, 0) / max(total, 1) > hi)
+        ]
         observed = ", ".join(f"{c}: {counts.get(c, 0) / max(total, 1):.1%}" for c in classes) or "no labelled rows"
-        out.append(Check("class-balance", target, bool(total) and not off, observed, f"every class {_range(lo, hi, percent=True)}", [f"{c}: {_share(counts.get(c, 0), total)}" for c in off[:EXAMPLES]]))
+        out.append(
+            Check(
+                "class-balance",
+                target,
+                bool(total) and not off,
+                observed,
+                f"every class {_range(lo, hi, percent=True)}",
+                [f"{c}: {_share(counts.get(c, 0), total)}" for c in off[:EXAMPLES]],
+            )
+        )
     return out
 
 
@@ -511,7 +656,13 @@ def _check_duplicates(table: Table, dup: dict) -> Check:
     missing = [c for c in cols if c not in table.columns]
     target = ", ".join(cols) if dup["columns"] else "all columns"
     if missing:
-        return Check("duplicates", target, False, f"column {', '.join(missing)} missing", f"<= {dup['max_share']:.1%} duplicate rows")
+        return Check(
+            "duplicates",
+            target,
+            False,
+            f"column {', '.join(missing)} missing",
+            f"<= {dup['max_share']:.1%} duplicate rows",
+        )
     seen: dict[tuple, int] = {}
     repeats = []
     for i, key in enumerate(zip(*(table.values(c) for c in cols), strict=True)):
@@ -521,8 +672,14 @@ def _check_duplicates(table: Table, dup: dict) -> Check:
         else:
             seen[key] = i
     share = len(repeats) / table.rows if table.rows else 0.0
-    return Check("duplicates", target, share <= dup["max_share"], _share(len(repeats), table.rows), f"<= {dup['max_share']:.1%}",
-                 [f"row {i + 1} repeats row {j + 1}" for i, j in repeats[:EXAMPLES]])
+    return Check(
+        "duplicates",
+        target,
+        share <= dup["max_share"],
+        _share(len(repeats), table.rows),
+        f"<= {dup['max_share']:.1%}",
+        [f"row {i + 1} repeats row {j + 1}" for i, j in repeats[:EXAMPLES]],
+    )
 
 
 # ---------------------------------------------------------------------------------------- images
@@ -602,8 +759,15 @@ def check_images(root: Path, spec: dict, method: str = "auto") -> tuple[list[Che
             if class_files is None:
                 checks.append(Check("images-per-class", f"{split}/{cls}", False, "0 (folder missing)", f">= {minimum}"))
             else:
-                checks.append(Check("images-per-class", f"{split}/{cls}", len(class_files) >= minimum, str(len(class_files)),
-                                      f">= {minimum}"))
+                checks.append(
+                    Check(
+                        "images-per-class",
+                        f"{split}/{cls}",
+                        len(class_files) >= minimum,
+                        str(len(class_files)),
+                        f">= {minimum}",
+                    )
+                )
         if spec["classes"]:
             extra = sorted(set(found[split]) - set(spec["classes"]))
             if extra:
@@ -614,8 +778,16 @@ def check_images(root: Path, spec: dict, method: str = "auto") -> tuple[list[Che
         problems = list(pool.map(lambda f: image_problem(f, method), all_files))
     corrupt = [(f, p) for f, p in zip(all_files, problems, strict=True) if p]
     label = "Pillow full decode" if method == "pillow" else "file signature and size (Pillow not installed)"
-    checks.append(Check("readable-images", "", len(corrupt) <= spec["max_corrupt"], f"{len(corrupt)} unreadable of {len(all_files)}",
-                        f"<= {spec['max_corrupt']} unreadable ({label})", [f"{f.relative_to(root)}: {p}" for f, p in corrupt[:EXAMPLES]]))
+    checks.append(
+        Check(
+            "readable-images",
+            "",
+            len(corrupt) <= spec["max_corrupt"],
+            f"{len(corrupt)} unreadable of {len(all_files)}",
+            f"<= {spec['max_corrupt']} unreadable ({label})",
+            [f"{f.relative_to(root)}: {p}" for f, p in corrupt[:EXAMPLES]],
+        )
+    )
     info = {
         "method": method,
         "method_description": label,
@@ -653,10 +825,21 @@ class ValidationResult:
 
 def render_markdown(report: dict) -> str:
     failed = report["failed_checks"]
-    verdict = "✅ **data valid**" if report["valid"] else f"❌ **data invalid**: {failed} of {len(report['checks'])} checks failed"
-    lines = [f"### 🔎 validate-data: `{report['data']}`", "", f"{verdict} (spec `{report['spec']}`, {report['format']}; {report['size']})", ""]
-    rows = [["✅" if c["passed"] else "❌", f"`{c['check']}`", c["target"] or "—", c["observed"], c["expected"]]
-            for c in sorted(report["checks"], key=lambda c: c["passed"])]
+    verdict = (
+        "✅ **data valid**"
+        if report["valid"]
+        else f"❌ **data invalid**: {failed} of {len(report['checks'])} checks failed"
+    )
+    lines = [
+        f"### 🔎 validate-data: `{report['data']}`",
+        "",
+        f"{verdict} (spec `{report['spec']}`, {report['format']}; {report['size']})",
+        "",
+    ]
+    rows = [
+        ["✅" if c["passed"] else "❌", f"`{c['check']}`", c["target"] or "—", c["observed"], c["expected"]]
+        for c in sorted(report["checks"], key=lambda c: c["passed"])
+    ]
     lines.append(gha.md_table(["", "check", "target", "observed", "expected"], rows))
     details = [c for c in report["checks"] if not c["passed"] and c["examples"]]
     if details:
@@ -667,19 +850,29 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def validate(data: str | os.PathLike[str], spec_path: str | os.PathLike[str], output_dir: str | os.PathLike[str] = ".mlops/validate-data",
-             image_method: str = "auto") -> ValidationResult:
+def validate(
+    data: str | os.PathLike[str],
+    spec_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str] = ".mlops/validate-data",
+    image_method: str = "auto",
+) -> ValidationResult:
     """Check DATA against the spec, write validate-data.json and validate-data.md to output_dir."""
     if not str(data).strip():
         raise InputError(DATA_INPUT, "is empty", "give a CSV file or an image folder (DIR/<split>/<class>/*.jpg)")
     data = Path(data)
     if not data.exists():
-        raise InputError(DATA_INPUT, f"'{data}' not found", "give a CSV file or an image folder relative to the workspace")
+        raise InputError(
+            DATA_INPUT, f"'{data}' not found", "give a CSV file or an image folder relative to the workspace"
+        )
     spec = load_spec(spec_path, data)
     extra: dict[str, Any] = {}
     if spec["format"] == "csv":
         if data.is_dir():
-            raise InputError(DATA_INPUT, f"'{data}' is a directory but the spec says format: csv", "give the CSV file, or write 'format: images' in the spec")
+            raise InputError(
+                DATA_INPUT,
+                f"'{data}' is a directory but the spec says format: csv",
+                "give the CSV file, or write 'format: images' in the spec",
+            )
         table = read_table(data)
         checks = check_table(table, spec)
         size = f"{table.rows} rows, {len(table.header)} columns"
@@ -689,7 +882,11 @@ def validate(data: str | os.PathLike[str], spec_path: str | os.PathLike[str], ou
             extra["classes"] = class_counts(label_values(table, spec["label"])[0])
     else:
         if not data.is_dir():
-            raise InputError(DATA_INPUT, f"'{data}' is not a directory but the spec says format: images", "give the image folder (DIR/<split>/<class>/*.jpg)")
+            raise InputError(
+                DATA_INPUT,
+                f"'{data}' is not a directory but the spec says format: images",
+                "give the image folder (DIR/<split>/<class>/*.jpg)",
+            )
         checks, extra = check_images(data, spec, image_method)
         size = f"{extra['images']} images"
     report = {
@@ -708,4 +905,6 @@ def validate(data: str | os.PathLike[str], spec_path: str | os.PathLike[str], ou
     json_path, md_path = out / "validate-data.json", out / "validate-data.md"
     json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     md_path.write_text(markdown, encoding="utf-8")
-    return ValidationResult(valid=report["valid"], checks=checks, report=json_path, report_md=md_path, markdown=markdown)
+    return ValidationResult(
+        valid=report["valid"], checks=checks, report=json_path, report_md=md_path, markdown=markdown
+    )
