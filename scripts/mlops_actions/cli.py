@@ -15,6 +15,7 @@ import click
 from . import __version__
 from .core import gha
 from .core.errors import InputError, MlopsError
+from .stages import summary as summary_stage  # light: its defaults are the flags' defaults
 
 _BOOL = click.STRING  # checked by _flag inside the stage, so a bad value gets the one-line error
 
@@ -74,6 +75,16 @@ def main() -> None:
     """mlops-actions: train, fetch, propose, package and ship ML models from CI."""
 
 
+def text_option(name: str, help: str):
+    """A text flag whose default is empty (most flags: an action input passed through as is)."""
+    return click.option(name, default="", help=help)
+
+
+def flag_option(*decls: str, default: str, help: str = ""):
+    """A true/false flag as an action passes it (a string, checked by _flag with a one-line error)."""
+    return click.option(*decls, type=_BOOL, default=default, show_default=True, help=help or None)
+
+
 def tracking_options(fn):
     fn = click.option(
         "--dagshub-repo", default="", help="owner/name of a DagsHub repository; derives the tracking URI."
@@ -96,18 +107,14 @@ def env_manager_option(fn):
 @main.command()
 @click.option("--project-path", default=".", show_default=True, help="Folder of the model project.")
 @click.option("--entry-point", default="main", show_default=True, help="MLproject entry point.")
-@click.option("--script", default="", help="A plain Python script to run instead of an MLproject entry point.")
-@click.option("--params", default="", help="key=value lines passed as parameters.")
+@text_option("--script", "A plain Python script to run instead of an MLproject entry point.")
+@text_option("--params", "key=value lines passed as parameters.")
 @click.option("--experiment", default="mlops-actions", show_default=True)
 @click.option("--run-name", default="")
-@click.option("--model-name", default="", help="Name of the logged model to report when the run logs several.")
-@click.option("--autolog", type=_BOOL, default="true", show_default=True, help="mlflow.autolog() for plain scripts.")
-@click.option(
-    "--reuse",
-    type=_BOOL,
-    default="false",
-    show_default=True,
-    help="Return a finished run with the same fingerprint instead of training again.",
+@text_option("--model-name", "Name of the logged model to report when the run logs several.")
+@flag_option("--autolog", default="true", help="mlflow.autolog() for plain scripts.")
+@flag_option(
+    "--reuse", default="false", help="Return a finished run with the same fingerprint instead of training again."
 )
 @env_manager_option
 @tracking_options
@@ -155,13 +162,9 @@ def train(
 @click.option(
     "--path", "dest", default="artifacts", show_default=True, help="Destination directory (replaced atomically)."
 )
-@click.option("--artifact-path", default="", help="Only this sub-path of the run's artifacts.")
-@click.option(
-    "--model-uri",
-    default="",
-    help="Model to download when the run's artifacts hold none (default: the run's logged model).",
-)
-@click.option("--include-model", type=_BOOL, default="true", show_default=True)
+@text_option("--artifact-path", "Only this sub-path of the run's artifacts.")
+@text_option("--model-uri", "Model to download when the run's artifacts hold none (default: the run's logged model).")
+@flag_option("--include-model", default="true")
 @tracking_options
 @stage
 def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, tracking_uri, dagshub_repo):
@@ -200,11 +203,11 @@ def verify_manifest(directory):
 @click.option("--workdir", default=".", show_default=True, help="The git checkout.")
 @click.option("--remote", default="origin", show_default=True)
 @click.option("--branch", default="mlops/model-update", show_default=True, help="The one bot branch for these updates.")
-@click.option("--base", default="", help="Base branch (default: the remote's default branch).")
+@text_option("--base", "Base branch (default: the remote's default branch).")
 @click.option("--title", default="")
 @click.option("--commit-message", default="")
-@click.option("--labels", default="", help="Comma- or newline-separated labels.")
-@click.option("--reviewers", default="", help="Comma- or newline-separated logins or org/team.")
+@text_option("--labels", "Comma- or newline-separated labels.")
+@text_option("--reviewers", "Comma- or newline-separated logins or org/team.")
 @click.option("--draft", type=_BOOL, default="false")
 @click.option(
     "--repository",
@@ -213,76 +216,58 @@ def verify_manifest(directory):
 )
 @click.option("--api-url", default=lambda: os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 @click.option("--server-url", default=lambda: os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
-@click.option(
-    "--open-pull-request",
-    type=_BOOL,
-    default="true",
-    show_default=True,
-    help="false: push the branch and render the body only.",
-)
-@click.option("--template", default="", help="Jinja2 template for the PR body.")
-@click.option("--body-file", default="", help="Also write the rendered body here.")
-@click.option(
-    "--extra-body",
-    default="",
-    help="Markdown files added to the body (e.g. dvc's metrics-diff-file), comma- or newline-separated.",
+@flag_option("--open-pull-request", default="true", help="false: push the branch and render the body only.")
+@text_option("--template", "Jinja2 template for the PR body.")
+@text_option("--body-file", "Also write the rendered body here.")
+@text_option(
+    "--extra-body", "Markdown files added to the body (e.g. dvc's metrics-diff-file), comma- or newline-separated."
 )
 @stage
 def open_pr_cmd(
-    source_dir,
-    repo_path,
-    workdir,
-    remote,
-    branch,
-    base,
-    title,
-    commit_message,
-    labels,
-    reviewers,
-    draft,
-    repository,
-    api_url,
-    server_url,
-    open_pull_request,
-    template,
-    body_file,
-    extra_body,
+    source_dir, repo_path, labels, open_pull_request, workdir, reviewers, draft, template, body_file, extra_body, **text
 ):
     """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
     from .core.inputs import split_list
-    from .stages.open_pr import PrRequest, open_pr
+    from .stages.open_pr import open_pr
 
-    req = PrRequest(
-        source_dir=Path(source_dir),
-        repo_path=repo_path,
+    req = pr_request(
+        source_dir,
+        repo_path,
+        labels,
+        open_pull_request,
         workdir=Path(workdir),
-        remote=remote,
-        branch=branch,
-        base=base,
-        title=title,
-        commit_message=commit_message,
-        labels=split_list(labels),
         reviewers=split_list(reviewers),
         draft=_flag(draft, "draft"),
-        repository=repository,
-        api_url=api_url,
-        server_url=server_url,
-        token=os.environ.get("GITHUB_TOKEN", ""),
-        open_pull_request=_flag(open_pull_request, "open-pull-request"),
         template=Path(template) if template else None,
         body_file=Path(body_file) if body_file else None,
         extra_body=[Path(p) for p in split_list(extra_body)],
+        **text,
     )
     result = open_pr(req)
     gha.add_summary(result.summary())
     return result.outputs()
 
 
+def pr_request(source_dir: str, repo_path: str, labels: str, open_pull_request: str, **fields):
+    """open-pr's request from its flags (the pipeline's too): ``fields`` are PrRequest's own, the
+    token comes from GITHUB_TOKEN."""
+    from .core.inputs import split_list
+    from .stages.open_pr import PrRequest
+
+    return PrRequest(
+        source_dir=Path(source_dir),
+        labels=split_list(labels),
+        token=os.environ.get("GITHUB_TOKEN", ""),
+        open_pull_request=_flag(open_pull_request, "open-pull-request"),
+        **fields,
+    )
+
+
 @main.command("render-dockerfile")
 @click.option("--model-dir", required=True, help="Folder with MLmodel (fetch-artifacts' model-path).")
 @click.option("--output-dir", default="build/image", show_default=True, help="Where the build context is written.")
-@click.option("--template", default="", help="Dockerfile Jinja2 template (default: Dockerfile.tmpl).")
-@click.option("--base-image", default="", help="Default python:<model's X.Y>-slim.")
+@text_option("--template", "Dockerfile Jinja2 template (default: Dockerfile.tmpl).")
+@text_option("--base-image", "Default python:<model's X.Y>-slim.")
 @click.option(
     "--ca-bundle",
     default=lambda: os.environ.get("MLOPS_CA_BUNDLE", ""),
@@ -297,30 +282,16 @@ def open_pr_cmd(
     show_default=True,
     help="auto: ONNX when it converts and passes the equivalence check, else native; native; onnx: ONNX or fail.",
 )
-@click.option(
-    "--onnx-check-data",
-    default="",
-    help="Held-out sample for the ONNX equivalence check: CSV (table models) or .npy (tensor models).",
+@text_option(
+    "--onnx-check-data", "Held-out sample for the ONNX equivalence check: CSV (table models) or .npy (tensor models)."
 )
 @stage
-def render_dockerfile(
-    model_dir, output_dir, template, base_image, ca_bundle, port, version, run_id, runtime, onnx_check_data
-):
+def render_dockerfile(model_dir, output_dir, template, onnx_check_data, **options):
     """Render the serving image's Dockerfile and build context for a model."""
     from .stages.render_dockerfile import render
 
-    result = render(
-        model_dir,
-        output_dir,
-        template=template or None,
-        base_image=base_image,
-        ca_bundle=ca_bundle,
-        port=port,
-        version=version,
-        run_id=run_id,
-        runtime=runtime,
-        check_data=onnx_check_data,
-    )
+    # options: base_image, ca_bundle, port, version, run_id, runtime (render's own keywords)
+    result = render(model_dir, output_dir, template=template or None, check_data=onnx_check_data, **options)
     gha.add_summary(result.summary())
     return result.outputs()
 
@@ -328,7 +299,7 @@ def render_dockerfile(
 @main.command("push-image")
 @click.option("--context", required=True, help="Build context (render-dockerfile's context output).")
 @click.option("--image", required=True, help="registry/name without tag, e.g. ghcr.io/owner/model.")
-@click.option("--version", default="", help="Semantic version X.Y.Z → tag vX.Y.Z.")
+@text_option("--version", "Semantic version X.Y.Z → tag vX.Y.Z.")
 @click.option(
     "--version-bump",
     default="",
@@ -337,72 +308,53 @@ def render_dockerfile(
         "(when version is empty)."
     ),
 )
-@click.option("--tags", default="", help="Extra tags, comma- or newline-separated.")
-@click.option("--registry", default="", help="Registry to log in to (default: from image).")
+@text_option("--tags", "Extra tags, comma- or newline-separated.")
+@text_option("--registry", "Registry to log in to (default: from image).")
 @click.option("--username", default="")
-@click.option("--push", type=_BOOL, default="true", show_default=True)
-@click.option("--smoke-test", type=_BOOL, default="true", show_default=True)
-@click.option("--smoke-payload", default="", help="JSON body for /invocations (default: the model's input example).")
+@flag_option("--push", default="true")
+@flag_option("--smoke-test", default="true")
+@text_option("--smoke-payload", "JSON body for /invocations (default: the model's input example).")
 @click.option("--smoke-timeout", default=180.0, show_default=True, type=float)
-@click.option("--default-branch", default="", help="Branch that gets 'latest' (default: the repository's).")
-@click.option("--network", default="", help="Network for RUN steps of the build (e.g. host).")
+@text_option("--default-branch", "Branch that gets 'latest' (default: the repository's).")
+@text_option("--network", "Network for RUN steps of the build (e.g. host).")
 @stage
-def push_image_cmd(
-    context,
-    image,
-    version,
-    version_bump,
-    tags,
-    registry,
-    username,
-    push,
-    smoke_test,
-    smoke_payload,
-    smoke_timeout,
-    default_branch,
-    network,
-):
+def push_image_cmd(context, push, tags, smoke_test, smoke_payload, **text):
     """Build, smoke-test, tag and push the serving image. Password: REGISTRY_PASSWORD env."""
     from .core.inputs import split_list
-    from .stages.push_image import PushRequest, push_image
+    from .stages.push_image import push_image
 
-    req = PushRequest(
-        context=Path(context),
-        image=image,
-        version=version,
-        version_bump=version_bump,
+    req = push_request(
+        context,
+        push,
         extra_tags=split_list(tags),
-        registry=registry,
-        username=username,
-        password=os.environ.get("REGISTRY_PASSWORD", ""),
-        push=_flag(push, "push"),
         smoke_test=_flag(smoke_test, "smoke-test"),
         smoke_payload=Path(smoke_payload) if smoke_payload else None,
-        smoke_timeout=smoke_timeout,
-        default_branch=default_branch,
-        network=network,
+        **text,
     )
     result = push_image(req)
     gha.add_summary(result.summary())
     return result.outputs()
 
 
+def push_request(context: str, push: str, **fields):
+    """push-image's request from its flags (the pipeline's too): ``fields`` are PushRequest's own,
+    the password comes from REGISTRY_PASSWORD."""
+    from .stages.push_image import PushRequest
+
+    password = os.environ.get("REGISTRY_PASSWORD", "")
+    return PushRequest(context=Path(context), password=password, push=_flag(push, "push"), **fields)
+
+
 @main.command("validate-data")
-@click.option("--data", default="", help="A CSV file, or an image folder DIR/<split>/<class>/*.jpg.")
-@click.option("--spec", default="", help="YAML data spec (see actions/validate-data/examples).")
+@text_option("--data", "A CSV file, or an image folder DIR/<split>/<class>/*.jpg.")
+@text_option("--spec", "YAML data spec (see actions/validate-data/examples).")
 @click.option(
     "--output-dir",
     default=".mlops/validate-data",
     show_default=True,
     help="Where validate-data.json and validate-data.md are written.",
 )
-@click.option(
-    "--fail-on-invalid",
-    type=_BOOL,
-    default="true",
-    show_default=True,
-    help="false: exit 0 on invalid data (branch on data-valid).",
-)
+@flag_option("--fail-on-invalid", default="true", help="false: exit 0 on invalid data (branch on data-valid).")
 @stage
 def validate_data(data, spec, output_dir, fail_on_invalid):
     """Check a dataset against a declarative spec; write a JSON and a Markdown report."""
@@ -428,12 +380,11 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
 
 
 @main.command()
-@click.option("--reference", default="", help="Reference CSV (e.g. the training data).")
-@click.option("--current", default="", help="New CSV to compare with the reference.")
-@click.option(
+@text_option("--reference", "Reference CSV (e.g. the training data).")
+@text_option("--current", "New CSV to compare with the reference.")
+@text_option(
     "--columns",
-    default="",
-    help="Column types overriding inference: name=type items (numeric, categorical, text, ignore) or a YAML file.",
+    "Column types overriding inference: name=type items (numeric, categorical, text, ignore) or a YAML file.",
 )
 @click.option(
     "--p-value",
@@ -499,18 +450,12 @@ def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, outp
     show_default=True,
     help="The DVC project (a folder with .dvc/, or inside it) in a git checkout.",
 )
-@click.option(
-    "--remote",
-    default="",
-    help="Remote name from .dvc/config, a local directory or s3://bucket/prefix (empty: the project's default).",
+@text_option(
+    "--remote", "Remote name from .dvc/config, a local directory or s3://bucket/prefix (empty: the project's default)."
 )
-@click.option("--endpoint-url", default="", help="S3-compatible endpoint (MinIO, moto...) for an s3:// remote.")
-@click.option("--base", default="", help="Git revision to compare the DVC metrics with (dvc metrics diff BASE).")
-@click.option(
-    "--metrics-diff-file",
-    default="",
-    help="Where the metrics diff Markdown is written (default .mlops/dvc/metrics-diff.md).",
-)
+@text_option("--endpoint-url", "S3-compatible endpoint (MinIO, moto...) for an s3:// remote.")
+@text_option("--base", "Git revision to compare the DVC metrics with (dvc metrics diff BASE).")
+@text_option("--metrics-diff-file", "Where the metrics diff Markdown is written (default .mlops/dvc/metrics-diff.md).")
 @click.option("--jobs", type=int, default=0, show_default=True, help="Parallel transfers (0: DVC's default).")
 @stage
 def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_file, jobs):
@@ -541,11 +486,13 @@ def dvc_cmd(operation, paths, workdir, remote, endpoint_url, base, metrics_diff_
     default=lambda: os.environ.get("MLOPS_NEEDS", ""),
     help="toJSON(needs) of the summary job (default: MLOPS_NEEDS env).",
 )
-@click.option("--stages", default="", help="job=label lines: the order and names of the stages in the table.")
-@click.option("--reasons", default="", help="job=text lines: why a stage was skipped or failed.")
-@click.option("--after", default="", help="job=upstream-job lines: a skipped stage takes its reason from that job.")
-@click.option("--title", default="mlops pipeline", show_default=True)
-@click.option("--output", default=".mlops/summary.json", show_default=True, help="Where the JSON summary is written.")
+@text_option("--stages", "job=label lines: the order and names of the stages in the table.")
+@text_option("--reasons", "job=text lines: why a stage was skipped or failed.")
+@text_option("--after", "job=upstream-job lines: a skipped stage takes its reason from that job.")
+@click.option("--title", default=summary_stage.DEFAULT_TITLE, show_default=True)
+@click.option(
+    "--output", default=summary_stage.DEFAULT_OUTPUT, show_default=True, help="Where the JSON summary is written."
+)
 @stage
 def summary(needs_json, stages, reasons, after, title, output):
     """One job-summary table for a pipeline run (stages, metrics, links) and the same data as JSON."""
@@ -572,7 +519,7 @@ def summary(needs_json, stages, reasons, after, title, output):
     show_default=True,
     help="Alias for a version that does not win; empty: none.",
 )
-@click.option("--model-uri", default="", help="Model to register (default: the run's logged model).")
+@text_option("--model-uri", "Model to register (default: the run's logged model).")
 @tracking_options
 @stage
 def gate(
@@ -616,8 +563,8 @@ def gate(
 @click.option("--source", required=True, help="Image to promote, by digest: registry/name@sha256:...")
 @click.option("--target", required=True, help="Target repository without tag, e.g. prod.example.com/owner/model.")
 @click.option("--version", "version", default="", help="Semantic version X.Y.Z → tag vX.Y.Z.")
-@click.option("--latest", type=_BOOL, default="true", show_default=True, help="Also tag latest.")
-@click.option("--tags", default="", help="Extra tags, comma- or newline-separated.")
+@flag_option("--latest", default="true", help="Also tag latest.")
+@text_option("--tags", "Extra tags, comma- or newline-separated.")
 @click.option("--source-username", default="")
 @click.option("--target-username", default="")
 @stage
@@ -645,14 +592,12 @@ def promote_image_cmd(source, target, version, latest, tags, source_username, ta
 
 @main.command("health-check")
 @click.option("--image", required=True, help="Published image, by digest (name@sha256:...) or tag.")
-@click.option("--registry", default="", help="Registry to log in to (default: from image).")
+@text_option("--registry", "Registry to log in to (default: from image).")
 @click.option("--username", default="")
-@click.option(
-    "--payload", default="", help="JSON body for /invocations (default: the input example baked in the image)."
-)
+@text_option("--payload", "JSON body for /invocations (default: the input example baked in the image).")
 @click.option("--timeout", default="180", show_default=True, help="Seconds to wait for /health.")
 @click.option("--port", default="8080", show_default=True, help="Port the server listens on in the container.")
-@click.option("--pull", type=_BOOL, default="true", show_default=True, help="Pull the image first.")
+@flag_option("--pull", default="true", help="Pull the image first.")
 @stage
 def health_check_cmd(image, registry, username, payload, timeout, port, pull):
     """Pull the published image, run it, wait for /health, send one prediction, remove the container.
@@ -679,44 +624,38 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @click.option("--entry-point", default="main", show_default=True)
 @click.option("--params", default="")
 @click.option("--experiment", default="mlops-actions", show_default=True)
-@click.option(
-    "--reuse",
-    type=_BOOL,
-    default="true",
-    show_default=True,
-    help="Reuse a finished run with the same fingerprint instead of training again.",
+@flag_option(
+    "--reuse", default="true", help="Reuse a finished run with the same fingerprint instead of training again."
 )
-@click.option(
+@flag_option(
     "--gate",
     "gate_on",
-    type=_BOOL,
     default="true",
-    show_default=True,
     help="Champion/challenger gate in the MLflow Model Registry; 'false': propose every run.",
 )
-@click.option("--metric", default="", help="The metric the gate compares (required while the gate is on).")
+@text_option("--metric", "The metric the gate compares (required while the gate is on).")
 @click.option("--direction", default="max", show_default=True, help="max or min: which way the metric is better.")
 @click.option(
     "--min-improvement", default="0", show_default=True, help="Absolute margin the run must beat the champion by."
 )
-@click.option("--model-name", default="", help="Registered model name; empty: the project folder's name.")
+@text_option("--model-name", "Registered model name; empty: the project folder's name.")
 @click.option("--artifacts-path", default="artifacts", show_default=True)
-@click.option("--repo-path", default="", help="Folder in the repo for the PR; empty: no PR.")
+@text_option("--repo-path", "Folder in the repo for the PR; empty: no PR.")
 @click.option("--branch", default="mlops/model-update", show_default=True)
 @click.option("--base", default="")
 @click.option("--labels", default="")
-@click.option("--open-pull-request", type=_BOOL, default="true", show_default=True)
+@flag_option("--open-pull-request", default="true")
 @click.option("--repository", default=lambda: os.environ.get("GITHUB_REPOSITORY", ""))
 @click.option("--api-url", default=lambda: os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 @click.option("--server-url", default=lambda: os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
 @click.option("--context-dir", default="build/image", show_default=True)
 @click.option("--base-image", default="")
 @click.option("--ca-bundle", default=lambda: os.environ.get("MLOPS_CA_BUNDLE", ""))
-@click.option("--image", default="", help="registry/name to push (lowercased); empty: stop after render-dockerfile.")
+@text_option("--image", "registry/name to push (lowercased); empty: stop after render-dockerfile.")
 @click.option("--registry", default="")
 @click.option("--username", default="")
 @click.option("--version", "version", default="")
-@click.option("--push", type=_BOOL, default="true", show_default=True)
+@flag_option("--push", default="true")
 @env_manager_option
 @tracking_options
 @stage
@@ -733,10 +672,7 @@ def pipeline(**flags):
 
 def pipeline_config(
     *,
-    project_path: str,
-    entry_point: str,
     params: str,
-    experiment: str,
     reuse: str,
     gate_on: str,
     metric: str,
@@ -753,75 +689,53 @@ def pipeline_config(
     api_url: str,
     server_url: str,
     context_dir: str,
-    base_image: str,
-    ca_bundle: str,
     image: str,
     registry: str,
     username: str,
-    version: str,
     push: str,
-    env_manager: str,
     tracking_uri: str,
     dagshub_repo: str,
+    **same: str,
 ):
     """The ``pipeline`` command's flags as one typed :class:`~mlops_actions.pipeline.PipelineConfig`
-    (secrets from the environment)."""
+    (secrets from the environment). ``same``: the flags named as PipelineConfig's fields
+    (project_path, entry_point, experiment, base_image, ca_bundle, version, env_manager)."""
     from .core import tracking as trk
-    from .core.inputs import split_list
     from .pipeline import GateConfig, PipelineConfig, default_model_name
-    from .stages.open_pr import PrRequest
-    from .stages.push_image import PushRequest
     from .stages.train import parse_params
 
     gate_cfg = None
     if _flag(gate_on, "gate"):
-        gate_cfg = GateConfig(
-            metric=metric,
-            model_name=model_name.strip() or default_model_name(project_path),
-            direction=direction,
-            min_improvement=min_improvement,
-        )
+        name = model_name.strip() or default_model_name(same["project_path"])
+        gate_cfg = GateConfig(metric=metric, model_name=name, direction=direction, min_improvement=min_improvement)
     pr = None
     if repo_path:
-        pr = PrRequest(
-            source_dir=Path(artifacts_path),
-            repo_path=repo_path,
+        pr = pr_request(
+            artifacts_path,
+            repo_path,
+            labels,
+            open_pull_request,
             branch=branch,
             base=base,
-            labels=split_list(labels),
             repository=repository,
             api_url=api_url,
             server_url=server_url,
-            token=os.environ.get("GITHUB_TOKEN", ""),
-            open_pull_request=_flag(open_pull_request, "open-pull-request"),
         )
     push_req = None
     if image:
-        push_req = PushRequest(
-            context=Path(context_dir),
-            image=image,
-            version=version,
-            registry=registry,
-            username=username,
-            password=os.environ.get("REGISTRY_PASSWORD", ""),
-            push=_flag(push, "push"),
+        push_req = push_request(
+            context_dir, push, image=image, version=same["version"], registry=registry, username=username
         )
     return PipelineConfig(
-        project_path=project_path,
         tracking=trk.resolve(tracking_uri, dagshub_repo),
-        entry_point=entry_point,
         params=parse_params(params),
-        experiment=experiment,
         artifacts_dir=Path(artifacts_path),
         pr=pr,
         context_dir=Path(context_dir),
-        base_image=base_image,
-        ca_bundle=ca_bundle,
-        version=version,
         push=push_req,
-        env_manager=env_manager,
         reuse=_flag(reuse, "reuse"),
         gate=gate_cfg,
+        **same,
     )
 
 

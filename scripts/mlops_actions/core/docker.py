@@ -3,6 +3,7 @@ client, registry login (ECR too), waiting for a container's endpoint and its las
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -139,3 +140,29 @@ def tail(container, lines: int = 5) -> str:
         return " | ".join(text.splitlines()[-lines:])[:400]
     except Exception:  # noqa: BLE001
         return ""
+
+
+def invoke(base: str, body: bytes, timeout: float, container, prefix: str, fix: str) -> list:
+    """POST ``body`` to the server's /invocations and return its non-empty ``predictions``; an HTTP
+    error (``fix`` says what to check), an answer that is not JSON, or one without predictions is a
+    StageError starting with ``prefix``. Used by the smoke test and the health check."""
+    request = urllib.request.Request(
+        base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()[:300].decode(errors="replace")
+        raise StageError(f"{prefix}/invocations answered HTTP {exc.code}: {text}", fix) from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise StageError(
+            f"{prefix}/invocations gave no JSON answer ({exc.__class__.__name__}): {tail(container)}",
+            "run the image locally to see why",
+        ) from exc
+    preds = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(preds, list) or not preds:
+        raise StageError(
+            f"{prefix}/invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output"
+        )
+    return preds

@@ -89,29 +89,29 @@ def _plain(text: object) -> str:
     return " ".join(str(text).replace("\r", "\n").split("\n"))
 
 
-def error(message: str, title: str | None = None) -> None:
+def _annotation(command: str, message: str, title: str | None, outside: str, label: str) -> None:
+    """``::error::``, ``::warning::`` or ``::notice::`` (with an escaped ``title=``) in Actions; elsewhere
+    one ``label`` line on the ``outside`` stream (stderr or stdout)."""
     if in_actions():
-        prefix = f"::error title={escape_property(title)}::" if title else "::error::"
+        prefix = f"::{command} title={escape_property(title)}::" if title else f"::{command}::"
         sys.stdout.write(prefix + _escape_data(message) + "\n")
         sys.stdout.flush()
-    else:
-        sys.stderr.write(f"error: {message}\n")
+        return
+    stream = getattr(sys, outside)
+    stream.write(f"{label}{message}\n")
+    stream.flush()
+
+
+def error(message: str, title: str | None = None) -> None:
+    _annotation("error", message, title, "stderr", "error: ")
 
 
 def warning(message: str) -> None:
-    if in_actions():
-        sys.stdout.write("::warning::" + _escape_data(message) + "\n")
-        sys.stdout.flush()
-    else:
-        sys.stderr.write(f"warning: {message}\n")
+    _annotation("warning", message, None, "stderr", "warning: ")
 
 
 def notice(message: str) -> None:
-    if in_actions():
-        sys.stdout.write("::notice::" + _escape_data(message) + "\n")
-    else:
-        sys.stdout.write(message + "\n")
-    sys.stdout.flush()
+    _annotation("notice", message, None, "stdout", "")
 
 
 @contextlib.contextmanager

@@ -149,12 +149,8 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
                 options=options or None,
             )
     except Exception as exc:
-        raise NotConvertible(
-            f"skl2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})"
-        ) from exc
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_path.write_bytes(_stable_bytes(proto))
-    sess = _session(onnx_path)
+        raise _cannot_convert("skl2onnx", exc) from exc
+    sess = _save(proto, onnx_path)
     outs = [o.name for o in sess.get_outputs()]
     label = outs[0] if is_classifier else ""
     proba = next((o for o in outs[1:] if "prob" in o.lower()), outs[1] if is_classifier and len(outs) > 1 else "")
@@ -211,6 +207,19 @@ def _convert_sklearn(info: ModelInfo, native, onnx_path: Path, check_data: Path 
         max_abs_diff=diff,
         check_source=source,
     )
+
+
+def _cannot_convert(converter: str, exc: Exception) -> NotConvertible:
+    return NotConvertible(
+        f"{converter} cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})"
+    )
+
+
+def _save(proto, onnx_path: Path):
+    """Write the converted model (stable bytes) and open an ONNX Runtime session on it."""
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx_path.write_bytes(_stable_bytes(proto))
+    return _session(onnx_path)
 
 
 def _stable_bytes(proto) -> bytes:
@@ -304,12 +313,8 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     try:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=17)
     except Exception as exc:
-        raise NotConvertible(
-            f"tf2onnx cannot convert it ({exc.__class__.__name__}: {' '.join(str(exc).split())[:160]})"
-        ) from exc
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_path.write_bytes(_stable_bytes(proto))
-    sess = _session(onnx_path)
+        raise _cannot_convert("tf2onnx", exc) from exc
+    sess = _save(proto, onnx_path)
     batches = [example.astype("float32")]
     source = "input example"
     if check_data is not None:

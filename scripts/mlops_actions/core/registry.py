@@ -186,27 +186,20 @@ class Registry:
 
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str]:
         """(raw bytes, media type, digest from the header or '') of a manifest; 404 → None."""
-        resp = self.request(
-            "GET",
-            f"/v2/{repo}/manifests/{reference}",
-            what=f"read manifest {repo}@{reference}",
-            ok=(200, 404),
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
-        )
+        resp = self._manifest("GET", repo, reference, f"read manifest {repo}@{reference}")
         if resp.status_code == 404:
             return b"", "", ""
         media = resp.headers.get("Content-Type", "").split(";")[0].strip()
         return resp.content, media, resp.headers.get("Docker-Content-Digest", "")
 
     def manifest_digest(self, repo: str, reference: str) -> str:
-        resp = self.request(
-            "HEAD",
-            f"/v2/{repo}/manifests/{reference}",
-            what=f"check manifest {repo}:{reference}",
-            ok=(200, 404),
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
-        )
+        resp = self._manifest("HEAD", repo, reference, f"check manifest {repo}:{reference}")
         return resp.headers.get("Docker-Content-Digest", "") if resp.status_code == 200 else ""
+
+    def _manifest(self, method: str, repo: str, reference: str, what: str) -> requests.Response:
+        """GET or HEAD a manifest in any of the types we copy; 200 or 404."""
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+        return self.request(method, f"/v2/{repo}/manifests/{reference}", what=what, ok=(200, 404), headers=accept)
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         resp = self.request(

@@ -7,7 +7,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import InputError, StageError, TransientError, positive_number
 
@@ -21,31 +21,23 @@ def settings() -> tuple[int, float]:
     """(attempts, base delay) from ``MLOPS_RETRY_ATTEMPTS`` (a whole number 1-20, default 4) and
     ``MLOPS_RETRY_BASE_DELAY`` (seconds 0-60, default 1); anything else is an InputError naming the
     variable, never a silent default (0 attempts would otherwise mean "never try")."""
-    attempts, delay = 4, 1.0
-    raw = os.environ.get("MLOPS_RETRY_ATTEMPTS", "").strip()
-    if raw:
-        attempts = int(
-            positive_number(
-                raw,
-                "MLOPS_RETRY_ATTEMPTS",
-                integer=True,
-                maximum=MAX_ATTEMPTS,
-                example="a whole number of tries (1 = no retry)",
-            )
-        )
-    raw = os.environ.get("MLOPS_RETRY_BASE_DELAY", "").strip()
-    if raw:
-        delay = float(
-            positive_number(
-                raw,
-                "MLOPS_RETRY_BASE_DELAY",
-                maximum=MAX_BASE_DELAY,
-                unit="s",
-                zero_ok=True,
-                example="seconds before the first retry",
-            )
-        )
-    return attempts, delay
+    attempts = _env_number(
+        "MLOPS_RETRY_ATTEMPTS", 4, integer=True, maximum=MAX_ATTEMPTS, example="a whole number of tries (1 = no retry)"
+    )
+    delay = _env_number(
+        "MLOPS_RETRY_BASE_DELAY",
+        1.0,
+        maximum=MAX_BASE_DELAY,
+        unit="s",
+        zero_ok=True,
+        example="seconds before the first retry",
+    )
+    return int(attempts), float(delay)
+
+
+def _env_number(name: str, default: float, **rule: Any) -> float:
+    raw = os.environ.get(name, "").strip()
+    return positive_number(raw, name, **rule) if raw else default
 
 
 def retry(

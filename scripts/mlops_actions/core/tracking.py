@@ -657,17 +657,20 @@ def read_run(client, run_id: str, tracking: Tracking, input_name: str = "run-id"
 
     run = mlflow_call(get_run, "read run", tracking)
     stage = str(getattr(run.info, "lifecycle_stage", "") or "active")
-    if stage != "active":
-        raise InputError(
-            input_name,
+    status = str(getattr(run.info, "status", "") or "")
+    refusals = [  # (refused, problem, fix), in this order
+        (
+            stage != "active",
             f"run '{run_id}' is {stage} on {tracking.display_uri}",
             "pass the run-id of a live run (restore it in the MLflow UI, or train again)",
-        )
-    status = str(getattr(run.info, "status", "") or "")
-    if status != "FINISHED":
-        raise InputError(
-            input_name,
+        ),
+        (
+            status != "FINISHED",
             f"run '{run_id}' is {status or 'in an unknown state'}, not FINISHED",
             "pass the run-id of a run the train step finished",
-        )
+        ),
+    ]
+    for refused, problem, fix in refusals:
+        if refused:
+            raise InputError(input_name, problem, fix)
     return run

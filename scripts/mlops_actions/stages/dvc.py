@@ -73,15 +73,6 @@ class DvcResult:
     metrics_diff: str = ""
     metrics_diff_file: str = ""
 
-    def summary(self) -> str:
-        rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(self.hashes.items())]
-        return (
-            f"### 🗃️ dvc {self.operation}\n{self.detail or 'done'}; changed: "
-            f"**{'true' if self.changed else 'false'}**\n\n"
-            + (gha.md_table(["path", "md5"], rows) if rows else "")
-            + (f"\n{self.metrics_diff}" if self.metrics_diff else "")
-        )
-
     def outputs(self) -> dict[str, object]:
         return {
             "changed": "true" if self.changed else "false",
@@ -90,6 +81,15 @@ class DvcResult:
             "metrics-diff": self.metrics_diff,
             "metrics-diff-file": self.metrics_diff_file,
         }
+
+    def summary(self) -> str:
+        rows = [[f"`{path}`", f"`{digest}`"] for path, digest in sorted(self.hashes.items())]
+        return (
+            f"### 🗃️ dvc {self.operation}\n{self.detail or 'done'}; changed: "
+            f"**{'true' if self.changed else 'false'}**\n\n"
+            + (gha.md_table(["path", "md5"], rows) if rows else "")
+            + (f"\n{self.metrics_diff}" if self.metrics_diff else "")
+        )
 
 
 @dataclass

@@ -46,15 +46,6 @@ class FetchResult:
     python_version: str
     manifest: Path
 
-    def summary(self, run_id: str, tracking: trk.Tracking) -> str:
-        count = len(self.manifest.read_text(encoding="utf-8").splitlines())
-        return (
-            f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{self.path}` (verified against "
-            f"`{self.manifest.name}`); "
-            f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}\n\nTracking store: "
-            f"{tracking.describe()}"
-        )
-
     def outputs(self) -> dict[str, object]:
         return {
             "path": str(self.path),
@@ -63,6 +54,15 @@ class FetchResult:
             "python-version": self.python_version,
             "manifest": str(self.manifest),
         }
+
+    def summary(self, run_id: str, tracking: trk.Tracking) -> str:
+        count = len(self.manifest.read_text(encoding="utf-8").splitlines())
+        return (
+            f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{self.path}` (verified against "
+            f"`{self.manifest.name}`); "
+            f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}\n\nTracking store: "
+            f"{tracking.describe()}"
+        )
 
 
 def fetch(

@@ -50,6 +50,16 @@ class GateResult:
     model_name: str
     rerun: bool = False
 
+    def outputs(self) -> dict[str, object]:
+        return {
+            "promoted": "true" if self.promoted else "false",
+            "challenger-value": fmt(self.challenger_value),
+            "champion-value": "" if self.champion_value is None else fmt(self.champion_value),
+            "model-version": self.model_version,
+            "champion-version": self.champion_version,
+            "reason": self.reason,
+        }
+
     def summary(self) -> str:
         icon = "✅ promoted" if self.promoted else "⏸️ not promoted"
         rows = [
@@ -63,16 +73,6 @@ class GateResult:
             ["reason", self.reason],
         ]
         return "### 🥊 gate\n" + gha.md_table(["", ""], rows)
-
-    def outputs(self) -> dict[str, object]:
-        return {
-            "promoted": "true" if self.promoted else "false",
-            "challenger-value": fmt(self.challenger_value),
-            "champion-value": "" if self.champion_value is None else fmt(self.champion_value),
-            "model-version": self.model_version,
-            "champion-version": self.champion_version,
-            "reason": self.reason,
-        }
 
 
 def fmt(value: float) -> str:

@@ -10,13 +10,11 @@ import io
 import json
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import gha, images
-from ..core.docker import MAX_WAIT, engine, login, login_registry, tail, wait_for_endpoint
+from ..core.docker import MAX_WAIT, engine, invoke, login, login_registry, wait_for_endpoint
 from ..core.errors import InputError, StageError, TransientError, positive_number, scrub
 from ..core.retry import retry_or_raise
 
@@ -43,18 +41,18 @@ class HealthResult:
     prediction: str
     ready_seconds: float
 
-    def summary(self) -> str:
-        return (
-            f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in "
-            f"{self.latency_ms} ms\n\n" + gha.md_table(["prediction"], [[f"`{self.prediction}`"]])
-        )
-
     def outputs(self) -> dict[str, object]:
         return {
             "healthy": "true" if self.healthy else "false",
             "latency-ms": str(self.latency_ms),
             "prediction": self.prediction,
         }
+
+    def summary(self) -> str:
+        return (
+            f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in "
+            f"{self.latency_ms} ms\n\n" + gha.md_table(["prediction"], [[f"`{self.prediction}`"]])
+        )
 
 
 def health_check(req: HealthRequest) -> HealthResult:
@@ -118,28 +116,10 @@ def health_check(req: HealthRequest) -> HealthResult:
                 "give a JSON request body file for /invocations",
             )
         t0 = time.monotonic()
-        request = urllib.request.Request(
-            base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        preds = invoke(
+            base, body, max(10.0, timeout), container, "", "check that the payload matches the model's signature"
         )
-        try:
-            with urllib.request.urlopen(request, timeout=max(10.0, timeout)) as resp:
-                answer = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise StageError(
-                f"/invocations answered HTTP {exc.code}: {exc.read()[:300].decode(errors='replace')}",
-                "check that the payload matches the model's signature",
-            ) from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise StageError(
-                f"/invocations gave no JSON answer ({exc.__class__.__name__}): {tail(container)}",
-                "run the image locally to see why",
-            ) from exc
         latency = int(round((time.monotonic() - t0) * 1000))
-        preds = answer.get("predictions") if isinstance(answer, dict) else None
-        if not isinstance(preds, list) or not preds:
-            raise StageError(
-                f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output"
-            )
         prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
         print(f"prediction in {latency} ms: {prediction[:300]}")
         return HealthResult(

@@ -77,10 +77,6 @@ class PrResult:
     pr_url: str = ""
     body_file: str = ""
 
-    def summary(self) -> str:
-        where = f"[#{self.pr_number}]({self.pr_url})" if self.pr_url else f"branch `{self.branch}`"
-        return f"### 🔀 open-pr\n{self.operation}: {where} at `{self.head_sha[:7]}`"
-
     def outputs(self) -> dict[str, object]:
         return {
             "pr-number": str(self.pr_number or ""),
@@ -90,6 +86,10 @@ class PrResult:
             "branch": self.branch,
             "body-file": self.body_file,
         }
+
+    def summary(self) -> str:
+        where = f"[#{self.pr_number}]({self.pr_url})" if self.pr_url else f"branch `{self.branch}`"
+        return f"### 🔀 open-pr\n{self.operation}: {where} at `{self.head_sha[:7]}`"
 
 
 def validate(req: PrRequest) -> PrRequest:

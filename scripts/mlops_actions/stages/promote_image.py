@@ -39,15 +39,15 @@ class PromoteResult:
     mounted: int = 0
     present: int = 0
 
+    def outputs(self) -> dict[str, object]:
+        return {"image": self.image, "digest": self.digest, "tags": "\n".join(self.tags)}
+
     def summary(self, source: str) -> str:
         rows = [[f"`{t}`", f"`{self.digest}`"] for t in self.tags]
         return (
             f"### 🏷️ promote-image\n`{source}` → `{self.image}` ({self.copied} blobs copied, {self.mounted} "
             f"mounted, {self.present} present)\n\n" + gha.md_table(["tag", "digest"], rows)
         )
-
-    def outputs(self) -> dict[str, object]:
-        return {"image": self.image, "digest": self.digest, "tags": "\n".join(self.tags)}
 
 
 def plan(req: PromoteRequest) -> tuple[images.ImageRef, images.ImageRef, list[str]]:

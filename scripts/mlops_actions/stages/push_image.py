@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core import gha, git, images, paths
-from ..core.docker import ECR, MAX_WAIT, ecr_password, engine, login, login_registry, wait_for_endpoint
+from ..core.docker import ECR, MAX_WAIT, ecr_password, engine, invoke, login, login_registry, wait_for_endpoint
 from ..core.errors import InputError, StageError, TransientError, positive_number, scrub
 from ..core.images import SEMVER, normalize_version
 from ..core.retry import retry_or_raise
@@ -56,13 +56,6 @@ class PushResult:
     image_id: str
     smoke: dict
 
-    def summary(self) -> str:
-        rows = [[f"`{t}`"] for t in self.tags]
-        return (
-            f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
-            + gha.md_table(["tag"], rows)
-        )
-
     def outputs(self) -> dict[str, object]:
         return {
             "image": self.image,
@@ -71,6 +64,13 @@ class PushResult:
             "image-id": self.image_id,
             "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if SEMVER.match(tag)), ""),
         }
+
+    def summary(self) -> str:
+        rows = [[f"`{t}`"] for t in self.tags]
+        return (
+            f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
+            + gha.md_table(["tag"], rows)
+        )
 
 
 def branch_tag(branch: str, sha: str = "") -> str:
@@ -206,23 +206,14 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
                 "were checked"
             )
             return result
-        body = payload_path.read_bytes()
-        req = urllib.request.Request(
-            base + "/invocations", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        preds = invoke(
+            base,
+            payload_path.read_bytes(),
+            60,
+            container,
+            "smoke test: ",
+            "check that the input example matches the model's signature",
         )
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                answer = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise StageError(
-                f"smoke test: /invocations answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
-                "check that the input example matches the model's signature",
-            ) from exc
-        preds = answer.get("predictions") if isinstance(answer, dict) else None
-        if not isinstance(preds, list) or not preds:
-            raise StageError(
-                f"smoke test: /invocations gave no predictions: {str(answer)[:200]}", "check the model's predict output"
-            )
         result["predictions"] = preds[:5]
         return result
     finally:

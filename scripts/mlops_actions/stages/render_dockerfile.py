@@ -46,13 +46,6 @@ class RenderResult:
     runtime_reason: str = ""
     requirements: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        return (
-            f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
-            f"`{self.model_sha256[:12]}…`)\n\n"
-            f"runtime **{self.runtime}**: {self.runtime_reason}"
-        )
-
     def outputs(self) -> dict[str, object]:
         return {
             "dockerfile": str(self.dockerfile),
@@ -62,6 +55,13 @@ class RenderResult:
             "runtime": self.runtime,
             "runtime-reason": self.runtime_reason,
         }
+
+    def summary(self) -> str:
+        return (
+            f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
+            f"`{self.model_sha256[:12]}…`)\n\n"
+            f"runtime **{self.runtime}**: {self.runtime_reason}"
+        )
 
 
 def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:

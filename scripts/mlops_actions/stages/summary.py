@@ -48,6 +48,9 @@ HEADLINE = (
     "prod-image",
 )
 
+DEFAULT_TITLE = "mlops pipeline"
+DEFAULT_OUTPUT = ".mlops/summary.json"
+
 
 @dataclass
 class Stage:
@@ -258,8 +261,8 @@ def summarize(
     stages: str = "",
     reasons: str = "",
     after: str = "",
-    title: str = "mlops pipeline",
-    output: str = ".mlops/summary.json",
+    title: str = DEFAULT_TITLE,
+    output: str = DEFAULT_OUTPUT,
 ) -> SummaryResult:
     needs = parse_needs(needs_json)
     labels = parse_pairs(stages, "stages")

@@ -64,6 +64,19 @@ class TrainResult:
     env_manager: str = ""
     reused: bool = False
 
+    def outputs(self) -> dict[str, object]:
+        return {
+            "env-manager": self.env_manager,
+            "env-cache": "\n".join(projectenv.cache_paths()),
+            "reused": "true" if self.reused else "false",
+            "run-id": self.run_id,
+            "experiment-id": self.experiment_id,
+            "model-uri": self.model_uri,
+            "metrics": self.metrics,
+            "run-url": self.run_url,
+            "tracking-uri": self.tracking_uri,
+        }
+
     def summary(self, tracking: trk.Tracking) -> str:
         """The job-summary section: the run, its model, how it was made, its metrics."""
         link = f"[{self.run_id}]({self.run_url})" if self.run_url else f"`{self.run_id}`"
@@ -77,19 +90,6 @@ class TrainResult:
             f"### 🏋️ train\nMLflow run {link}, model `{self.model_uri}`; {how}\n\nTracking store: "
             f"{tracking.describe()}\n\n" + (gha.md_table(["metric", "value"], rows) if rows else "_no metrics logged_")
         )
-
-    def outputs(self) -> dict[str, object]:
-        return {
-            "env-manager": self.env_manager,
-            "env-cache": "\n".join(projectenv.cache_paths()),
-            "reused": "true" if self.reused else "false",
-            "run-id": self.run_id,
-            "experiment-id": self.experiment_id,
-            "model-uri": self.model_uri,
-            "metrics": self.metrics,
-            "run-url": self.run_url,
-            "tracking-uri": self.tracking_uri,
-        }
 
 
 def run_tags() -> dict[str, str]:
