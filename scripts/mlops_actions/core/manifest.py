@@ -2,7 +2,7 @@
 
 A manifest lists the plain files of a folder and never follows a link: a symbolic link (or a
 special file) anywhere in the folder is refused with one line naming the input
-(:func:`mlops_actions.paths.tree_files`), so a verified folder holds exactly the listed bytes and
+(:func:`mlops_actions.core.paths.tree_files`), so a verified folder holds exactly the listed bytes and
 nothing that points out of it. The stage marker ``.mlops-output`` is not listed: it says which
 stage wrote the folder, it is not part of what was delivered."""
 

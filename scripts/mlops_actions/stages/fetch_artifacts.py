@@ -2,7 +2,7 @@
 
 Only a finished, live run is fetched (:func:`read_run`, shared with gate): a deleted run or one
 that is not FINISHED is refused naming ``run-id``. The destination follows the stage rules of
-:mod:`mlops_actions.paths`: it is new, empty or an earlier fetch-artifacts output (marker
+:mod:`mlops_actions.core.paths`: it is new, empty or an earlier fetch-artifacts output (marker
 ``.mlops-output``), never the workspace or checkout root, and it is replaced atomically:
 everything lands in a sibling temporary folder first and is swapped in only once the download is
 complete and the manifest written, so a failed or interrupted fetch leaves the previous contents

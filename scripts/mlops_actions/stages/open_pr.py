@@ -2,7 +2,7 @@
 (or update) the pull request. Reruns are idempotent: same content → nothing pushed, the open PR is
 reused, never duplicated.
 
-What it never does (the stage rules of :mod:`mlops_actions.paths`):
+What it never does (the stage rules of :mod:`mlops_actions.core.paths`):
 
 * push to the base branch or the default branch: the bot branch must differ from both (``--base``,
   the repository's default branch from the API, the remote's HEAD, ``GITHUB_BASE_REF``), checked

@@ -2,7 +2,7 @@
 push it. Nothing is tagged under the target name, and nothing pushed, unless the smoke test passed.
 
 The build context holds plain files only: a symbolic link anywhere in it is refused naming
-``context`` (see :mod:`mlops_actions.paths`), so no file of the runner can be sent to the engine
+``context`` (see :mod:`mlops_actions.core.paths`), so no file of the runner can be sent to the engine
 and baked into the image. ``smoke-timeout`` is a finite number of seconds above 0 (at most a day)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stage 4, render-dockerfile: a build context (Dockerfile, requirements, server, model) for a model.
 
-The output folder follows the stage rules of :mod:`mlops_actions.paths`: it is new, empty or an
+The output folder follows the stage rules of :mod:`mlops_actions.core.paths`: it is new, empty or an
 earlier render-dockerfile output (marker ``.mlops-output``), never the workspace or checkout root,
 never inside the model folder (nor the model folder inside it); it is replaced atomically. The
 model folder is copied without following links: a symbolic link in it is refused, so no file of
