@@ -39,7 +39,7 @@ STAGES = ("train", "gate", "fetch-artifacts", "render-dockerfile", "smoke-test",
 
 @dataclass(frozen=True)
 class GateConfig:
-    """The champion/challenger gate of the pipeline (see gate.py)."""
+    """The champion/challenger gate of the pipeline (see stages/gate.py)."""
 
     metric: str
     model_name: str
