@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import gha
+from . import gha, paths
 from .errors import InputError
 from .paths import read_text_input
 from .validate import Table, is_null, norm, read_table, to_number
 
+STAGE = "drift"  # the output folder's marker
 TYPES = ("numeric", "categorical", "text", "ignore")
 CATEGORICAL_MAX_INT = 20  # integer columns with at most this many distinct values are categories
 CATEGORICAL_MAX = 50  # string columns with at most this many distinct values (or 5% of the rows)
@@ -60,8 +61,8 @@ class Thresholds:
     def check(self) -> "Thresholds":
         for name, value, lo, hi in (("p-value", self.p_value, 0, 1), ("psi", self.psi, 0, None),
                                     ("js-distance", self.js_distance, 0, 1), ("oov-rate", self.oov_rate, 0, 1)):
-            if not isinstance(value, (int, float)) or math.isnan(value) or value <= lo or (hi is not None and value > hi):
-                span = f"in (0, {hi}]" if hi is not None else "above 0"
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= lo or (hi is not None and value > hi):
+                span = f"in (0, {hi}]" if hi is not None else "above 0 and finite"
                 raise InputError(name, f"{value} is out of range", f"give a number {span}")
         return self
 
@@ -403,6 +404,8 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
                  thresholds: Thresholds = Thresholds(), output_dir: str | os.PathLike[str] = ".mlops/drift") -> DriftResult:
     """Compare CURRENT with REFERENCE; write drift.json and drift.md to output_dir."""
     thresholds.check()
+    claimed = {name: Path(value) for name, value in (("reference", reference), ("current", current)) if str(value).strip()}
+    paths.claim_output(output_dir, STAGE, "output-dir", claimed)  # before any work: new, empty or ours
     overrides = parse_columns(columns)
     ref = _load(str(reference), "reference")
     cur = _load(str(current), "current")
@@ -422,7 +425,7 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
                 kind, why = infer_type([v for v in ref.values(name) if not is_null(v)] or [v for v in cur.values(name) if not is_null(v)])
                 inferred = True
             feature = compare_feature(name, kind, ref.values(name), cur.values(name), thresholds, inferred, why)
-            print(f"{name} ({kind}): " + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
+            gha.log(f"{name} ({kind}): " + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
                   + (" → DRIFT" if feature.drifted else ""))
             features.append(feature)
     report = {
@@ -439,10 +442,10 @@ def detect_drift(reference: str | os.PathLike[str], current: str | os.PathLike[s
     }
     markdown = render_markdown(report)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with paths.output_dir(out, STAGE, "output-dir", claimed) as staging:  # replaced atomically, never a foreign folder
+        (staging / "drift.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        (staging / "drift.md").write_text(markdown, encoding="utf-8")
     json_path, md_path = out / "drift.json", out / "drift.md"
-    json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    md_path.write_text(markdown, encoding="utf-8")
     return DriftResult(drift_detected=report["drift_detected"], features=features, report=json_path, table=md_path, markdown=markdown)
 
 

@@ -97,7 +97,7 @@ def health_check(req: HealthRequest) -> HealthResult:
         if not isinstance(preds, list) or not preds:
             raise StageError(f"/invocations answered without predictions: {str(answer)[:200]}", "check the model's predict output")
         prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
-        print(f"prediction in {latency} ms: {prediction[:300]}")
+        gha.log(f"prediction in {latency} ms: {prediction[:300]}")
         return HealthResult(image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready)
     finally:
         if container is not None:
