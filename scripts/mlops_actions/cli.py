@@ -51,7 +51,7 @@ def stage(fn):
             outputs = fn(*args, **kwargs)
         except MlopsError as exc:
             gha.error(exc.line(), title=f"mlops {click.get_current_context().info_name}")
-            gha.add_summary(f"❌ **{click.get_current_context().info_name}**: {exc.line()}")
+            gha.add_summary(f"❌ **{click.get_current_context().info_name}**: {gha.md_inline(exc.line())}")
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
@@ -365,7 +365,7 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
     with gha.group(f"validate-data {data} against {spec}"):
         result = validate(data, spec, output_dir)
         for check in result.checks:
-            print(
+            gha.log(
                 f"{'ok  ' if check.passed else 'FAIL'} {check.check}{' ' + check.target if check.target else ''}: "
                 f"{check.observed} (expected {check.expected})"
             )
@@ -500,7 +500,7 @@ def summary(needs_json, stages, reasons, after, title, output):
 
     result = summarize(needs_json, stages=stages, reasons=reasons, after=after, title=title, output=output)
     gha.add_summary(result.markdown)
-    print(result.markdown)
+    gha.log(result.markdown)
     return result.outputs()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .core import local_services
 from .core import tracking as trk
-from .core.paths import resource
+from .core.paths import MARKER, claim_output, resource
 from .pipeline import PipelineConfig, run_pipeline
 from .stages.open_pr import PrRequest
 from .stages.push_image import PushRequest
@@ -45,8 +45,9 @@ def _done(ws: Path, outputs: dict[str, object]) -> None:
 
 
 def run_demo(ws: Path, registry: str = "127.0.0.1:5000", skip_image: bool = False) -> dict[str, object]:
-    ws = ws.resolve()
+    ws = claim_output(ws, "demo", "workspace").resolve()  # new, empty or an earlier demo's: never the checkout
     ws.mkdir(parents=True, exist_ok=True)
+    (ws / MARKER).write_text("demo\n", encoding="utf-8")
     _, repo = local_services.git_origin(ws)
     cfg = PipelineConfig(
         project_path=str(resource("model_project/sentiment")),

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import gha
+from .core import gha, paths
 from .core import tracking as trk
 from .core.errors import InputError, MlopsError
 from .stages.fetch_artifacts import fetch
@@ -149,6 +149,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
     """Run the chain for ``cfg``; returns the step outputs (``stages``: stage → result icon)."""
     gate_req = gate_request(cfg.gate) if cfg.gate is not None else None  # a bad gate input fails before training
     push_req = push_request(cfg.push) if cfg.push is not None else None
+    paths.claim_output(
+        cfg.artifacts_dir, "fetch-artifacts", "artifacts-path"
+    )  # output folders are checked before training
+    paths.claim_output(cfg.context_dir, "render-dockerfile", "context-dir")
     if cfg.pr is not None and _inside(Path(cfg.pr.workdir) / cfg.pr.repo_path, Path(cfg.project_path)):
         gha.warning(
             f"repo-path '{cfg.pr.repo_path}' lies inside project-path '{cfg.project_path}': merging the pull "

@@ -15,6 +15,7 @@ into their own earlier output: it is replaced atomically, and a failed rerun lea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,6 +52,7 @@ class World:
     host: Path  # outside the checkout: what a link may point at
     inputs: Path
     values: dict[str, str] = field(default_factory=dict)
+    registry: object = None  # the real registry (conftest.Registry)
 
 
 def cli(world: World, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -131,17 +133,69 @@ def runs(mlflow_server, trained):
     return {"running": running, "failed": failed, "deleted": deleted, "nan_run": nan}
 
 
+class _Elsewhere(BaseHTTPRequestHandler):
+    """Another host a hostile server sends clients to: it records what reaches it (credentials must
+    not) and answers 404."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        self.seen.append(f"{self.command} {self.path} " + " ".join(f"{k}={v}" for k, v in self.headers.items()))
+        body = b"not here"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
 class _Hostile(BaseHTTPRequestHandler):
-    """A real MLflow server behind a proxy that adds a name climbing out of the run (or an absolute
-    one) to every artifact listing it forwards."""
+    """A real MLflow server behind a proxy that lies, by ``mode``: adds a name climbing out of the
+    run (``evil``: ``..``, absolute, a line break, a backslash) to every artifact listing; lists
+    sizes that are not the served bytes (``size-lie``); serves a huge file for a small listed one
+    (``huge``); redirects downloads or the run's REST call to another host (``redirect-*``);
+    answers the run's REST call with HTML (``garbage``)."""
 
     backend = ""
+    mode = "name"
     evil = "../../evil.txt"
+    elsewhere = ""
+
+    def _send(self, status: int, data: bytes, ctype: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
 
     def _forward(self) -> None:
         import urllib.error
         import urllib.request
 
+        download = self.command == "GET" and self.path.startswith("/api/2.0/mlflow-artifacts/artifacts/") and ".png" in self.path
+        get_run = "/mlflow/runs/get" in self.path
+        if (self.mode == "redirect-download" and download) or (self.mode == "redirect-api" and get_run):
+            return self._send(302, b"", "text/plain", {"Location": self.elsewhere + self.path})
+        if self.mode == "garbage" and get_run:
+            return self._send(200, b"<html><body>maintenance</body></html>", "application/json")
+        if self.mode == "huge" and download:  # listed as a small image, served as 64 MB
+            size = 64 << 20
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            chunk = b"\0" * (1 << 20)
+            for _ in range(size >> 20):
+                self.wfile.write(chunk)
+            return None
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         req = urllib.request.Request(self.backend + self.path, data=body, method=self.command,
@@ -153,13 +207,14 @@ class _Hostile(BaseHTTPRequestHandler):
             status, data, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
         if "json" in ctype and b'"files"' in data:
             doc = json.loads(data)
-            doc["files"] = list(doc.get("files") or []) + [{"path": self.evil, "is_dir": False, "file_size": 5}]
+            if self.mode == "name":
+                doc["files"] = list(doc.get("files") or []) + [{"path": self.evil, "is_dir": False, "file_size": 5}]
+            elif self.mode == "size-lie":
+                for entry in doc.get("files") or []:
+                    if not entry.get("is_dir") and entry.get("file_size"):
+                        entry["file_size"] = int(entry["file_size"]) + 1000
             data = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype or "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return self._send(status, data, ctype or "application/octet-stream")
 
     do_GET = do_POST = do_PATCH = do_DELETE = _forward
 
@@ -167,25 +222,172 @@ class _Hostile(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def hostile(mlflow_server):
+class _FakeRegistry(BaseHTTPRequestHandler):
+    """A hostile OCI registry (basic auth), by ``mode``: serves a manifest that does not hash to the
+    digest asked for (``wrong-digest``); redirects manifests to another host (``redirect``); pages
+    its tag list to another host (``link-elsewhere``); starts blob uploads without a Location
+    (``no-location``)."""
+
+    mode = "wrong-digest"
+    elsewhere = ""
+
+    def _send(self, status: int, data: bytes = b"", headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if "Authorization" not in self.headers:
+            return self._send(401, b"{}", {"WWW-Authenticate": 'Basic realm="hostile"', "Content-Type": "application/json"})
+        path = self.path.split("?")[0]
+        if path == "/v2/":
+            return self._send(200, b"{}", {"Content-Type": "application/json"})
+        if self.mode == "wrong-digest" and "/manifests/" in path:
+            body = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {}, "layers": []}'
+            return self._send(200, body, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                          "Docker-Content-Digest": path.rsplit("/", 1)[1]})
+        if self.mode == "redirect" and "/manifests/" in path:
+            return self._send(307, b"", {"Location": self.elsewhere + self.path})
+        if self.mode == "link-elsewhere" and path.endswith("/tags/list"):
+            repo = path[len("/v2/"):-len("/tags/list")]
+            return self._send(200, json.dumps({"name": repo, "tags": ["v1.0.0"]}).encode(),
+                              {"Content-Type": "application/json", "Link": f'<{self.elsewhere}/v2/{repo}/tags/list?last=v1.0.0>; rel="next"'})
+        if self.mode == "no-location" and path.endswith("/blobs/uploads/") and self.command == "POST":
+            return self._send(202)
+        return self._send(404, b'{"errors": [{"code": "NAME_UNKNOWN"}]}', {"Content-Type": "application/json"})
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = _answer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+class _RegistryProxy(BaseHTTPRequestHandler):
+    """The real registry behind a proxy that answers 500 to every manifest PUT: blobs arrive, the
+    manifest (and so any tag) never does."""
+
+    backend = ""
+
+    def _forward(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if self.command == "PUT" and "/manifests/" in self.path:
+            data = b'{"errors": [{"code": "UNKNOWN", "message": "storage failed"}]}'
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
+        req = urllib.request.Request(self.backend + self.path, data=body if body is not None else (b"" if self.command in ("PUT", "POST", "PATCH") else None),
+                                     method=self.command, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError as exc:
+            resp = exc
+        data = resp.read()
+        self.send_response(resp.status if hasattr(resp, "status") else resp.code)
+        for key, value in resp.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def _serve(handler: type, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     import threading
 
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def elsewhere():
+    server = _serve(_Elsewhere, "127.0.0.2")  # another host: loopback, but not the server's address
+    yield f"http://127.0.0.2:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hostile(mlflow_server, elsewhere):
     urls = {}
     servers = []
-    for name, evil in (("hostile", "../../evil.txt"), ("hostile_abs", "/tmp/mlops-evil.txt")):
-        handler = type(f"Hostile_{name}", (_Hostile,), {"backend": mlflow_server.url.rstrip("/"), "evil": evil})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = mlflow_server.url.rstrip("/")
+    for name, mode, evil in (("hostile", "name", "../../evil.txt"), ("hostile_abs", "name", "/tmp/mlops-evil.txt"),
+                             ("hostile_nl", "name", "model/a" + PAYLOAD), ("hostile_bs", "name", "..\\..\\evil.txt"),
+                             ("hostile_size", "size-lie", ""), ("hostile_huge", "huge", ""), ("hostile_redirect", "redirect-download", ""),
+                             ("hostile_redirect_api", "redirect-api", ""), ("hostile_garbage", "garbage", "")):
+        handler = type(f"Hostile_{name}", (_Hostile,), {"backend": backend, "mode": mode, "evil": evil, "elsewhere": elsewhere})
+        server = _serve(handler)
         servers.append(server)
         urls[name] = f"http://127.0.0.1:{server.server_address[1]}"
+    for mode in ("wrong-digest", "redirect", "link-elsewhere", "no-location"):
+        server = _serve(type(f"Registry_{mode}", (_FakeRegistry,), {"mode": mode, "elsewhere": elsewhere}))
+        servers.append(server)
+        urls["reg_" + mode.replace("-", "_")] = f"127.0.0.1:{server.server_address[1]}"
     yield urls
     for server in servers:
         server.shutdown()
 
 
+PROMOTE_SRC, PROMOTE_DST = "nothing-lost/src", "nothing-lost/prod"
+
+
+def _push_synthetic_image(registry, repo: str) -> str:
+    """A two-blob OCI image pushed through the registry API (no engine needed); returns its digest."""
+    import requests
+
+    auth = (registry.username, registry.password)
+
+    def blob(data: bytes) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        start = requests.post(f"{registry.url}/v2/{repo}/blobs/uploads/", auth=auth, timeout=30)
+        location = start.headers["Location"]
+        url = location if location.startswith("http") else registry.url + location
+        requests.put(f"{url}{'&' if '?' in url else '?'}digest={digest}", data=data, auth=auth, timeout=30,
+                     headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+        return {"digest": digest, "size": len(data)}
+
+    config = blob(b'{"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}')
+    layer = blob(os.urandom(2048))
+    manifest_doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}]}
+    body = json.dumps(manifest_doc).encode()
+    requests.put(f"{registry.url}/v2/{repo}/manifests/v1", data=body, auth=auth, timeout=30,
+                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def real_registry(registry):
+    digest = _push_synthetic_image(registry, PROMOTE_SRC)
+    proxy = _serve(type("RegistryProxy", (_RegistryProxy,), {"backend": registry.url}))
+    yield {"registry": registry.host, "synthetic": digest, "reg_put_500": f"127.0.0.1:{proxy.server_address[1]}",
+           "reg_user": registry.username, "reg_password": registry.password, "_registry": registry}
+    proxy.shutdown()
+
+
 @pytest.fixture
-def world(tmp_path, fetched, trained, mlflow_server, runs, hostile) -> World:
+def world(tmp_path, fetched, trained, mlflow_server, runs, hostile, real_registry) -> World:
     root = tmp_path / "case"
     root.mkdir()
     origin, clone = local_services.git_origin(root)
@@ -208,11 +410,22 @@ def world(tmp_path, fetched, trained, mlflow_server, runs, hostile) -> World:
     ctx = inputs / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM scratch\n")
-    w = World(root=root, ws=ws, origin=origin, host=host, inputs=inputs)
+    w = World(root=root, ws=ws, origin=origin, host=host, inputs=inputs, registry=real_registry["_registry"])
     w.values = {
         "ws": str(ws), "host": str(host), "model": str(inputs / "model"), "art": str(inputs / "art"), "ctx": str(ctx),
         "inputs": str(inputs), "mlflow": mlflow_server.url, "run_id": trained.run_id, **runs, **hostile,
+        **{k: v for k, v in real_registry.items() if not k.startswith("_")},
+        "project": str(Path(__file__).resolve().parents[2] / "model_project" / "sentiment"),
     }
+    # data for validate-data, drift and summary
+    (inputs / "data.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
+    (inputs / "spec.yaml").write_text("format: csv\nmin_rows: 1\ncolumns:\n  a: {type: integer}\n  b: {}\n")
+    rows = "".join(f"{i * 0.37 % 1:.3f},{'pq'[i % 2]}\n" for i in range(40))
+    (inputs / "ref.csv").write_text("x,c\n" + rows)
+    (inputs / "cur.csv").write_text("x,c\n" + rows)
+    (inputs / "needs.json").write_text(json.dumps({"train": {"result": "success", "outputs": {"run-id": "abc"}},
+                                                   "gate": {"result": "skipped", "outputs": {}}}))
+    w.values["needs"] = (inputs / "needs.json").read_text()
     return w
 
 
@@ -349,6 +562,47 @@ def combine(*steps: Callable[[World], None]) -> Callable[[World], None]:
     return setup
 
 
+def ws_file(rel: str, text: str = "a user's file\n") -> Callable[[World], None]:
+    def setup(w: World) -> None:
+        (w.ws / rel).parent.mkdir(parents=True, exist_ok=True)
+        (w.ws / rel).write_text(text)
+    return setup
+
+
+def ws_link(rel: str, target: str) -> Callable[[World], None]:
+    def setup(w: World) -> None:
+        (w.ws / rel).symlink_to(target.format(**w.values))
+    return setup
+
+
+def prior(args: list[str], stale: str = "") -> Callable[[World], None]:
+    """The stage ran once before (``args``): what it wrote is its own, and a rerun may replace it;
+    ``stale`` names a file added to that output since, which the rerun's fresh output drops."""
+    def setup(w: World) -> None:
+        proc = cli(w, [a.format(**w.values) for a in args])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (w.root.parent / f"{w.root.name}-gh" / "output").unlink(missing_ok=True)
+        if stale:
+            (w.ws / stale).write_text("from an older run\n")
+    return setup
+
+
+_DVC_TEMPLATE: list[Path] = []
+
+
+def dvc_init(w: World) -> None:
+    """What ``dvc init`` leaves in the checkout (run once, then copied: the cases stay fast)."""
+    if not _DVC_TEMPLATE:
+        import tempfile
+
+        template = Path(tempfile.mkdtemp(prefix="mlops-dvc-init-"))
+        git("init", "--quiet", str(template), cwd=template)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--quiet"], cwd=template, check=True, capture_output=True)
+        _DVC_TEMPLATE.append(template)
+    shutil.copytree(_DVC_TEMPLATE[0] / ".dvc", w.ws / ".dvc")
+    shutil.copy(_DVC_TEMPLATE[0] / ".dvcignore", w.ws / ".dvcignore")
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 
 
@@ -360,6 +614,8 @@ class Case:
     code: int = 2
     setup: Callable[[World], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    outcome: str = "refused"  # refused | unchanged (exit 0, nothing changed) | created | replaced (its own earlier output)
+    creates: tuple[str, ...] = ()  # for created/replaced: the only paths (below the case folder) that may be new or change
 
 
 R = ["render-dockerfile", "--runtime", "native", "--model-dir", "{model}"]
@@ -518,6 +774,137 @@ CASES = [
     Case("verify-manifest-absolute-path", V + ["{art}"], "directory", setup=write("art/MANIFEST.sha256", ("0" * 64) + "  /etc/passwd\n")),
 ]
 
+VD = ["validate-data", "--data", "{inputs}/data.csv", "--spec", "{inputs}/spec.yaml"]
+DR = ["drift", "--reference", "{inputs}/ref.csv", "--current", "{inputs}/cur.csv"]
+SU = ["summary", "--needs", "{needs}"]
+DV = ["dvc", "--operation", "metrics-diff"]
+T = ["train", "--project-path", "{project}"]
+PL = ["pipeline", "--project-path", "{project}", "--metric", "test_accuracy", "--tracking-uri", "{mlflow}"]
+PI = ["promote-image", "--version", "1.0.0"]
+REAL_SRC = ["--source", "{registry}/" + PROMOTE_SRC + "@{synthetic}", "--source-username", "{reg_user}"]
+FAKE_DIGEST = "@sha256:" + "a" * 64
+TOKEN = "tok-SECRET-0123456789"  # a credential that must never reach another host nor print unmasked
+HOSTILE_ENV = {"MLFLOW_TRACKING_TOKEN": TOKEN, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+FORGING_SPEC = "format: csv\nmin_rows: 1\ncolumns:\n  a: {{type: integer}}\n  \"b\\n::warning::forged\": {{}}\n"
+FORGING_CSV = "x,\"c\n::warning::forged\"\n" + "".join(f"{i * 0.37 % 1:.3f},{'pq'[i % 2]}\n" for i in range(40))
+
+CASES += [
+    # validate-data: the report folder is new, empty or its own earlier output
+    Case("validate-out-dot", VD + ["--output-dir", "."], "output-dir"),
+    Case("validate-out-workspace", VD + ["--output-dir", "{ws}"], "output-dir"),
+    Case("validate-out-foreign-folder", VD + ["--output-dir", "victim"], "output-dir"),
+    Case("validate-out-is-a-file", VD + ["--output-dir", "note.txt"], "output-dir"),
+    Case("validate-out-under-a-file", VD + ["--output-dir", "note.txt/reports"], "output-dir"),
+    Case("validate-out-in-dot-git", VD + ["--output-dir", ".git/reports"], "output-dir"),
+    Case("validate-out-dot-github", VD + ["--output-dir", ".github"], "output-dir"),
+    Case("validate-out-is-a-link", VD + ["--output-dir", "out"], "output-dir", setup=out_link),
+    Case("validate-out-holds-drift-output", VD + ["--output-dir", "reports"], "output-dir", setup=ws_output_of("drift", "reports")),
+    Case("validate-out-holds-the-data", VD + ["--output-dir", "{inputs}"], "output-dir"),
+    Case("validate-out-root-with-forged-marker", VD + ["--output-dir", "."], "output-dir", setup=marker_at_root("validate-data")),
+    Case("validate-new-folder", VD + ["--output-dir", "reports"], "", code=0, outcome="created", creates=("ws/reports",)),
+    Case("validate-default-folder", VD, "", code=0, outcome="created", creates=("ws/.mlops",)),
+    Case("validate-rerun-replaces-its-own", VD + ["--output-dir", "reports"], "", code=0, outcome="replaced", creates=("ws/reports",),
+         setup=prior(VD + ["--output-dir", "reports"], stale="reports/stale.txt")),
+    Case("validate-spec-column-forges-command", VD + ["--output-dir", "reports", "--fail-on-invalid", "false"], "", code=0,
+         outcome="created", creates=("ws/reports",), setup=write("spec.yaml", FORGING_SPEC)),
+    # drift: the same rule for its report folder; thresholds finite
+    Case("drift-out-dot", DR + ["--output-dir", "."], "output-dir"),
+    Case("drift-out-foreign-folder", DR + ["--output-dir", "victim"], "output-dir"),
+    Case("drift-out-is-a-file", DR + ["--output-dir", "note.txt"], "output-dir"),
+    Case("drift-out-in-dot-git", DR + ["--output-dir", ".git/drift"], "output-dir"),
+    Case("drift-out-in-dot-github", DR + ["--output-dir", ".github/drift"], "output-dir"),
+    Case("drift-out-is-a-link", DR + ["--output-dir", "out"], "output-dir", setup=out_link),
+    Case("drift-out-holds-validate-output", DR + ["--output-dir", "reports"], "output-dir", setup=ws_output_of("validate-data", "reports")),
+    Case("drift-out-holds-the-reference", DR + ["--output-dir", "{inputs}"], "output-dir"),
+    Case("drift-p-value-nan", DR + ["--p-value", "nan", "--output-dir", "d"], "p-value"),
+    Case("drift-psi-inf", DR + ["--psi", "inf", "--output-dir", "d"], "psi"),
+    Case("drift-new-folder", DR + ["--output-dir", "d"], "", code=0, outcome="created", creates=("ws/d",)),
+    Case("drift-rerun-replaces-its-own", DR + ["--output-dir", "d"], "", code=0, outcome="replaced", creates=("ws/d",),
+         setup=prior(DR + ["--output-dir", "d"], stale="d/stale.txt")),
+    Case("drift-column-name-forges-command", DR + ["--output-dir", "d"], "", code=0, outcome="created", creates=("ws/d",),
+         setup=combine(write("ref.csv", FORGING_CSV), write("cur.csv", FORGING_CSV))),
+    # summary: its JSON and Markdown twin are new or its own; the needs context is a real one
+    Case("summary-output-foreign-file", SU + ["--output", "note.txt"], "output"),
+    Case("summary-output-markdown-twin-foreign", SU + ["--output", "report.json"], "output", setup=ws_file("report.md")),
+    Case("summary-output-is-markdown", SU + ["--output", "summary.md"], "output"),
+    Case("summary-output-in-dot-github", SU + ["--output", ".github/summary.json"], "output"),
+    Case("summary-output-in-dot-git", SU + ["--output", ".git/summary.json"], "output"),
+    Case("summary-output-is-a-folder", SU + ["--output", "victim"], "output"),
+    Case("summary-output-is-a-link", SU + ["--output", "s.json"], "output", setup=ws_link("s.json", "{host}/secret.txt")),
+    Case("summary-needs-empty-object", ["summary", "--needs", "{{}}", "--output", "s/summary.json"], "needs"),
+    Case("summary-needs-unknown-result", ["summary", "--needs", '{{"a": {{"result": "maybe"}}}}', "--output", "s/summary.json"], "needs"),
+    Case("summary-needs-outputs-a-list", ["summary", "--needs", '{{"a": {{"result": "success", "outputs": [1]}}}}', "--output", "s/summary.json"], "needs"),
+    Case("summary-new-file", SU + ["--output", "s/summary.json"], "", code=0, outcome="created", creates=("ws/s",)),
+    Case("summary-default-file", SU, "", code=0, outcome="created", creates=("ws/.mlops",)),
+    Case("summary-rerun-replaces-its-own", SU + ["--output", "s/summary.json"], "", code=0, outcome="replaced", creates=("ws/s",),
+         setup=prior(SU + ["--output", "s/summary.json", "--title", "an older run"])),
+    Case("summary-title-forges-command", SU + ["--output", "s/summary.json", "--title", "t" + PAYLOAD], "", code=0,
+         outcome="created", creates=("ws/s",)),
+    # dvc: the metrics diff file is new or its own
+    Case("dvc-operation-unknown", ["dvc", "--operation", "destroy"], "operation"),
+    Case("dvc-jobs-negative", DV + ["--jobs", "-1"], "jobs", setup=dvc_init),
+    Case("dvc-base-option-injection", DV + ["--base=--output=x"], "base", setup=dvc_init),
+    Case("dvc-diff-file-foreign", DV + ["--metrics-diff-file", "note.txt"], "metrics-diff-file", setup=dvc_init),
+    Case("dvc-diff-file-git-config", DV + ["--metrics-diff-file", ".git/config"], "metrics-diff-file", setup=dvc_init),
+    Case("dvc-diff-file-workflow", DV + ["--metrics-diff-file", ".github/workflows/ci.yml"], "metrics-diff-file", setup=dvc_init),
+    Case("dvc-diff-file-is-a-link", DV + ["--metrics-diff-file", "diff.md"], "metrics-diff-file",
+         setup=combine(dvc_init, ws_link("diff.md", "{host}/secret.txt"))),
+    Case("dvc-diff-file-is-a-folder", DV + ["--metrics-diff-file", "victim"], "metrics-diff-file", setup=dvc_init),
+    Case("dvc-diff-file-default", DV, "", code=0, outcome="created", creates=("ws/.mlops",), setup=dvc_init),
+    # train and pipeline: typed inputs; the pipeline's output folders are checked before anything trains
+    Case("train-project-path-missing", ["train", "--project-path", "{inputs}/nope"], "project-path"),
+    Case("train-env-manager-unknown", T + ["--env-manager", "conda"], "env-manager"),
+    Case("train-params-not-pairs", T + ["--params", "x"], "params"),
+    Case("train-autolog-maybe", T + ["--autolog", "maybe"], "autolog"),
+    Case("train-token-in-tracking-uri", T + ["--tracking-uri", "http://127.0.0.1:1/?token=" + TOKEN], "tracking-uri"),
+    Case("pipeline-artifacts-path-dot", PL + ["--artifacts-path", "."], "artifacts-path"),
+    Case("pipeline-artifacts-path-foreign", PL + ["--artifacts-path", "victim"], "artifacts-path"),
+    Case("pipeline-context-dir-dot-github", PL + ["--context-dir", ".github/image"], "context-dir"),
+    Case("pipeline-direction-sideways", PL + ["--direction", "sideways"], "direction"),
+    Case("pipeline-gate-maybe", PL + ["--gate", "maybe"], "gate"),
+    # demo: its workspace is new or its own, never the checkout
+    Case("demo-workspace-dot", ["demo", "--skip-image", "--workspace", "."], "workspace"),
+    Case("demo-workspace-foreign-folder", ["demo", "--skip-image", "--workspace", "victim"], "workspace"),
+    Case("demo-workspace-is-a-file", ["demo", "--skip-image", "--workspace", "note.txt"], "workspace"),
+    Case("demo-workspace-in-dot-github", ["demo", "--skip-image", "--workspace", ".github/demo"], "workspace"),
+    # a hostile MLflow server: names out of the run, size lies, a huge file, redirects, garbage
+    Case("fetch-hostile-server-newline-name", ["fetch-artifacts", "--tracking-uri", "{hostile_nl}", "--run-id", "{run_id}", "--path", "out"],
+         "MLflow at", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-backslash-name", ["fetch-artifacts", "--tracking-uri", "{hostile_bs}", "--run-id", "{run_id}", "--path", "out"],
+         "MLflow at", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-size-lie", ["fetch-artifacts", "--tracking-uri", "{hostile_size}", "--run-id", "{run_id}", "--path", "out"],
+         "the server lists", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-huge-file", ["fetch-artifacts", "--tracking-uri", "{hostile_huge}", "--run-id", "{run_id}", "--path", "out"],
+         "the server lists", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-redirects-download", ["fetch-artifacts", "--tracking-uri", "{hostile_redirect}", "--run-id", "{run_id}", "--path", "out"],
+         "MLflow at", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-redirects-api", ["fetch-artifacts", "--tracking-uri", "{hostile_redirect_api}", "--run-id", "{run_id}", "--path", "out"],
+         "MLflow at", code=1, env=HOSTILE_ENV),
+    Case("fetch-hostile-server-html-for-json", ["fetch-artifacts", "--tracking-uri", "{hostile_garbage}", "--run-id", "{run_id}", "--path", "out"],
+         "MLflow at", code=1, env=HOSTILE_ENV),
+    Case("gate-hostile-server-redirects-api", ["gate", "--tracking-uri", "{hostile_redirect_api}", "--model-name", "nothing-lost", "--metric",
+                                                "test_accuracy", "--run-id", "{run_id}"], "MLflow at", code=1, env=HOSTILE_ENV),
+    # a hostile registry: wrong digests, redirects and links to another host, no upload location, 5xx on the manifest
+    Case("promote-source-wrong-digest", PI + ["--source", "{reg_wrong_digest}/acme/model" + FAKE_DIGEST, "--source-username", "u",
+                                              "--target", "{registry}/" + PROMOTE_DST], "source registry", code=1,
+         env={"SOURCE_REGISTRY_PASSWORD": TOKEN}),
+    Case("promote-source-redirects-elsewhere", PI + ["--source", "{reg_redirect}/acme/model" + FAKE_DIGEST, "--source-username", "u",
+                                                     "--target", "{registry}/" + PROMOTE_DST], "source", env={"SOURCE_REGISTRY_PASSWORD": TOKEN}),
+    Case("promote-target-no-upload-location", PI + REAL_SRC + ["--target", "{reg_no_location}/acme/prod", "--target-username", "u"],
+         "registry", code=1, env={"SOURCE_REGISTRY_PASSWORD": "{reg_password}", "TARGET_REGISTRY_PASSWORD": TOKEN}),
+    Case("promote-target-5xx-on-manifest", PI + REAL_SRC + ["--target", "{reg_put_500}/" + PROMOTE_DST, "--target-username", "{reg_user}"],
+         "registry", code=1, env={"SOURCE_REGISTRY_PASSWORD": "{reg_password}", "TARGET_REGISTRY_PASSWORD": "{reg_password}"}),
+    Case("push-version-bump-tags-paged-elsewhere", ["push-image", "--context", "{ctx}", "--image", "{reg_link_elsewhere}/acme/model",
+                                                    "--version-bump", "patch", "--username", "u"], "registry", code=1,
+         env={"REGISTRY_PASSWORD": TOKEN}),
+    Case("push-version-bump-unknown", I[:5] + ["--version-bump", "huge"], "version-bump"),
+    Case("health-image-forges-command", ["health-check", "--image", "127.0.0.1:1/acme/model:v1" + PAYLOAD], "image"),
+    # what succeeds changes nothing it did not create
+    Case("verify-good-folder", V + ["{art}"], "", code=0, outcome="unchanged"),
+    Case("render-new-folder", R + ["--output-dir", "out"], "", code=0, outcome="created", creates=("ws/out",)),
+    Case("fetch-new-folder", F + ["--run-id", "{run_id}", "--path", "fetched"], "", code=0, outcome="created", creates=("ws/fetched",)),
+]
+
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line.startswith("::error")]
@@ -531,38 +918,103 @@ def registry_state(url: str) -> list:
                   for m in client.search_registered_models())
 
 
+OUTCOMES: dict[str, tuple[str, str]] = {}  # case id → (command, outcome), filled as the cases pass
+LABELS = {"refused": "refused-with-one-line", "unchanged": "succeeded-unchanged", "created": "succeeded-created",
+          "replaced": "succeeded-replaced-its-own"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _counts_by_outcome(request):
+    """After the module: the counts by outcome and by command, and the matrix's wall time, on the
+    terminal (quoted in the closing note of issue 13)."""
+    import time
+    from collections import Counter
+
+    start = time.monotonic()
+    yield
+    if not OUTCOMES:
+        return
+    by_outcome = Counter(LABELS[o] for _, o in OUTCOMES.values())
+    by_command = Counter(c for c, _ in OUTCOMES.values())
+    lines = [f"nothing-lost matrix: {len(OUTCOMES)} of {len(CASES)} cases passed in {time.monotonic() - start:.0f}s",
+             "  by outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(by_outcome.items())),
+             "  by command: " + ", ".join(f"{k} {v}" for k, v in sorted(by_command.items()))]
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print("\n" + "\n".join(lines), flush=True)
+    if os.environ.get("MLOPS_MATRIX_COUNTS"):  # a JSON copy for the closing note
+        Path(os.environ["MLOPS_MATRIX_COUNTS"]).write_text(json.dumps({"cases": len(OUTCOMES), "by_outcome": by_outcome,
+                                                                        "by_command": by_command}, indent=2, sort_keys=True) + "\n")
+
+
+def _changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def _images(world: World) -> dict[str, list[str]]:
+    from conftest import registry_tags
+
+    reg = world.registry
+    return {repo: sorted(registry_tags(reg, repo)) for repo in (PROMOTE_SRC, PROMOTE_DST)}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_refused_and_nothing_lost(case: Case, world: World, mlflow_server):
     if case.setup:
         case.setup(world)
     args = [a.format(**world.values) for a in case.args]
     files, branches = snapshot(world.root), refs(world.origin)
-    models = registry_state(mlflow_server.url) if case.args[0] == "gate" else None
+    models = registry_state(mlflow_server.url) if case.args[0] in ("gate", "pipeline") else None
+    tags = _images(world) if case.args[0] in ("promote-image", "push-image") else None
+    _Elsewhere.seen.clear()
+    env = {k: v.format(**world.values) for k, v in case.env.items()}
 
-    proc = cli(world, args, case.env)
+    proc = cli(world, args, env)
 
     log = proc.stdout + proc.stderr
     errors = error_lines(proc)
     print(f"\n{case.id}: exit {proc.returncode}: {errors[0] if errors else log[-300:]}")
     assert proc.returncode == case.code, log[-3000:]
-    assert len(errors) == 1, proc.stdout[-3000:]
-    if case.code == 2:
-        assert f"input '{case.names}'" in errors[0], errors[0]
+    if case.outcome == "refused":
+        assert len(errors) == 1, proc.stdout[-3000:]
+        if case.code == 2:
+            assert f"input '{case.names}'" in errors[0], errors[0]
+        else:
+            assert case.names in errors[0], errors[0]
+        assert "; fix: " in errors[0]
     else:
-        assert case.names in errors[0], errors[0]
-    assert "; fix: " in errors[0]
+        assert not errors, proc.stdout[-3000:]
     assert "unexpected" not in log and "Traceback" not in log, log[-3000:]
-    assert not [line for line in proc.stdout.splitlines() if line.startswith(FORGED)], proc.stdout
-    assert snapshot(world.root) == files  # nothing deleted, overwritten, created or linked
+    assert not [line for line in proc.stdout.splitlines() if line.strip().startswith(FORGED)], proc.stdout
+    secrets = [v for k, v in env.items() if "TOKEN" in k or "PASSWORD" in k] + [TOKEN]
+    shown = [line for line in log.splitlines() if not line.startswith("::add-mask::")]
+    assert not [line for line in shown for secret in secrets if secret in line], "a secret printed unmasked"
+    assert not [hit for hit in _Elsewhere.seen if "Authorization" in hit or TOKEN in hit], _Elsewhere.seen  # no credential left the server
+    changed = _changed(files, snapshot(world.root))
+    if case.outcome in ("refused", "unchanged"):
+        assert not changed, sorted(changed)  # nothing deleted, overwritten, created or linked
+    else:
+        assert changed, "the stage reported success but wrote nothing"
+        stray = [k for k in changed if not any(k == p or k.startswith(p + "/") for p in case.creates)]
+        assert not stray, stray  # only its own output, nothing else
+        if case.outcome == "created":
+            assert not [k for k in changed if k in files], sorted(changed)  # nothing that existed before was touched
     assert refs(world.origin) == branches  # nothing pushed
     if models is not None:
         assert registry_state(mlflow_server.url) == models  # nothing registered, no alias moved
+    if tags is not None:
+        assert _images(world) == tags  # no tag pushed or moved
     assert not Path("/tmp/mlops-evil.txt").exists()
+    OUTCOMES[case.id] = (case.args[0], case.outcome)
 
 
 def test_the_matrix_is_wide():
+    from mlops_actions.cli import main
+
     stages = {c.args[0] for c in CASES}
-    assert len(CASES) >= 60 and stages >= {"render-dockerfile", "fetch-artifacts", "open-pr", "gate", "push-image", "health-check", "verify-manifest"}
+    assert len(CASES) >= 150, len(CASES)
+    assert stages == set(main.commands), set(main.commands) - stages  # every command of mlops --help
+    assert {c.outcome for c in CASES} == set(LABELS)
 
 
 # --- positive: a rerun replaces the stage's own output atomically ------------------------------

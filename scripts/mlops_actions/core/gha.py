@@ -61,13 +61,20 @@ def add_summary(markdown: str) -> None:
 
 
 def mask(value: str | None) -> None:
-    """Register a secret with the runner so it is replaced by *** in every log line."""
+    """Register a secret with the runner so it is replaced by *** in every log line.
+
+    The value is escaped like any command's data (the runner unescapes ``%25``, ``%0D``, ``%0A``
+    before it registers the mask), so a secret holding ``%`` is masked as written and one holding
+    a line break is masked whole and cannot end the command early nor start a forged one; each of
+    its lines is registered too, since the runner masks line by line."""
     if not value:
         return
     if in_actions():
-        for line in str(value).splitlines():
-            if line.strip():
-                sys.stdout.write(f"::add-mask::{line}\n")
+        text = str(value)
+        parts = [text] + [line for line in text.splitlines() if line != text]
+        for part in dict.fromkeys(parts):
+            if part.strip():
+                sys.stdout.write(f"::add-mask::{escape_data(part)}\n")
         sys.stdout.flush()
 
 
@@ -132,6 +139,32 @@ def group(title: str) -> Iterator[None]:
         else:
             sys.stdout.write(f"   ({elapsed:.1f}s)\n")
         sys.stdout.flush()
+
+
+def log(text: object) -> None:
+    """Print text that holds values from inputs, files or servers to the log so that no line of it
+    can be read as a workflow command (see :func:`safe_lines`)."""
+    print(safe_lines(text), flush=True)
+
+
+def safe_lines(text: object) -> str:
+    """``text`` with every line the runner would take for a workflow command defused: the runner
+    trims leading white space and then reads ``::name::`` at the start of a line, or the legacy
+    ``##[name]`` anywhere in it. Such a line is shown after ``» ``, and ``##[`` as ``#\u200b#[``."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out = []
+    for line in lines:
+        line = line.replace("##[", "#\u200b#[")
+        out.append("» " + line if line.strip().startswith("::") else line)
+    return "\n".join(out)
+
+
+def md_inline(text: object) -> str:
+    """A value shown inside one Markdown line of the step summary: line breaks become spaces and
+    HTML-significant characters and backticks are escaped, so a value cannot add a heading, a
+    tag or end the code span it is shown in (pipes are escaped by :func:`md_table`)."""
+    flat = " ".join(str(text).replace("\r", "\n").split("\n"))
+    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "\u02cb")
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -244,7 +244,7 @@ def _marker_stage(folder: Path) -> str | None:
     return lines[0].strip() if lines else ""
 
 
-def _check_place(path: Path, input_name: str, inputs: Mapping[str, Path] | None) -> Path:
+def _check_place(path: Path, input_name: str, inputs: Mapping[str, Path | None] | None) -> Path:
     """Shared by folder and file outputs: never a root, an ancestor of one, inside .git/.github,
     a link, or overlapping an input. Returns the absolute path."""
     from .errors import InputError
@@ -298,7 +298,7 @@ def _check_place(path: Path, input_name: str, inputs: Mapping[str, Path] | None)
 
 
 def claim_output(
-    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None
+    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path | None] | None = None
 ) -> Path:
     """Check that ``dest`` may become (or be replaced by) ``stage``'s output folder; see the module
     docstring for the rule. Returns ``dest`` as a Path; raises InputError naming ``input_name``."""
@@ -315,7 +315,7 @@ def claim_output(
         ) from None
 
 
-def _claim_folder(path: Path, stage: str, input_name: str, inputs: Mapping[str, Path] | None) -> Path:
+def _claim_folder(path: Path, stage: str, input_name: str, inputs: Mapping[str, Path | None] | None) -> Path:
     from .errors import InputError
 
     _check_place(path, input_name, inputs)
@@ -420,7 +420,7 @@ def _swap(staging: Path, dest: Path) -> None:
 
 @contextlib.contextmanager
 def output_dir(
-    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path] | None = None
+    dest: str | os.PathLike[str], stage: str, input_name: str, inputs: Mapping[str, Path | None] | None = None
 ) -> Iterator[Path]:
     """``with output_dir(dest, stage, input) as staging:`` write the new tree into ``staging``; on a
     clean exit the stage's marker is added and the tree replaces ``dest`` atomically; on any

@@ -138,6 +138,13 @@ class Registry:
         """One API call with auth and retries. Statuses outside ``ok`` (and 401/403, 404) are
         returned to the caller only when listed; 5xx/429/connection errors are retried."""
         url = path if path.startswith("http") else self.url + path
+        if (
+            urllib.parse.urlsplit(url)[:2] != urllib.parse.urlsplit(self.url)[:2]
+        ):  # a Link or Location naming another host
+            raise StageError(
+                f"registry {self.registry} sent {what} to another host ({urllib.parse.urlsplit(url).netloc[:80]})",
+                "check the registry address; credentials are sent to that registry only",
+            )
         data = kwargs.pop("data", None)
 
         def attempt() -> requests.Response:

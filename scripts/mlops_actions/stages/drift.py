@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..core import gha
+from ..core import gha, paths
 from ..core.errors import InputError
 from ..core.paths import read_text_input
 from ..core.tables import Table, is_null, norm, read_table, to_number
 
+STAGE = "drift"  # the output folder's marker
 TYPES = ("numeric", "categorical", "text", "ignore")
 CATEGORICAL_MAX_INT = 20  # integer columns with at most this many distinct values are categories
 CATEGORICAL_MAX = 50  # string columns with at most this many distinct values (or 5% of the rows)
@@ -67,11 +68,11 @@ class Thresholds:
         ):
             if (
                 not isinstance(value, (int, float))
-                or math.isnan(value)
+                or not math.isfinite(value)
                 or value <= lo
                 or (hi is not None and value > hi)
             ):
-                span = f"in (0, {hi}]" if hi is not None else "above 0"
+                span = f"in (0, {hi}]" if hi is not None else "above 0 and finite"
                 raise InputError(name, f"{value} is out of range", f"give a number {span}")
         return self
 
@@ -524,6 +525,10 @@ def detect_drift(
 ) -> DriftResult:
     """Compare CURRENT with REFERENCE; write drift.json and drift.md to output_dir."""
     thresholds.check()
+    claimed = {
+        name: Path(value) for name, value in (("reference", reference), ("current", current)) if str(value).strip()
+    }
+    paths.claim_output(output_dir, STAGE, "output-dir", claimed)  # before any work: new, empty or ours
     overrides = parse_columns(columns)
     ref = _load(str(reference), "reference")
     cur = _load(str(current), "current")
@@ -554,7 +559,7 @@ def detect_drift(
                 )
                 inferred = True
             feature = compare_feature(name, kind, ref.values(name), cur.values(name), thresholds, inferred, why)
-            print(
+            gha.log(
                 f"{name} ({kind}): "
                 + ("; ".join(f"{t['statistic']} {_cell(t)}" for t in feature.tests) or feature.note or "-")
                 + (" → DRIFT" if feature.drifted else "")
@@ -592,10 +597,12 @@ def detect_drift(
     }
     markdown = render_markdown(report)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with paths.output_dir(out, STAGE, "output-dir", claimed) as staging:  # replaced atomically, never a foreign folder
+        (staging / "drift.json").write_text(
+            json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8"
+        )
+        (staging / "drift.md").write_text(markdown, encoding="utf-8")
     json_path, md_path = out / "drift.json", out / "drift.md"
-    json_path.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    md_path.write_text(markdown, encoding="utf-8")
     return DriftResult(
         drift_detected=bool(report["drift_detected"]),
         features=features,

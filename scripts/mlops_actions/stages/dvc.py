@@ -22,7 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import gha, git, markdown
+from ..core import gha, git, markdown, paths
 from ..core.errors import InputError, StageError, TransientError
 from ..core.retry import retry_or_raise
 
@@ -31,6 +31,7 @@ REMOTE_OPERATIONS = ("push", "pull")
 SCHEMES = ("s3",)  # plus plain local directories
 OVERRIDE_REMOTE = "mlops"  # name of the in-memory remote made from a URL or directory input
 DEFAULT_DIFF_FILE = ".mlops/dvc/metrics-diff.md"
+DIFF_MARKER = "<!-- mlops-actions:dvc metrics-diff -->"  # an earlier diff file, which a rerun may replace
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TRANSIENT_NAMES = {
@@ -332,6 +333,9 @@ def plan(req: DvcRequest, repo_factory=None) -> _Plan:
                 f"'{diff_file}' is a directory",
                 "give a file path, e.g. .mlops/dvc/metrics-diff.md",
             )
+        paths.claim_output_file(
+            diff_file, "metrics-diff-file", DIFF_MARKER, "dvc"
+        )  # new or an earlier diff, never another file
     config = dict(override)
     if name:
         config = _merge(config, {"core": {"remote": name}})
@@ -467,9 +471,9 @@ def run(req: DvcRequest, repo_factory=None) -> DvcResult:
                 )
                 result.changed = bool(local or cloud)
                 for path, state in sorted(local.items()):
-                    print(f"workspace: {path}: {state}")
+                    gha.log(f"workspace: {path}: {state}")
                 for path, state in sorted(cloud.items()):
-                    print(f"remote {p.remote}: {path}: {state}")
+                    gha.log(f"remote {p.remote}: {path}: {state}")
                 result.detail = (
                     f"{len(local)} changed in the workspace, {len(cloud)} differ from {p.remote or 'no remote'}"
                 )
@@ -481,9 +485,11 @@ def run(req: DvcRequest, repo_factory=None) -> DvcResult:
                 result.detail = "unchanged: the recorded hashes already match the workspace"
         if p.diff_file is not None:
             diff = repo.metrics.diff(a_rev=req.base, b_rev="workspace", all=True).get("diff") or {}
-            result.metrics_diff = f"### DVC metrics against `{req.base}`\n\n" + metrics_table(diff)
-            p.diff_file.parent.mkdir(parents=True, exist_ok=True)
-            p.diff_file.write_text(result.metrics_diff, encoding="utf-8")
+            result.metrics_diff = (
+                f"### DVC metrics against `{gha.md_inline(req.base)}`\n\n" + metrics_table(diff) + f"\n{DIFF_MARKER}\n"
+            )
+            paths.claim_output_file(p.diff_file, "metrics-diff-file", DIFF_MARKER, "dvc")
+            paths.write_file_atomic(p.diff_file, result.metrics_diff, "metrics-diff-file")
             result.metrics_diff_file = str(p.diff_file)
             if req.operation == "metrics-diff":
                 result.changed = any(e.get("old") != e.get("new") for m in diff.values() for e in m.values())

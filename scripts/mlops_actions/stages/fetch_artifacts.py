@@ -79,7 +79,7 @@ def fetch(
         raise InputError("run-id", "is empty", "pass the run-id output of the train step")
     sub = safe_relative(artifact_path, "artifact-path")
     model_uri = check_model_uri(model_uri, "model-uri")
-    dest = Path(dest)
+    dest = paths.claim_output(dest, STAGE, "path")  # refused before any call to the server
     import mlflow
 
     trk.preflight(tracking)

@@ -121,7 +121,7 @@ def health_check(req: HealthRequest) -> HealthResult:
         )
         latency = int(round((time.monotonic() - t0) * 1000))
         prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
-        print(f"prediction in {latency} ms: {prediction[:300]}")
+        gha.log(f"prediction in {latency} ms: {prediction[:300]}")
         return HealthResult(
             image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready
         )

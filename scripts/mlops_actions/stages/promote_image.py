@@ -171,11 +171,16 @@ def _copy_blob(
         if resp.status_code == 201:
             result.mounted += 1
             return
-        location = resp.headers["Location"]
+        location = resp.headers.get("Location", "")
     else:
         location = target.request(
             "POST", f"/v2/{dst_repo}/blobs/uploads/", what="start blob upload", ok=(202,)
-        ).headers["Location"]
+        ).headers.get("Location", "")
+    if not location:
+        raise StageError(
+            f"registry {target.registry} started a blob upload without a Location",
+            "promote to a registry that implements the OCI distribution API",
+        )
     with tempfile.TemporaryFile() as tmp:
         resp = source.request("GET", f"/v2/{src_repo}/blobs/{digest}", what=f"read blob {digest[:19]}", stream=True)
         sha = hashlib.sha256()

@@ -18,9 +18,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import gha, markdown
+from ..core import gha, markdown, paths
 from ..core.errors import InputError
 
+JSON_MARKER = '"generator": "mlops-actions summary"'  # an earlier summary.json, which a rerun may replace
+MD_MARKER = "<!-- mlops-actions:summary -->"  # the same for its .md twin
 ICONS = {"success": "✅", "failure": "❌", "cancelled": "🚫", "skipped": "⏭️"}
 _JOB_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # outputs worth a headline, whichever job produced them (first job in stage order wins)
@@ -76,6 +78,7 @@ class SummaryResult:
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "generator": "mlops-actions summary",
             "status": self.status,
             "stages": [{"job": s.job, "stage": s.label, "result": s.result, "reason": s.reason} for s in self.stages],
             "facts": self.facts,
@@ -103,6 +106,19 @@ def parse_needs(text: str) -> dict[str, dict]:
         raise InputError(
             "needs", "is not the needs context (an object of jobs with a result)", "pass needs: ${{ toJSON(needs) }}"
         )
+    if not data:
+        raise InputError(
+            "needs",
+            "lists no job ('{}'), so there is nothing to report as a success",
+            "pass toJSON(needs) from a job whose needs: lists every stage of the pipeline",
+        )
+    for name, job in data.items():
+        if job["result"] not in ICONS or not isinstance(job.get("outputs") or {}, dict):
+            raise InputError(
+                "needs",
+                f"job '{str(name)[:60]}' has result {str(job['result'])[:40]!r} or outputs that are not an object",
+                "pass needs: ${{ toJSON(needs) }}: results are success, failure, cancelled or skipped",
+            )
     for job in data.values():  # an engine that skipped a job may hand back its output expressions unevaluated
         job["outputs"] = {k: v for k, v in (job.get("outputs") or {}).items() if not _unevaluated(v)}
     return data
@@ -274,10 +290,16 @@ def summarize(
     path = Path(output)
     if path.exists() and path.is_dir():
         raise InputError("output", f"'{output}' is a directory", "give a file path such as .mlops/summary.json")
+    if path.suffix.lower() == ".md":
+        raise InputError(
+            "output",
+            f"'{output}' ends in .md, the name of the Markdown twin written beside the JSON",
+            "give a .json path such as .mlops/summary.json",
+        )
     result = SummaryResult(stages=built, facts=facts, context=context, status=status, markdown=markdown, json_path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    # both files are new or an earlier summary's (never a file the stage did not write), written beside and renamed
+    paths.claim_output_file(path, "output", JSON_MARKER, "summary")
+    paths.claim_output_file(path.with_suffix(".md"), "output", MD_MARKER, "summary")
+    paths.write_file_atomic(path, json.dumps(result.as_dict(), indent=2, sort_keys=True) + "\n", "output")
+    paths.write_file_atomic(path.with_suffix(".md"), markdown + "\n\n" + MD_MARKER + "\n", "output")
     return result

@@ -40,12 +40,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..core import gha
+from ..core import gha, paths
 from ..core.errors import InputError
 from ..core.paths import read_text_input
 from ..core.tables import Table, is_null, norm, read_table, to_number
 
 SPEC_INPUT = "spec"
+STAGE = "validate-data"  # the output folder's marker
 DATA_INPUT = "data"
 EXAMPLES = 5  # offending rows / files listed per check
 
@@ -864,6 +865,7 @@ def validate(
         raise InputError(
             DATA_INPUT, f"'{data}' not found", "give a CSV file or an image folder relative to the workspace"
         )
+    claimed = {DATA_INPUT: data, "spec": Path(spec_path) if str(spec_path).strip() else None}
     spec = load_spec(spec_path, data)
     extra: dict[str, Any] = {}
     if spec["format"] == "csv":
@@ -873,6 +875,7 @@ def validate(
                 f"'{data}' is a directory but the spec says format: csv",
                 "give the CSV file, or write 'format: images' in the spec",
             )
+        paths.claim_output(output_dir, STAGE, "output-dir", claimed)  # before any work: new, empty or ours
         table = read_table(data)
         checks = check_table(table, spec)
         size = f"{table.rows} rows, {len(table.header)} columns"
@@ -887,6 +890,7 @@ def validate(
                 f"'{data}' is not a directory but the spec says format: images",
                 "give the image folder (DIR/<split>/<class>/*.jpg)",
             )
+        paths.claim_output(output_dir, STAGE, "output-dir", claimed)
         checks, extra = check_images(data, spec, image_method)
         size = f"{extra['images']} images"
     report = {
@@ -901,10 +905,10 @@ def validate(
     }
     markdown = render_markdown(report)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with paths.output_dir(out, STAGE, "output-dir", claimed) as staging:  # replaced atomically, never a foreign folder
+        (staging / "validate-data.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (staging / "validate-data.md").write_text(markdown, encoding="utf-8")
     json_path, md_path = out / "validate-data.json", out / "validate-data.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(markdown, encoding="utf-8")
     return ValidationResult(
         valid=report["valid"], checks=checks, report=json_path, report_md=md_path, markdown=markdown
     )

@@ -154,7 +154,7 @@ def test_generated_reviews_are_valid_and_reports_written(tmp_path, reviews):
 
 def test_example_sentiment_spec_accepts_the_project_data(tmp_path):
     data = generate(tmp_path / "reviews.csv")  # what train.py generates when data/reviews.csv is missing
-    result = v.validate(data, SPECS["sentiment.yaml"], tmp_path)
+    result = v.validate(data, SPECS["sentiment.yaml"], tmp_path / "out")
     assert result.valid, result.failed
 
 
