@@ -256,6 +256,7 @@ def pr_request(source_dir: str, repo_path: str, labels: str, open_pull_request: 
 
     return PrRequest(
         source_dir=Path(source_dir),
+        repo_path=repo_path,
         labels=split_list(labels),
         token=os.environ.get("GITHUB_TOKEN", ""),
         open_pull_request=_flag(open_pull_request, "open-pull-request"),
