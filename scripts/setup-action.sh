@@ -13,7 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MLOPS_PYTHON:-python3}"
 if ! command -v "$python" >/dev/null 2>&1; then
-  echo "::error::input 'python': '$python' not found; fix: run actions/setup-python before this step or give an interpreter path" >&2
+  shown="${python//%/%25}"; shown="${shown//$'\r'/%0D}"; shown="${shown//$'\n'/%0A}"  # escaped: the value cannot forge a command
+  echo "::error::input 'python': '$shown' not found; fix: run actions/setup-python before this step or give an interpreter path" >&2
   exit 2
 fi
 extras="${MLOPS_EXTRAS:-}"

@@ -1195,3 +1195,11 @@ def test_installs_run_pinned_and_without_the_steps_secrets(tmp_path):
     assert "UV_INDEX_URL=https://mirror.example/simple" in seen and "HTTPS_PROXY=" in seen and "PATH=" in seen
     leaked = [name for name, value in secrets.items() if name in seen or value in seen]
     assert not leaked, leaked
+
+
+def test_setup_action_error_cannot_forge_a_command(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, MLOPS_PYTHON="nope" + PAYLOAD + " 50%", RUNNER_TEMP=str(tmp_path))
+    proc = subprocess.run(["bash", str(root / "scripts" / "setup-action.sh")], env=env, capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("::error::input 'python': 'nope%0A::warning::forged 50%25'")
