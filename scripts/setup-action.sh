@@ -13,7 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${MLOPS_PYTHON:-python3}"
 if ! command -v "$python" >/dev/null 2>&1; then
-  echo "::error::input 'python': '$python' not found; fix: run actions/setup-python before this step or give an interpreter path" >&2
+  shown="${python//%/%25}"; shown="${shown//$'\r'/%0D}"; shown="${shown//$'\n'/%0A}"  # escaped: the value cannot forge a command
+  echo "::error::input 'python': '$shown' not found; fix: run actions/setup-python before this step or give an interpreter path" >&2
   exit 2
 fi
 extras="${MLOPS_EXTRAS:-}"
@@ -32,15 +33,26 @@ if [ ! -f "$venv/.complete" ]; then
     missing="$("$venv/bin/python" "$root/scripts/deps-missing.py" "$root/pyproject.toml" "$extras")"
   fi
   if [ -n "$missing" ]; then
+    # pip and uv (and any build step of a package they fetch) run without the step's secrets:
+    # constraints.txt pins the direct requirements only, so the environment of the install keeps
+    # just what an install needs (paths, temp, locale, proxies, index and TLS settings) and no
+    # token, password or tracking credential the step's env holds for the stage itself
+    clean=(env -i)
+    for name in $(compgen -e); do
+      case "$name" in
+        PATH|HOME|USER|LANG|LC_*|TMPDIR|RUNNER_TEMP|XDG_CACHE_HOME|UV_*|PIP_*|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|\
+        HTTP_PROXY|HTTPS_PROXY|NO_PROXY|http_proxy|https_proxy|no_proxy) clean+=("$name=${!name}") ;;
+      esac
+    done
     started=$(date +%s.%N)
     printf '%s\n' "$missing" >"$venv/requirements.txt"
     echo "installing (pinned by constraints.txt of this ref): $(tr '\n' ' ' <"$venv/requirements.txt")" >&2
-    "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
+    "${clean[@]}" "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
     # uv first (one wheel, from pip's cache when warm), then everything else through uv's cache
-    if ! "$venv/bin/python" -m uv --version >/dev/null 2>&1; then
-      "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -c "$root/constraints.txt" uv >&2
+    if ! "${clean[@]}" "$venv/bin/python" -m uv --version >/dev/null 2>&1; then
+      "${clean[@]}" "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -c "$root/constraints.txt" uv >&2
     fi
-    "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet \
+    "${clean[@]}" "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet \
       -c "$root/constraints.txt" -r "$venv/requirements.txt" >&2
     echo "setup: installed in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
   fi

@@ -8,8 +8,8 @@ fixture and the context manager fail when that list is not empty at the end.
 Modelled, with GitHub's semantics and error shapes: repositories (``repos/get``), pull requests
 (``pulls/list``, ``pulls/create``, ``pulls/get``, ``pulls/update``), labels on pull requests
 (``issues/add-labels``, unknown labels are created) and review requests
-(``pulls/request-reviewers``). Pull requests are same-repository only (no forks); teams are not
-modelled. Like GitHub, ``GET .../pulls?head=`` filters only when the value is ``owner:branch``.
+(``pulls/request-reviewers``; team reviewers only for a repository created with ``teams``). Pull
+requests are same-repository only (no forks). Like GitHub, ``GET .../pulls?head=`` filters only when the value is ``owner:branch``.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Pull:
     state: str = "open"
     labels: list[str] = field(default_factory=list)
     requested_reviewers: list[str] = field(default_factory=list)
+    requested_teams: list[str] = field(default_factory=list)
     created_at: str = ""
     updated_at: str = ""
     closed_at: str | None = None
@@ -90,6 +91,7 @@ class Repo:
     collaborators: Collection[str] | None
     private: bool
     pulls: list[Pull] = field(default_factory=list)
+    teams: Collection[str] | None = None  # slugs of the owner's teams with access; None: teams not modelled
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_number: int = 1
 
@@ -233,10 +235,11 @@ class GitHubDouble:
         branches: Collection[str] = ("main",),
         collaborators: Collection[str] | None = None,
         private: bool = False,
+        teams: Collection[str] | None = None,
     ) -> Repo:
         """Create a repository. ``collaborators=None`` lets anyone be requested as a reviewer."""
         owner, name = full_name.split("/")
-        repo = Repo(owner, name, _stable_id(full_name), default_branch, branches, collaborators, private)
+        repo = Repo(owner, name, _stable_id(full_name), default_branch, branches, collaborators, private, teams=teams)
         self.repos[full_name.lower()] = repo
         return repo
 
@@ -475,13 +478,16 @@ class GitHubDouble:
         if pull.user in reviewers:
             raise _Reply(422, _error("Review cannot be requested from pull request author.", _docs(op), 422))
         allowed = repo.collaborators
-        if body.get("team_reviewers") or (allowed is not None and not set(reviewers) <= {repo.owner, *allowed}):
+        teams = body.get("team_reviewers") or []
+        if (teams and (repo.teams is None or not set(teams) <= set(repo.teams))) or (
+                allowed is not None and not set(reviewers) <= {repo.owner, *allowed}):
             message = (
                 "Reviews may only be requested from collaborators. One or more of the users or teams you "
                 f"specified is not a collaborator of the {repo.full_name} repository."
             )
             raise _Reply(422, _error(message, _docs(op), 422))
         pull.requested_reviewers += [r for r in reviewers if r not in pull.requested_reviewers]
+        pull.requested_teams += [t for t in teams if t not in pull.requested_teams]
         pull.updated_at = _now()
         return 201, self._pull(repo, pull, simple=True), {}
 
@@ -508,6 +514,13 @@ class GitHubDouble:
         user = self._rewrite(example, ('"octocat"', json.dumps(login)), ("/octocat", f"/{login}"))
         user.update(id=_stable_id(login), node_id=_node_id("User", login))
         return user
+
+    def _team(self, repo: Repo, slug: str) -> dict[str, Any]:
+        example = self.contract.example("pull-request")["requested_teams"][0]
+        team = self._rewrite(example, ("orgs/github/teams/justice-league", f"orgs/{repo.owner}/teams/{slug}"))
+        team.update(id=_stable_id(f"{repo.owner}/{slug}"), node_id=_node_id("Team", f"{repo.owner}/{slug}"), name=slug, slug=slug,
+                    parent=None, type="organization")
+        return team
 
     def _repository(self, repo: Repo, full: bool = False) -> dict[str, Any]:
         example = self.contract.example("full-repository" if full else "pull-request")
@@ -560,7 +573,7 @@ class GitHubDouble:
             title=pull.title, body=pull.body, state=pull.state, draft=pull.draft, locked=False,
             active_lock_reason=None, user=self._user(pull.user),
             labels=[repo.labels[name.lower()] for name in pull.labels],
-            requested_reviewers=[self._user(login) for login in pull.requested_reviewers], requested_teams=[],
+            requested_reviewers=[self._user(login) for login in pull.requested_reviewers], requested_teams=[self._team(repo, slug) for slug in pull.requested_teams],
             assignee=None, assignees=[], milestone=None, auto_merge=None,
             author_association="OWNER" if pull.user == repo.owner else "COLLABORATOR",
             created_at=pull.created_at, updated_at=pull.updated_at, closed_at=pull.closed_at,

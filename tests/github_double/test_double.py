@@ -61,6 +61,22 @@ def test_pull_request_lifecycle(github_api: GitHubDouble, repo) -> None:  # noqa
     assert [r.status for r in github_api.requests if r.operation == "pulls/create"] == [201, 201]
 
 
+def test_team_reviewers_only_for_the_repository_teams(github_api: GitHubDouble) -> None:  # noqa: F811
+    github_api.add_repo("acme/teams", branches={"main", "train/a"}, teams={"ml-team"})
+    github_api.add_repo("acme/no-teams", branches={"main", "train/a"})
+    pr = github_api.client().get_repo("acme/teams").create_pull(title="t", body="", base="main", head="train/a")
+    pr.create_review_request(reviewers=["alice"], team_reviewers=["ml-team"])
+    again = github_api.client().get_repo("acme/teams").get_pull(pr.number)
+    assert [t.slug for t in again.requested_teams] == ["ml-team"] and [u.login for u in again.requested_reviewers] == ["alice"]
+    with pytest.raises(GithubException) as unknown:
+        pr.create_review_request(team_reviewers=["other-team"])
+    assert unknown.value.status == 422
+    other = github_api.client().get_repo("acme/no-teams").create_pull(title="t", body="", base="main", head="train/a")
+    with pytest.raises(GithubException) as unmodelled:
+        other.create_review_request(team_reviewers=["ml-team"])
+    assert unmodelled.value.status == 422
+
+
 def test_duplicate_and_missing_branches_are_422(github_api: GitHubDouble, repo) -> None:  # noqa: F811
     repo.create_pull(title="Model", body="", base="main", head="train/a")
     with pytest.raises(GithubException) as duplicate:

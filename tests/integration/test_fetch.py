@@ -46,6 +46,7 @@ def test_unknown_run_id_leaves_destination_untouched(mlflow_server, tmp_path):
     dest = tmp_path / "keep"
     dest.mkdir()
     (dest / "x").write_text("1")
+    (dest / ".mlops-output").write_text("fetch-artifacts\n")  # an earlier fetch's (a foreign folder is refused as 'path' first)
     with pytest.raises(InputError) as err:
         fetch("0" * 32, dest, tracking=trk.Tracking(uri=mlflow_server.url))
     assert err.value.input_name == "run-id"

@@ -1154,3 +1154,52 @@ def test_group_title_is_escaped(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "::group::gate m on acc%0A::warning::forged 100%25"
     assert lines[-1] == "::endgroup::" and not any(line.startswith("::warning") for line in lines)
+
+
+STUB_PYTHON = r'''#!/usr/bin/env bash
+# a stand-in interpreter for setup-action.sh: records the environment the installs run with
+here="$(cd "$(dirname "$0")" && pwd)"
+case "$1" in
+  -m)
+    case "$2" in
+      venv) dir="${@: -1}"; mkdir -p "$dir/bin" "$dir/site"; cp "$0" "$dir/bin/python" ;;
+      uv) [ "$3" = "--version" ] || { env > "$here/../install-env"; echo "$@" > "$here/../install-args"; } ;;
+      pip) env > "$here/../install-env-pip" ;;
+      mlops_actions) echo "mlops stub" ;;
+    esac ;;
+  -c) case "$2" in *sysconfig*) echo "$here/../site" ;; *) echo "3.11 stub" ;; esac ;;
+  *deps-missing.py) echo "somepkg>=1" ;;
+esac
+exit 0
+'''
+
+
+def test_installs_run_pinned_and_without_the_steps_secrets(tmp_path):
+    """setup-action.sh installs what the interpreter lacks with constraints.txt, in an environment
+    that keeps what an install needs (index, proxy, TLS, cache settings) and none of the step's
+    tokens and passwords: a package's build never sees them."""
+    stub = tmp_path / "python"
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    secrets = {"GITHUB_TOKEN": "ghs_s3cr3t", "REGISTRY_PASSWORD": "reg-s3cr3t", "MLFLOW_TRACKING_PASSWORD": "mlf-s3cr3t",
+               "MLFLOW_TRACKING_URI": "https://u:pw-s3cr3t@mlflow.example", "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t",
+               "SOURCE_REGISTRY_PASSWORD": "src-s3cr3t", "INPUT_TOKEN": "in-s3cr3t"}
+    env = dict(os.environ, MLOPS_PYTHON=str(stub), RUNNER_TEMP=str(tmp_path), UV_INDEX_URL="https://mirror.example/simple",
+               HTTPS_PROXY="http://proxy.example:3128", **secrets)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["bash", str(root / "scripts" / "setup-action.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    venv = next(tmp_path.glob("mlops-actions-*/install-env")).parent
+    assert f"-c {root / 'constraints.txt'} -r {venv / 'requirements.txt'}" in (venv / "install-args").read_text()
+    seen = (venv / "install-env").read_text()
+    assert "UV_INDEX_URL=https://mirror.example/simple" in seen and "HTTPS_PROXY=" in seen and "PATH=" in seen
+    leaked = [name for name, value in secrets.items() if name in seen or value in seen]
+    assert not leaked, leaked
+
+
+def test_setup_action_error_cannot_forge_a_command(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, MLOPS_PYTHON="nope" + PAYLOAD + " 50%", RUNNER_TEMP=str(tmp_path))
+    proc = subprocess.run(["bash", str(root / "scripts" / "setup-action.sh")], env=env, capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("::error::input 'python': 'nope%0A::warning::forged 50%25'")
