@@ -373,21 +373,21 @@ class DriftResult:
 def render_markdown(report: dict) -> str:
     drifted = report["drifted_features"]
     tested = [f for f in report["features"] if f["type"] != "ignore"]
-    head = (f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: " + ", ".join(f"`{n}`" for n in drifted)
+    head = (f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: " + ", ".join(f"`{gha.md_inline(n)}`" for n in drifted)
             if drifted else f"✅ **no drift** in {len(tested)} features")
     lines = ["### 🌊 drift", "",
-             f"{head} (reference `{report['reference']}`: {report['rows']['reference']} rows; current `{report['current']}`: {report['rows']['current']} rows)", ""]
+             f"{head} (reference `{gha.md_inline(report['reference'])}`: {report['rows']['reference']} rows; current `{gha.md_inline(report['current'])}`: {report['rows']['current']} rows)", ""]
     rows = []
     for f in report["features"]:
         kind = f["type"] + ("" if f["inferred"] else " (given)")
         if not f["tests"]:
-            rows.append([f"`{f['name']}`", kind, "—", "—", "—", "—", ("⚠️ " + "; ".join(f["reasons"])) if f["drifted"] else (f["note"] or "not tested")])
+            rows.append([f"`{gha.md_inline(f['name'])}`", kind, "—", "—", "—", "—", ("⚠️ " + "; ".join(f["reasons"])) if f["drifted"] else (f["note"] or "not tested")])
         for t in f["tests"]:
-            rows.append([f"`{f['name']}`", kind, t["statistic"], _fmt(t["value"]), _fmt(t["p_value"]), t["threshold"], "⚠️ drift" if t["flagged"] else "ok"])
+            rows.append([f"`{gha.md_inline(f['name'])}`", kind, t["statistic"], _fmt(t["value"]), _fmt(t["p_value"]), t["threshold"], "⚠️ drift" if t["flagged"] else "ok"])
     lines.append(gha.md_table(["feature", "type", "statistic", "value", "p-value", "drift when", "result"], rows))
     if report["columns_only_in_reference"] or report["columns_only_in_current"]:
-        lines.append(f"Not compared: only in reference: {', '.join(report['columns_only_in_reference']) or '—'}; "
-                     f"only in current: {', '.join(report['columns_only_in_current']) or '—'}\n")
+        lines.append(f"Not compared: only in reference: {gha.md_inline(', '.join(report['columns_only_in_reference'])) or '—'}; "
+                     f"only in current: {gha.md_inline(', '.join(report['columns_only_in_current'])) or '—'}\n")
     return "\n".join(lines)
 
 
