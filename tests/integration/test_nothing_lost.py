@@ -986,6 +986,9 @@ def test_refused_and_nothing_lost(case: Case, world: World, mlflow_server):
         assert not errors, proc.stdout[-3000:]
     assert "unexpected" not in log and "Traceback" not in log, log[-3000:]
     assert not [line for line in proc.stdout.splitlines() if line.strip().startswith(FORGED)], proc.stdout
+    step_summary = world.root.parent / f"{world.root.name}-gh" / "summary"
+    if step_summary.exists():  # a value never adds a line of its own to the job summary
+        assert not [line for line in step_summary.read_text().splitlines() if "forged" in line and line.strip().startswith(FORGED)]
     secrets = [v for k, v in env.items() if "TOKEN" in k or "PASSWORD" in k] + [TOKEN]
     shown = [line for line in log.splitlines() if not line.startswith("::add-mask::")]
     assert not [line for line in shown for secret in secrets if secret in line], "a secret printed unmasked"

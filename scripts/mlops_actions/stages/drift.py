@@ -457,15 +457,16 @@ def render_markdown(report: dict) -> str:
     drifted = report["drifted_features"]
     tested = [f for f in report["features"] if f["type"] != "ignore"]
     head = (
-        f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: " + ", ".join(f"`{n}`" for n in drifted)
+        f"⚠️ **drift detected** in {len(drifted)} of {len(tested)} features: "
+        + ", ".join(f"`{gha.md_inline(n)}`" for n in drifted)
         if drifted
         else f"✅ **no drift** in {len(tested)} features"
     )
     lines = [
         "### 🌊 drift",
         "",
-        f"{head} (reference `{report['reference']}`: {report['rows']['reference']} rows; current "
-        f"`{report['current']}`: {report['rows']['current']} rows)",
+        f"{head} (reference `{gha.md_inline(report['reference'])}`: {report['rows']['reference']} rows; current "
+        f"`{gha.md_inline(report['current'])}`: {report['rows']['current']} rows)",
         "",
     ]
     rows = []
@@ -474,7 +475,7 @@ def render_markdown(report: dict) -> str:
         if not f["tests"]:
             rows.append(
                 [
-                    f"`{f['name']}`",
+                    f"`{gha.md_inline(f['name'])}`",
                     kind,
                     "—",
                     "—",
@@ -486,7 +487,7 @@ def render_markdown(report: dict) -> str:
         for t in f["tests"]:
             rows.append(
                 [
-                    f"`{f['name']}`",
+                    f"`{gha.md_inline(f['name'])}`",
                     kind,
                     t["statistic"],
                     _fmt(t["value"]),
@@ -498,8 +499,8 @@ def render_markdown(report: dict) -> str:
     lines.append(gha.md_table(["feature", "type", "statistic", "value", "p-value", "drift when", "result"], rows))
     if report["columns_only_in_reference"] or report["columns_only_in_current"]:
         lines.append(
-            f"Not compared: only in reference: {', '.join(report['columns_only_in_reference']) or '—'}; "
-            f"only in current: {', '.join(report['columns_only_in_current']) or '—'}\n"
+            f"Not compared: only in reference: {gha.md_inline(', '.join(report['columns_only_in_reference'])) or '—'}; "
+            f"only in current: {gha.md_inline(', '.join(report['columns_only_in_current'])) or '—'}\n"
         )
     return "\n".join(lines)
 

@@ -208,7 +208,7 @@ def collect_facts(stages: list[Stage]) -> dict[str, object]:
 
 
 def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str], title: str, status: str) -> str:
-    lines = [f"## {ICONS['success'] if status == 'success' else ICONS['failure']} {title}", ""]
+    lines = [f"## {ICONS['success'] if status == 'success' else ICONS['failure']} {gha.md_inline(title)}", ""]
     trigger = context.get("event_name") or "local"
     run = (
         f"[#{context['run_number']}]({context['run_url']})"
@@ -217,7 +217,7 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
     )
     commit = (context.get("sha") or "")[:7]
     lines.append(
-        f"Trigger `{trigger}` on `{context.get('ref_name') or '—'}`"
+        f"Trigger `{gha.md_inline(trigger)}` on `{gha.md_inline(context.get('ref_name') or '—')}`"
         + (f" at `{commit}`" if commit else "")
         + f", run {run}"
         + (f" by @{context['actor']}" if context.get("actor") else "")
@@ -234,7 +234,7 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
         rows.append(
             [
                 "model",
-                f"`{facts['model-uri']}`"
+                f"`{gha.md_inline(facts['model-uri'])}`"
                 + (f" (registry version {facts['model-version']})" if facts.get("model-version") else ""),
             ]
         )
@@ -250,11 +250,11 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
         op = facts.get("operation") or facts.get("pr-operation") or ""
         rows.append(["pull request", f"{facts['pr-url']}" + (f" ({op})" if op else "")])
     if facts.get("image"):
-        rows.append(["image", f"`{facts['image']}`"])
+        rows.append(["image", f"`{gha.md_inline(facts['image'])}`"])
     elif facts.get("digest"):
-        rows.append(["image digest", f"`{facts['digest']}`"])
+        rows.append(["image digest", f"`{gha.md_inline(facts['digest'])}`"])
     if facts.get("prod-image"):
-        rows.append(["production image", f"`{facts['prod-image']}`"])
+        rows.append(["production image", f"`{gha.md_inline(facts['prod-image'])}`"])
     if facts.get("healthy"):
         rows.append(
             [

@@ -832,13 +832,19 @@ def render_markdown(report: dict) -> str:
         else f"❌ **data invalid**: {failed} of {len(report['checks'])} checks failed"
     )
     lines = [
-        f"### 🔎 validate-data: `{report['data']}`",
+        f"### 🔎 validate-data: `{gha.md_inline(report['data'])}`",
         "",
-        f"{verdict} (spec `{report['spec']}`, {report['format']}; {report['size']})",
+        f"{verdict} (spec `{gha.md_inline(report['spec'])}`, {report['format']}; {report['size']})",
         "",
     ]
     rows = [
-        ["✅" if c["passed"] else "❌", f"`{c['check']}`", c["target"] or "—", c["observed"], c["expected"]]
+        [
+            "✅" if c["passed"] else "❌",
+            f"`{c['check']}`",
+            gha.md_inline(c["target"] or "—"),
+            gha.md_inline(c["observed"]),
+            gha.md_inline(c["expected"]),
+        ]
         for c in sorted(report["checks"], key=lambda c: c["passed"])
     ]
     lines.append(gha.md_table(["", "check", "target", "observed", "expected"], rows))
@@ -846,7 +852,7 @@ def render_markdown(report: dict) -> str:
     if details:
         lines.append("<details><summary>examples of failing rows and files</summary>\n")
         for c in details:
-            lines.append(f"- `{c['check']}` {c['target']}: " + "; ".join(c["examples"]))
+            lines.append(f"- `{c['check']}` {gha.md_inline(c['target'])}: " + gha.md_inline("; ".join(c["examples"])))
         lines.append("\n</details>\n")
     return "\n".join(lines)
 
