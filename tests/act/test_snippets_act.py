@@ -98,7 +98,7 @@ import yaml
 from act.harness import ACTIONS_REPO, act_binary, basic_auth, git, make_adopter, run_act, snapshot_actions
 from conftest import registry_tags, rice_make_data, sentiment_generator
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
-from mlops_actions import local_services
+from mlops_actions.core import local_services
 from test_snippets import SNIPPETS, WORKFLOW_SNIPPETS, as_workflow, classify
 
 pytestmark = [
