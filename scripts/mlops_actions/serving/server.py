@@ -412,9 +412,10 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
             self.send_header("Content-Length", str(len(body)))
             self._headers_buffer.append(b"\r\n")  # end_headers() without its flush: one write with the body
             self._headers_buffer.append(body)
+            # counted before the answer leaves: a client that reads /metrics after its answer sees it
+            metrics.observe(self.path.split("?", 1)[0], status, time.perf_counter() - self._started)
             self.wfile.write(b"".join(self._headers_buffer))
             self._headers_buffer = []
-            metrics.observe(self.path.split("?", 1)[0], status, time.perf_counter() - self._started)
 
         def _json(self, status: int, obj):
             self._send(status, json.dumps(obj).encode())
