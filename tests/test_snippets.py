@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_lint import actionlint, installer, tool  # noqa: F401  (session fixtures, shared with test_lint)
+from test_lint import actionlint, installer, run_actionlint, tool  # noqa: F401  (session fixtures, shared with test_lint)
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = [ROOT / "README.md"] + sorted(ROOT.glob("actions/*/README.md"))
@@ -232,13 +232,12 @@ def snippet_files(tmp_path_factory) -> dict[str, Path]:
 def actionlint_snippet_findings(actionlint, snippet_files) -> dict[str, list[str]]:  # noqa: F811
     """One actionlint process over every snippet workflow: findings per snippet."""
     by_path = {str(path): name for name, path in snippet_files.items()}
-    proc = subprocess.run([actionlint, *by_path], capture_output=True, text=True, timeout=300)
-    if proc.returncode not in (0, 1):
-        pytest.fail(f"actionlint failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}", pytrace=False)
     findings: dict[str, list[str]] = defaultdict(list)
-    for line in proc.stdout.splitlines():
-        m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", line)
-        findings[by_path.get(m.group(1), "?") if m else "?"].append(line)
+    for m in run_actionlint(actionlint, list(by_path)):
+        if isinstance(m, str):
+            findings["?"].append(m)
+        else:
+            findings[by_path.get(m.group(1), "?")].append(m.group(0))
     assert not findings.get("?"), "unparsed actionlint output:\n" + "\n".join(findings["?"])
     return findings
 
