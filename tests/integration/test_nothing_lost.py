@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -141,13 +140,7 @@ class _Elsewhere(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.seen.append(f"{self.command} {self.path} " + " ".join(f"{k}={v}" for k, v in self.headers.items()))
-        body = b"not here"
-        self.send_response(404)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        _reply(self, 404, b"not here", {"Content-Type": "text/plain"})
 
     do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = do_DELETE = _answer
 
@@ -168,13 +161,7 @@ class _Hostile(BaseHTTPRequestHandler):
     elsewhere = ""
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        _reply(self, status, data, {"Content-Type": ctype, **(headers or {})})
 
     def _forward(self) -> None:
         import urllib.error
@@ -232,13 +219,7 @@ class _FakeRegistry(BaseHTTPRequestHandler):
     elsewhere = ""
 
     def _send(self, status: int, data: bytes = b"", headers: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        _reply(self, status, data, headers)
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -282,11 +263,7 @@ class _RegistryProxy(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         if self.command == "PUT" and "/manifests/" in self.path:
-            data = b'{"errors": [{"code": "UNKNOWN", "message": "storage failed"}]}'
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            _reply(self, 500, b'{"errors": [{"code": "UNKNOWN", "message": "storage failed"}]}')
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
         req = urllib.request.Request(self.backend + self.path, data=body if body is not None else (b"" if self.command in ("PUT", "POST", "PATCH") else None),
@@ -295,20 +272,24 @@ class _RegistryProxy(BaseHTTPRequestHandler):
             resp = urllib.request.urlopen(req, timeout=60)
         except urllib.error.HTTPError as exc:
             resp = exc
-        data = resp.read()
-        self.send_response(resp.status if hasattr(resp, "status") else resp.code)
-        for key, value in resp.headers.items():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        kept = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "transfer-encoding", "connection")}
+        _reply(self, resp.status if hasattr(resp, "status") else resp.code, resp.read(), kept)
 
     do_GET = do_POST = do_PUT = do_HEAD = do_PATCH = do_DELETE = _forward
 
     def log_message(self, *args) -> None:  # quiet
         pass
+
+
+def _reply(handler: BaseHTTPRequestHandler, status: int, data: bytes = b"", headers: dict | None = None) -> None:
+    """One answer of the test's HTTP servers: ``headers``, the body's length, the body (none to HEAD)."""
+    handler.send_response(status)
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
 
 
 def _serve(handler: type, host: str = "127.0.0.1") -> ThreadingHTTPServer:
