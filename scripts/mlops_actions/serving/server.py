@@ -490,8 +490,9 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
                     500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
                 )
                 return
-            self._json(200, {"predictions": predictions})
+            # counted before the answer leaves, like observe(): a client reading /metrics after its answer sees it
             metrics.count_predictions(predictions)
+            self._json(200, {"predictions": predictions})
 
     return Handler
 
