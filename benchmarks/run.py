@@ -1,15 +1,17 @@
 """Benchmark the render-dockerfile serving image against ``mlflow models build-docker``.
 
 One command (see benchmarks/README.md): trains (or reuses, under ``--work``) the sentiment
-(TF-IDF + LogisticRegression) and rice (Keras CNN 64x64x3, 5 classes) models on SYNTHETIC data,
+(TF-IDF + LogisticRegression), rice (Keras CNN 64x64x3, 5 classes), xgboost, lightgbm and custom
+pyfunc (code_paths, params) models on SYNTHETIC data,
 builds both images of each (ours through render-dockerfile, MLflow's through ``mlflow models
 generate-dockerfile`` with its FROM line pointed at the same local base image and the host CA
 bundle given to pip), and measures image size, cold build, rebuild after a model-only change,
 ``docker run`` → first /ping 200, requests/s and p99 at concurrency 8 for 1-row and 100-row
 payloads (wrk on loopback, bounded in time), and idle memory (cgroup usage less inactive page
-cache, as ``docker stats`` shows it). Prints a markdown table with ratios and the targets.
+cache, as ``docker stats`` shows it). Prints a markdown table with ratios and the targets, and
+one row per flavor (runtime chosen, size, start, req/s) for the README.
 
-No timing is asserted anywhere: this prints. tests/unit/test_benchmark_table.py checks the table code.
+No timing is asserted anywhere: this prints. tests/unit/benchmarks/test_run.py checks the table code.
 """
 
 from __future__ import annotations
@@ -88,6 +90,26 @@ def table(results: dict) -> str:
             r = ratio(ours, theirs)
             name = f"{model} ({runtime})" if runtime else model
             lines.append(f"| {name} | {label} ({unit}) | {fmt(theirs)} | {fmt(ours)} | {fmt(r) + '×' if r is not None else 'n/a'} | {verdict(metric, model, r)} |")
+    return "\n".join(lines)
+
+
+def flavor_table(results: dict) -> str:
+    """One row per model: its flavor, the runtime render-dockerfile chose, and image size, cold
+    start and 1-row req/s of ours against build-docker's (same run)."""
+    lines = [
+        "| flavor | runtime chosen | image MB (build-docker → ours) | cold start s (→) | req/s @8, 1 row (→) |",
+        "|---|---|---|---|---|",
+    ]
+    for model, systems in results.items():
+        ours, theirs = systems.get("ours", {}), systems.get("mlflow", {})
+        if not ours and not theirs:
+            continue
+        cells = []
+        for metric in ("size_mb", "start_s", "rps_1"):
+            r = ratio(ours.get(metric), theirs.get(metric))
+            cells.append(f"{fmt(theirs.get(metric))} → {fmt(ours.get(metric))}" + (f" ({fmt(r)}×)" if r is not None else ""))
+        flavor = MODELS[model][1] if model in MODELS else model
+        lines.append(f"| {flavor} | {ours.get('runtime', 'n/a')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -180,6 +202,124 @@ def rice_model(work: Path) -> tuple[Path, Path | None]:
     mlflow.tensorflow.save_model(model, str(out), input_example=example, pip_requirements=modelling.pip_requirements(),
                                  metadata={"classes": classes})
     return out, None
+
+
+def _tabular_data(work: Path, n_train: int = 3000, n_held: int = 500):
+    """SYNTHETIC tabular data shared by the tabular flavors: 8 float features, 3 classes."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    cols = [f"f{i}" for i in range(8)]
+    X = pd.DataFrame(rng.normal(size=(n_train + n_held, 8)), columns=cols)
+    score = X["f0"] * 1.5 - X["f1"] + 0.5 * X["f2"] * X["f3"] + rng.normal(0, 0.3, len(X))
+    y = np.digitize(score, [-0.7, 0.7])
+    held = work / "data" / "tabular-heldout.csv"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    X.iloc[n_train:].to_csv(held, index=False)
+    return X.iloc[:n_train], y[:n_train], held
+
+
+def xgboost_model(work: Path) -> tuple[Path, Path]:
+    """An XGBClassifier (100 trees, depth 4) on the synthetic tabular data, via mlflow.xgboost."""
+    out = work / "models" / "xgboost"
+    X, y, held = _tabular_data(work)
+    if (out / "MLmodel").is_file():
+        return out, held
+    import mlflow.xgboost
+    import xgboost
+
+    model = xgboost.XGBClassifier(n_estimators=100, max_depth=4, n_jobs=1, random_state=0).fit(X, y)
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow.xgboost.save_model(model, str(out), input_example=X.head(3))
+    return out, held
+
+
+def lightgbm_model(work: Path) -> tuple[Path, Path]:
+    """An LGBMClassifier (100 trees) on the synthetic tabular data, via mlflow.lightgbm."""
+    out = work / "models" / "lightgbm"
+    X, y, held = _tabular_data(work)
+    if (out / "MLmodel").is_file():
+        return out, held
+    import lightgbm
+    import mlflow.lightgbm
+
+    model = lightgbm.LGBMClassifier(n_estimators=100, num_leaves=15, n_jobs=1, random_state=0, verbose=-1).fit(X, y)
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow.lightgbm.save_model(model, str(out), input_example=X.head(3))
+    return out, held
+
+
+PYFUNC_CODE = '''"""The benchmark's custom pyfunc model, shipped in the model folder through code_paths."""
+import pickle
+
+import mlflow.pyfunc
+
+
+def standardize(frame, mean, std):
+    return (frame.to_numpy(dtype="float64") - mean) / std
+
+
+class Scorer(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        with open(context.artifacts["state"], "rb") as fh:
+            state = pickle.load(fh)
+        self._clf, self._mean, self._std = state["clf"], state["mean"], state["std"]
+
+    def predict(self, context, model_input, params=None):
+        proba = self._clf.predict_proba(standardize(model_input, self._mean, self._std))
+        floor = float((params or {}).get("min_confidence", 0.0))
+        return [int(p.argmax()) if p.max() >= floor else -1 for p in proba]
+'''
+
+
+def pyfunc_model(work: Path) -> tuple[Path, Path]:
+    """A custom mlflow.pyfunc.PythonModel (standardize from a code_paths module, then a pickled
+    scikit-learn LogisticRegression) with a params schema: the generic path of every other flavor."""
+    out = work / "models" / "pyfunc"
+    X, y, held = _tabular_data(work)
+    if (out / "MLmodel").is_file():
+        return out, held
+    import pickle
+
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    code = work / "pyfunc-code" / "bench_pyfunc"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "__init__.py").write_text(PYFUNC_CODE)
+    mean, std = X.mean().to_numpy(), X.std().to_numpy()
+    clf = LogisticRegression(max_iter=500).fit((X.to_numpy() - mean) / std, y)
+    state = work / "pyfunc-code" / "state.pkl"
+    state.write_bytes(pickle.dumps({"clf": clf, "mean": mean, "std": std}))
+    sys.path.insert(0, str(code.parent))
+    from bench_pyfunc import Scorer  # type: ignore[import-not-found]  # pickled by reference: code_paths carries it
+
+    signature = infer_signature(X.head(3), [0, 1, 2], params={"min_confidence": 0.0})
+    shutil.rmtree(out, ignore_errors=True)
+    mlflow.pyfunc.save_model(str(out), python_model=Scorer(), artifacts={"state": str(state)},
+                             code_paths=[str(code)], signature=signature, input_example=X.head(3),
+                             pip_requirements=[f"scikit-learn=={_version('scikit-learn')}", f"numpy=={_version('numpy')}",
+                                               f"pandas=={_version('pandas')}", f"cloudpickle=={_version('cloudpickle')}",
+                                               f"mlflow=={_version('mlflow')}"])
+    return out, held
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
+# name → (builder, flavor as the README's table names it)
+MODELS = {
+    "sentiment": (sentiment_model, "sklearn (TF-IDF + LogisticRegression)"),
+    "rice": (rice_model, "tensorflow (Keras CNN)"),
+    "xgboost": (xgboost_model, "xgboost (XGBClassifier)"),
+    "lightgbm": (lightgbm_model, "lightgbm (LGBMClassifier)"),
+    "pyfunc": (pyfunc_model, "python_function (custom, code_paths)"),
+}
 
 
 # --- docker --------------------------------------------------------------------------------------
@@ -291,6 +431,13 @@ def payloads(name: str, model: Path, held: Path | None) -> dict[int, bytes]:
         texts = pd.read_csv(held)["review_text"].astype(str).tolist()
         rows = lambda n: [[texts[i % len(texts)]] for i in range(n)]  # noqa: E731
         return {n: json.dumps({"dataframe_split": {"columns": ["review_text"], "data": rows(n)}}).encode() for n in (1, 100)}
+    if held is not None:  # a table model: rows of the held-out CSV
+        import pandas as pd
+
+        frame = pd.read_csv(held)
+        rows = frame.to_numpy().tolist()
+        split = lambda n: {"columns": list(frame.columns), "data": [rows[i % len(rows)] for i in range(n)]}  # noqa: E731
+        return {n: json.dumps({"dataframe_split": split(n)}).encode() for n in (1, 100)}
     example = json.loads((model / "serving_input_example.json").read_text())["inputs"]
     images = [[[[int(round(v)) for v in px] for px in row] for row in img] for img in example]
     return {n: json.dumps({"instances": [images[i % len(images)] for i in range(n)]}).encode() for n in (1, 100)}
@@ -334,7 +481,7 @@ def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="models, contexts, results (reused)")
-    ap.add_argument("--models", default="sentiment,rice")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma list of: " + ", ".join(MODELS))
     ap.add_argument("--runtime", default="auto", help="render-dockerfile runtime for our images")
     ap.add_argument("--repeats", type=int, default=3, help="runs of rebuild, start and idle memory (median)")
     ap.add_argument("--seconds", type=int, default=10, help="load duration per throughput point")
@@ -344,15 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     saved = args.work / "results.json"
     results: dict = json.loads(saved.read_text()) if saved.is_file() else {}
     if args.table_only:
-        print(table(results))
+        print(table(results) + "\n\n" + flavor_table(results))
         return 0
+    unknown = [name for name in args.models.split(",") if name not in MODELS]
+    if unknown:
+        print(f"--models: unknown model '{unknown[0]}'; use a comma list of: {', '.join(MODELS)}", file=sys.stderr)
+        return 2
     systems = set(args.systems.split(","))
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
     for name in args.models.split(","):
-        model, held = (sentiment_model if name == "sentiment" else rice_model)(args.work)
+        model, held = MODELS[name][0](args.work)
         bodies = payloads(name, model, held)
         results.setdefault(name, {})
         ctx_root = args.work / "contexts" / name
@@ -369,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             saved.write_text(json.dumps(results, indent=2))
     print()
     print(table(results))
+    print()
+    print(flavor_table(results))
     return 0
 
 

@@ -281,7 +281,10 @@ def pr_request(source_dir: str, repo_path: str, labels: str, open_pull_request: 
     "--runtime",
     default="auto",
     show_default=True,
-    help="auto: ONNX when it converts and passes the equivalence check, else native; native; onnx: ONNX or fail.",
+    help="auto: by flavor, with the reason (sklearn/keras: ONNX when it passes the equivalence check, else native; "
+    "xgboost, lightgbm, onnx: native; any other python_function model: pyfunc); native: the flavor's own library "
+    "(sklearn, tensorflow, keras, xgboost, lightgbm, onnx); onnx: convert to ONNX or fail; "
+    "pyfunc: mlflow.pyfunc with mlflow-skinny.",
 )
 @text_option(
     "--onnx-check-data", "Held-out sample for the ONNX equivalence check: CSV (table models) or .npy (tensor models)."

@@ -6,6 +6,7 @@ import shutil
 import urllib.request
 
 import pytest
+import yaml
 
 from mlops_actions.stages.render_dockerfile import render
 from mlops_actions.core.errors import InputError, StageError
@@ -107,10 +108,13 @@ def test_render_refuses_bad_models(fetched, tmp_path):
         render(tmp_path, tmp_path / "out")
     model = tmp_path / "m"
     shutil.copytree(fetched.model_path, model)
-    text = (model / "MLmodel").read_text().replace("sklearn:", "pytorch:")
-    (model / "MLmodel").write_text(text)
-    with pytest.raises(InputError, match="flavor 'pytorch' is not supported"):
+    # a flavor without a loader of ours and without a python_function section: nothing can load it
+    meta = yaml.safe_load((model / "MLmodel").read_text())
+    meta["flavors"] = {"spark": meta["flavors"]["sklearn"]}
+    (model / "MLmodel").write_text(yaml.safe_dump(meta))
+    with pytest.raises(InputError, match="flavor 'spark' has no python_function flavor") as err:
         render(model, tmp_path / "out")
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
 
 

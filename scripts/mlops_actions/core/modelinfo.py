@@ -10,8 +10,13 @@ import yaml
 
 from .errors import InputError
 
-# Flavors the serving image knows how to load without the full mlflow package.
-SERVABLE_FLAVORS = ("sklearn", "tensorflow", "keras")
+# Flavors the serving image loads with the flavor's own library, without mlflow (runtime "native";
+# "onnx" models are served as they are by onnxruntime).
+NATIVE_FLAVORS = ("sklearn", "tensorflow", "keras", "xgboost", "lightgbm", "onnx")
+# Flavors render-dockerfile can convert to ONNX (runtime "onnx", core/onnx_export.py).
+ONNX_CONVERTIBLE = ("sklearn", "tensorflow", "keras")
+# Any other model is served through mlflow.pyfunc (runtime "pyfunc") when it has that flavor section.
+PYFUNC = "python_function"
 
 
 @dataclass
@@ -24,6 +29,12 @@ class ModelInfo:
     run_id: str = ""
     signature: dict = field(default_factory=dict)
     has_input_example: bool = False
+    mlflow_version: str = ""
+
+    @property
+    def has_pyfunc(self) -> bool:
+        """The model can be loaded by ``mlflow.pyfunc.load_model`` (a python_function section)."""
+        return isinstance(self.flavors.get(PYFUNC), dict)
 
     @property
     def serving_example(self) -> Path | None:
@@ -88,15 +99,18 @@ def read(model_dir: Path, input_name: str = "model-dir") -> ModelInfo:
         run_id=str(data.get("run_id") or ""),
         signature=signature if isinstance(signature := data.get("signature"), dict) else {},
         has_input_example=bool(data.get("saved_input_example_info")),
+        mlflow_version=str(data.get("mlflow_version") or ""),
     )
 
 
 def require_servable(info: ModelInfo, input_name: str = "model-dir") -> None:
-    if info.flavor not in SERVABLE_FLAVORS:
+    """The serving image can load the model: a native loader for its flavor, or mlflow.pyfunc."""
+    if info.flavor not in NATIVE_FLAVORS and not info.has_pyfunc:
         raise InputError(
             input_name,
-            f"model flavor '{info.flavor}' is not supported by the serving image",
-            f"log the model with one of: {', '.join(SERVABLE_FLAVORS)}",
+            f"model flavor '{info.flavor}' has no python_function flavor and no serving loader",
+            f"log it with mlflow.pyfunc.log_model(python_model=...) or a supported flavor "
+            f"({', '.join(NATIVE_FLAVORS)})",
         )
 
 

@@ -1,25 +1,50 @@
-"""A lean scoring server for the MLflow protocol, with no dependency on the mlflow package.
+"""A lean scoring server for the MLflow protocol: any MLflow model, mlflow itself only where needed.
 
-Endpoints: ``GET /ping`` and ``GET /health`` (200 once the model is loaded), ``GET /version``
-(model and build facts), ``GET /metrics`` (Prometheus text: requests by path and status, latency
-histogram, predicted classes; summed over all workers), ``POST /invocations`` (JSON
-``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``; or CSV with a header row)
-answering ``{"predictions": [...]}``.
+Endpoints: ``GET /ping`` and ``GET /health`` (200 once the model is loaded; /health names the flavor
+and runtime), ``GET /version`` (model and build facts), ``GET /metrics`` (Prometheus text: requests by
+path and status, latency histogram, predicted classes; summed over all workers), ``POST
+/invocations`` (JSON with exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``,
+``inputs``, plus optional ``params``; or CSV with a header row) answering ``{"predictions": ...}``
+serialized as MLflow's scoring server does: a DataFrame (or Series) as a list of records, arrays as
+(nested) lists, a dict of arrays as a dict of lists.
 
-Runtimes: the model's native flavor (sklearn, Keras/TensorFlow), or ONNX through onnxruntime when
-``model-info.json`` says ``"runtime": "onnx"`` (render-dockerfile wrote ``model.onnx`` after an
-equivalence check); the ONNX path needs only onnxruntime, numpy and pyyaml (no pandas).
+Runtimes (``model-info.json``, written by render-dockerfile: ``runtime`` and ``flavor``, the model's
+first flavor other than python_function):
+
+- ``native``: the flavor's own library, without mlflow, answering as ``mlflow.pyfunc`` would:
+  sklearn, Keras/TensorFlow, xgboost (a Booster or a scikit-learn wrapper, as ``model_class`` says),
+  LightGBM (a Booster text file or a pickled scikit-learn model) and ONNX (the model's own .onnx file
+  through onnxruntime). The request is parsed as MLflow does and checked against the MLmodel
+  signature: columns get their declared types (string, long, integer, double, float, boolean,
+  binary, datetime; ``required: false`` columns may be left out), tensors become numpy arrays of
+  the declared dtype and shape, and a value that does not fit answers 400 naming the column. Params
+  are checked against the signature's params schema (defaults filled in) and passed on where the
+  flavor's pyfunc wrapper passes them (xgboost's predict); a model without a params schema ignores
+  them, with one line on stderr, as MLflow does.
+- ``pyfunc``: any MLflow model through ``mlflow.pyfunc.load_model`` (the image installs mlflow-skinny
+  at the model's mlflow version and the model's requirements; ``code_paths`` are honoured by mlflow).
+  Requests are parsed, predicted and serialized by MLflow's own scoring-server functions, so the
+  answers, schema enforcement and params validation are MLflow's (an invalid param answers 400).
+- ``onnx``: the ONNX conversion render-dockerfile wrote (``model.onnx``, checked equivalent to the
+  native model) through onnxruntime, needing only onnxruntime, numpy and pyyaml (no pandas).
 
 Run: ``python -m serve.server --model /app/model --port 8080``. Worker processes (pre-forked on
 one listening socket) default to the CPUs this container may use (affinity and cgroup quota),
-at most 4; ``WORKERS`` overrides. The server writes no files (read-only root file system friendly).
+at most 4; ``WORKERS`` overrides. A native sklearn model is loaded once before the fork; every other
+model is loaded by each worker after it (their libraries start thread pools). xgboost, LightGBM and
+onnxruntime use one thread per worker, as the workers already use the CPUs; ``MODEL_THREADS`` (or
+``ONNX_THREADS``) overrides. The server writes no files (read-only root file system friendly).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import csv
+import datetime
+import importlib
+import inspect
 import io
 import json
 import mmap
@@ -30,8 +55,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 MAX_BODY = int(os.environ.get("MAX_REQUEST_BYTES", str(64 * 1024 * 1024)))
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+# MLflow column types → numpy dtypes (DataType.to_numpy); datetime is parsed, not cast
+NUMERIC_TYPES = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32"}
+# onnxruntime input types → numpy dtypes, where the names differ
+ONNX_TYPES = {"float": "float32", "double": "float64", "string": "object"}
 
 
 class BadRequest(Exception):
@@ -44,45 +75,275 @@ def read_mlmodel(model_dir: Path) -> dict:
     return yaml.safe_load((model_dir / "MLmodel").read_text()) or {}
 
 
-class Model:
-    """Loads an MLflow model directory by its native flavor, or its ONNX conversion (``onnx``: the
-    ``onnx`` section of model-info.json, with ``path`` of the .onnx file)."""
+def threads() -> int:
+    """Threads per worker for xgboost, LightGBM and onnxruntime: 1 unless MODEL_THREADS or ONNX_THREADS says."""
+    return max(1, int(os.environ.get("MODEL_THREADS") or os.environ.get("ONNX_THREADS") or 1))
 
-    def __init__(self, model_dir: Path, onnx: dict | None = None):
+
+def one_line(text: object, limit: int = 500) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def jsonable(obj):
+    """Predictions as MLflow's scoring server writes them (``_get_jsonable_obj`` then ``NumpyEncoder``):
+    a DataFrame as a list of records, a Series as records of its one column, numpy arrays as (nested)
+    lists, numpy scalars as Python ones, bytes as base64, timestamps in ISO format. pandas is only
+    looked at when something imported it: the ONNX image has none."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(obj, pd.Series):
+        obj = pd.DataFrame(obj)
+    if pd is not None and isinstance(obj, pd.DataFrame):
+        return [{k: _json_value(v) for k, v in row.items()} for row in obj.to_dict(orient="records")]
+    return _json_value(obj)
+
+
+def _json_value(value):
+    np = sys.modules.get("numpy")
+    if isinstance(value, dict):
+        return {(k.item() if hasattr(k, "item") else k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if np is not None and isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return [_json_value(v) for v in value.tolist()]
+        if value.dtype.kind == "S":
+            return [_json_value(v) for v in value.tolist()]
+        return value.tolist()
+    if np is not None and isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.encodebytes(value).decode("ascii")
+    if isinstance(value, (datetime.date, datetime.time)):  # pandas.Timestamp is a datetime
+        return value.isoformat()
+    return value
+
+
+class Signature:
+    """The MLmodel signature: named columns with MLflow types (``required`` false may be missing),
+    or tensors (``tensor-spec`` dtype and shape), and the params schema."""
+
+    def __init__(self, meta: dict):
+        sig = meta.get("signature") or {}
+        self.inputs = self._specs(sig.get("inputs"))
+        self.params = self._specs(sig.get("params"))
+        self.is_tensor = bool(self.inputs) and all(s.get("type") == "tensor" for s in self.inputs)
+        named = [s for s in self.inputs if s.get("name")]
+        self.columns: list[str] = [s["name"] for s in named]
+        self.types: dict[str, Any] = {s["name"]: s.get("type") for s in named}
+        self.required = [s["name"] for s in named if s.get("required", True)]
+
+    @staticmethod
+    def _specs(text) -> list[dict]:
+        try:
+            specs = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            return []
+        return [s for s in specs if isinstance(s, dict)] if isinstance(specs, list) else []
+
+    # --- columns ---------------------------------------------------------------------------------
+
+    def enforce(self, df):
+        """The declared columns in signature order, each cast to its type (MLflow's
+        ``cast_df_types_according_to_schema`` and ``_enforce_named_col_schema``); extra columns go."""
+        import pandas as pd
+
+        missing = [c for c in self.required if c not in df.columns]
+        if missing:
+            raise BadRequest(f"missing input column(s): {', '.join(map(str, missing))}")
+        present = [c for c in self.columns if c in df.columns]
+        return pd.DataFrame({c: self.cast(c, df[c], self.types[c]) for c in present}, index=df.index)
+
+    def cast(self, name: str, values, kind):
+        import pandas as pd
+
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            if kind == "string":
+                return values
+            if kind == "binary":
+                return values.map(lambda v: self._unbase64(name, v))
+        if kind in NUMERIC_TYPES:
+            return self._numeric(name, values, kind)
+        if kind == "boolean":
+            return values if values.dtype == bool else values.map(lambda v: self._boolean(name, v)).astype(bool)
+        if kind == "datetime":
+            return self._datetime(name, values)
+        if kind == "string":
+            return values.astype(object)
+        return values  # binary as bytes already, arrays, objects, maps, any: as sent
+
+    @staticmethod
+    def _numeric(name: str, values, kind: str):
+        import numpy as np
+        import pandas as pd
+
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            try:
+                values = pd.to_numeric(values)
+            except (ValueError, TypeError) as exc:
+                raise BadRequest(f"column '{name}' ({kind}): {one_line(exc, 200)}") from exc
+        target = np.dtype(NUMERIC_TYPES[kind])
+        if target.kind == "i":
+            if values.isna().any():
+                raise BadRequest(f"column '{name}' ({kind}): missing value(s); an integer column cannot hold them")
+            if values.dtype.kind == "f" and not (values == values.round()).all():
+                bad = values[values != values.round()].iloc[0]
+                raise BadRequest(f"column '{name}' ({kind}): {bad} is not a whole number")
+        try:
+            return values.astype(target)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BadRequest(f"column '{name}' ({kind}): {one_line(exc, 200)}") from exc
+
+    @staticmethod
+    def _boolean(name: str, value) -> bool:
+        key = str(value).strip().lower()
+        if key in ("true", "1", "1.0"):
+            return True
+        if key in ("false", "0", "0.0"):
+            return False
+        raise BadRequest(f"column '{name}' (boolean): {value!r} is not true or false")
+
+    @staticmethod
+    def _datetime(name: str, values):
+        import pandas as pd
+
+        try:
+            parsed = pd.to_datetime(values)
+        except (ValueError, TypeError):
+            try:
+                parsed = pd.to_datetime(values, format="ISO8601")
+            except (ValueError, TypeError) as exc:
+                raise BadRequest(f"column '{name}' (datetime): {one_line(str(exc).splitlines()[0], 200)}") from exc
+        if not pd.api.types.is_datetime64_any_dtype(parsed) or getattr(parsed.dt, "tz", None) is not None:
+            raise BadRequest(f"column '{name}' (datetime): send timezone-naive date-times (no offset)")
+        # MLflow's DataType.datetime is nanoseconds; pandas 3 parses to microseconds
+        return parsed.dt.as_unit("ns") if getattr(parsed.dt, "unit", "ns") != "ns" else parsed
+
+    @staticmethod
+    def _unbase64(name: str, value):
+        if not isinstance(value, str):
+            return value
+        try:
+            return base64.decodebytes(value.encode("utf-8"))
+        except ValueError as exc:
+            raise BadRequest(f"column '{name}' (binary): not base64 ({exc})") from exc
+
+    # --- tensors ---------------------------------------------------------------------------------
+
+    def tensor(self, spec: dict, data, what: str = "input"):
+        """``data`` as a numpy array of the spec's dtype, its shape checked (-1: any size)."""
+        import numpy as np
+
+        tensor_spec = spec.get("tensor-spec") or {}
+        dtype, shape = tensor_spec.get("dtype", "float64"), tensor_spec.get("shape")
+        name = spec.get("name") or what
+        try:
+            arr = np.asarray(data, dtype=dtype)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise BadRequest(f"{name}: not a {dtype} tensor ({one_line(exc, 200)})") from exc
+        if not isinstance(shape, list) or (shape == [-1] and arr.dtype == object):  # no shape, or ragged
+            return arr
+        if arr.ndim != len(shape) or any(want not in (-1, got) for want, got in zip(shape, arr.shape, strict=True)):
+            raise BadRequest(f"{name}: shape {list(arr.shape)} does not match the signature's {shape}")
+        return arr
+
+    # --- params ----------------------------------------------------------------------------------
+
+    def check_params(self, given: dict) -> dict:
+        """MLflow's ``_enforce_params_schema``: declared params type-checked, defaults for the rest,
+        undeclared ones dropped (the caller warns)."""
+        out = {}
+        for spec in self.params:
+            name = str(spec.get("name"))
+            if name not in given:
+                out[name] = spec.get("default")
+                continue
+            value = given[name]
+            if spec.get("shape") is not None:
+                if not isinstance(value, list):
+                    raise BadRequest(f"param '{name}': expected a list of {spec.get('type')}, got {value!r}")
+                out[name] = [self._param(name, spec.get("type"), v) for v in value]
+            else:
+                out[name] = self._param(name, spec.get("type"), value)
+        return out
+
+    @staticmethod
+    def _param(name: str, kind: Any, value):
+        ok = {
+            "string": isinstance(value, str),
+            "boolean": isinstance(value, bool),
+            "long": isinstance(value, int) and not isinstance(value, bool),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "double": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "datetime": isinstance(value, str),
+        }.get(kind, True)
+        if not ok:
+            raise BadRequest(f"param '{name}': expected {kind}, got {value!r}")
+        return float(value) if kind in ("double", "float") else value
+
+
+def split_payload(payload) -> tuple[str, Any, Any]:
+    """(format, data, params) of a JSON request; ``("csv", text, None)`` for a CSV body."""
+    if isinstance(payload, tuple) and payload[0] == "csv":
+        return "csv", payload[1].decode("utf-8"), None
+    if not isinstance(payload, dict):
+        raise BadRequest(f"the JSON body must be an object with one of {', '.join(FORMATS)}")
+    keys = [k for k in FORMATS if k in payload]
+    if len(keys) != 1:
+        found = f"got {', '.join(keys)}" if keys else f"got keys {', '.join(map(str, payload)) or 'none'}"
+        raise BadRequest(f"the JSON body must hold exactly one of {', '.join(FORMATS)} ({found})")
+    return keys[0], payload[keys[0]], payload.get("params")
+
+
+class Model:
+    """An MLflow model directory served by ``runtime``: ``native`` (the flavor's own library),
+    ``pyfunc`` (mlflow.pyfunc) or the ONNX conversion (``onnx``: the ``onnx`` section of
+    model-info.json, with ``path`` of the .onnx file). ``engine`` says what actually serves it."""
+
+    NATIVE = ("sklearn", "tensorflow", "keras", "xgboost", "lightgbm", "onnx")
+
+    def __init__(self, model_dir: Path, onnx: dict | None = None, runtime: str = "native"):
         self.dir = Path(model_dir)
         self.meta = read_mlmodel(self.dir)
         flavors = self.meta.get("flavors") or {}
         self.flavor = next((f for f in flavors if f != "python_function"), "python_function")
-        self.columns, self.types = self._signature_columns()
+        self.signature = Signature(self.meta)
+        self.columns, self.types = self.signature.columns, self.signature.types
         meta_classes = (self.meta.get("metadata") or {}).get("classes")
         self.classes = list(meta_classes) if isinstance(meta_classes, list) else None
         self.onnx = onnx
+        self.runtime = "onnx" if onnx else runtime
+        self._noted: set[str] = set()
         if onnx:
             self._load_onnx(onnx)
-        elif self.flavor == "sklearn":
-            self._model = self._load_sklearn(flavors["sklearn"])
-            self._predict = self._model.predict
-            if self.classes is None and hasattr(self._model, "classes_"):
-                self.classes = [c.item() if hasattr(c, "item") else c for c in self._model.classes_]
-        elif self.flavor in ("tensorflow", "keras"):
-            self._model = self._load_keras(flavors[self.flavor])
-            self._predict = self._predict_keras
+        elif self.runtime == "pyfunc":
+            self._load_pyfunc()
+        elif self.runtime != "native":
+            raise RuntimeError(f"unknown runtime '{runtime}' (native, onnx or pyfunc)")
+        elif self.flavor in self.NATIVE:
+            loader = "keras" if self.flavor == "tensorflow" else "onnx_flavor" if self.flavor == "onnx" else self.flavor
+            getattr(self, f"_load_{loader}")(flavors[self.flavor])
         else:
-            raise RuntimeError(f"unsupported flavor {self.flavor}")
+            raise RuntimeError(f"flavor '{self.flavor}' has no native runtime; serve it with runtime 'pyfunc'")
 
-    def _signature_columns(self):
-        sig = self.meta.get("signature") or {}
-        try:
-            spec = json.loads(sig.get("inputs") or "[]")
-        except (TypeError, ValueError):
-            spec = []
-        cols = [c.get("name") for c in spec if isinstance(c, dict) and c.get("name")]
-        types = {c["name"]: c.get("type") for c in spec if isinstance(c, dict) and c.get("name")}
-        return cols, types
+    def note(self, message: str) -> None:
+        """One line on stderr, once per worker: a request-driven warning must not flood the log."""
+        if message not in self._noted and len(self._noted) < 100:
+            self._noted.add(message)
+            sys.stderr.write(message + "\n")
+
+    # --- sklearn and Keras -----------------------------------------------------------------------
 
     def _load_sklearn(self, conf: dict):
-        path = self.dir / conf.get("pickled_model", "model.pkl")
-        fmt = conf.get("serialization_format", "cloudpickle")
+        self._model = self._unpickle(conf.get("pickled_model", "model.pkl"), conf.get("serialization_format"))
+        self._predict = lambda data, params: self._model.predict(data)
+        if self.classes is None and hasattr(self._model, "classes_"):
+            self.classes = [c.item() if hasattr(c, "item") else c for c in self._model.classes_]
+        self.engine = f"scikit-learn {getattr(sys.modules.get('sklearn'), '__version__', '')}".strip()
+
+    def _unpickle(self, name: str, fmt: str | None):
+        path = self.dir / name
+        fmt = fmt or "cloudpickle"
         if fmt == "skops":
             import skops.io
 
@@ -100,19 +361,208 @@ class Model:
         import keras
 
         self._keras_lock = threading.Lock()  # Keras' predict() keeps per-model state: one call at a time
+        self._predict = self._predict_keras
+        self.engine = f"keras {keras.__version__}"
         data = self.dir / conf.get("data", "data")
         candidates = sorted(list(data.rglob("*.keras")) + list(data.rglob("*.h5")))
         if candidates:
-            return keras.models.load_model(candidates[0], compile=False)
+            self._model = keras.models.load_model(candidates[0], compile=False)
+            return
         saved = self.dir / conf["saved_model_dir"] if conf.get("saved_model_dir") else data / "model"
-        return keras.layers.TFSMLayer(str(saved), call_endpoint="serving_default")
+        self._model = keras.layers.TFSMLayer(str(saved), call_endpoint="serving_default")
+
+    def _predict_keras(self, frame, params=None):
+        import numpy as np
+
+        arr = frame if isinstance(frame, np.ndarray) else np.asarray(frame.values.tolist(), dtype="float32")
+        arr = arr.astype("float32")
+        shape = getattr(self._model, "input_shape", None)
+        if isinstance(shape, tuple) and len(shape) == arr.ndim + 1:
+            arr = arr[None, ...]  # one instance sent without the batch dimension
+        with self._keras_lock:
+            # a SavedModel comes through TFSMLayer: a layer, no predict()
+            result = self._model.predict(arr, verbose=0) if hasattr(self._model, "predict") else self._model(arr)
+        if hasattr(result, "numpy"):
+            result = result.numpy()
+        if isinstance(result, dict):
+            result = next(iter(result.values()))
+        return np.asarray(result)
+
+    # --- xgboost (mlflow.xgboost._load_model and _XGBModelWrapper, without mlflow) ---------------
+
+    def _load_xgboost(self, conf: dict):
+        import xgboost as xgb
+
+        class_path = conf.get("model_class", "xgboost.core.Booster")
+        module, _, name = class_path.rpartition(".")
+        self._model = getattr(importlib.import_module(module), name)()
+        self._model.load_model(str(self.dir / conf.get("data", "model.xgb")))
+        if isinstance(self._model, xgb.Booster):
+            self._model.set_param({"nthread": threads()})
+        else:
+            self._model.set_params(n_jobs=threads())
+            if self.classes is None and hasattr(self._model, "classes_"):
+                self.classes = [c.item() if hasattr(c, "item") else c for c in self._model.classes_]
+        self._predict = self._predict_xgboost
+        self.engine = f"xgboost {xgb.__version__} ({name}, {threads()} thread(s))"
+
+    def _predict_xgboost(self, data, params):
+        import xgboost as xgb
+
+        kwargs = self._accepted(self._model.predict, params or {})
+        if isinstance(self._model, xgb.Booster):
+            return self._model.predict(xgb.DMatrix(data, nthread=threads()), validate_features=True, **kwargs)
+        return self._model.predict(data, validate_features=True, **kwargs)
+
+    def _accepted(self, fn, params: dict) -> dict:
+        """The params ``fn`` takes (MLflow's ``_exclude_unrecognized_kwargs``); the others are noted."""
+        accepted = inspect.signature(fn).parameters
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in accepted.values()):
+            return params
+        if dropped := sorted(set(params) - set(accepted)):
+            self.note(f"params {dropped} are not accepted by the model's predict(); ignored")
+        return {k: v for k, v in params.items() if k in accepted}
+
+    # --- LightGBM (mlflow.lightgbm._load_model and _LGBModelWrapper) -----------------------------
+
+    def _load_lightgbm(self, conf: dict):
+        import lightgbm as lgb
+
+        class_path = conf.get("model_class", "lightgbm.basic.Booster")
+        if class_path == "lightgbm.basic.Booster":
+            self._model = lgb.Booster(model_file=str(self.dir / conf.get("data", "model.lgb")))
+        else:
+            self._model = self._unpickle(conf.get("data", "model.pkl"), conf.get("serialization_format"))
+            if self.classes is None and hasattr(self._model, "classes_"):
+                self.classes = [c.item() if hasattr(c, "item") else c for c in self._model.classes_]
+        self._predict = lambda data, params: self._model.predict(data, num_threads=threads())  # params: ignored
+        self.engine = f"lightgbm {lgb.__version__} ({class_path.rpartition('.')[2]}, {threads()} thread(s))"
+
+    # --- ONNX flavor (mlflow.onnx._OnnxModelWrapper): the model's own .onnx file -----------------
+
+    def _load_onnx_flavor(self, conf: dict):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads()
+        options = conf.get("onnx_session_options") or {}
+        if str(options.get("execution_mode", "")).upper() == "PARALLEL":
+            opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        if options.get("graph_optimization_level"):
+            opts.graph_optimization_level = ort.GraphOptimizationLevel(options["graph_optimization_level"])
+        for key, value in (options.get("extra_session_config") or {}).items():
+            opts.add_session_config_entry(key, value)
+        path = self.dir / conf.get("data", "model.onnx")
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._feeds = [(i.name, i.type, i.shape) for i in self._session.get_inputs()]
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        self._predict = self._predict_onnx_flavor
+        self.engine = f"onnxruntime {ort.__version__} ({path.name}, {threads()} thread(s))"
+
+    def _onnx_array(self, name: str, onnx_type: str, shape, values):
+        import numpy as np
+
+        kind = onnx_type[len("tensor(") : -1] if onnx_type.startswith("tensor(") else "float"
+        arr = np.asarray(values)
+        try:
+            arr = arr.astype(ONNX_TYPES.get(kind, kind), copy=False)
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"input '{name}': not {kind} ({one_line(exc, 200)})") from exc
+        if isinstance(shape, list) and len(shape) == 2 and arr.ndim == 1:
+            arr = arr.reshape(-1, 1)  # a column for a [N, 1] input
+        return arr
+
+    def _predict_onnx_flavor(self, data, params):
+        """A DataFrame feeds its values to a single input, or its columns by name to several, and
+        answers a DataFrame of the outputs; an array or a dict of arrays answers a dict."""
+        import numpy as np
+
+        pandas = sys.modules.get("pandas")
+        is_frame = pandas is not None and isinstance(data, pandas.DataFrame)
+        if is_frame and len(self._feeds) > 1:
+            missing = [name for name, _, _ in self._feeds if name not in data.columns]
+            if missing:
+                raise BadRequest(f"missing input column(s): {', '.join(missing)}")
+            feed = {name: self._onnx_array(name, t, s, data[name].values) for name, t, s in self._feeds}
+        elif is_frame or isinstance(data, np.ndarray):
+            if len(self._feeds) != 1:
+                raise BadRequest(f"this model has {len(self._feeds)} inputs: send them by name")
+            name, t, s = self._feeds[0]
+            feed = {name: self._onnx_array(name, t, s, data.values if is_frame else data)}
+        else:
+            feed = {name: self._onnx_array(name, t, s, data[name]) for name, t, s in self._feeds if name in data}
+        out = self._session.run(self._outputs, feed)
+        if is_frame:
+            import pandas as pd
+
+            return pd.DataFrame({name: np.asarray(o).reshape(-1) for name, o in zip(self._outputs, out, strict=True)})
+        return dict(zip(self._outputs, out, strict=True))
+
+    # --- pyfunc: mlflow itself -------------------------------------------------------------------
+
+    def _load_pyfunc(self):
+        import mlflow
+        import mlflow.pyfunc
+        from mlflow.pyfunc import scoring_server
+
+        loader = getattr(scoring_server, "load_model_with_mlflow_config", mlflow.pyfunc.load_model)
+        self._model = loader(str(self.dir))
+        self._scoring = scoring_server
+        self._input_schema = self._model.metadata.get_input_schema()
+        self._takes_params = "params" in inspect.signature(self._model.predict).parameters
+        os.environ["_MLFLOW_IS_IN_SERVING_ENVIRONMENT"] = "true"  # as MLflow's scoring server sets it
+        loader_module = (self.meta.get("flavors") or {}).get("python_function", {}).get("loader_module")
+        self.engine = f"mlflow {mlflow.__version__} pyfunc ({loader_module})"
+
+    def _answer_pyfunc(self, payload) -> tuple[Any, Any]:
+        """(answer, predictions) as MLflow's scoring server computes them (``invocations``): its
+        parsers, the pyfunc's ``predict(data, params=params)``, its serializer. A MlflowException
+        with a 4xx code (bad input, bad params, schema enforcement) is the client's fault."""
+        from mlflow.exceptions import MlflowException
+
+        ss, unwrapped = self._scoring, False
+        if not isinstance(payload, (dict, tuple)):
+            raise BadRequest(f"the JSON body must be an object with one of {', '.join(FORMATS)}")
+        try:
+            if isinstance(payload, tuple) and payload[0] == "csv":
+                data, params = ss.parse_csv_input(io.StringIO(payload[1].decode("utf-8")), self._input_schema), None
+            elif hasattr(ss, "_parse_json_data"):
+                data, params, unwrapped = ss._parse_json_data(payload, self._model.metadata, self._input_schema)
+            else:  # mlflow before _parse_json_data: its _split_data_and_params, inlined
+                fmt, data, params = split_payload(payload)
+                data = ss.infer_and_parse_data({fmt: data}, self._input_schema)
+            if self._takes_params:
+                raw = self._model.predict(data, params=params)
+            else:
+                if params:
+                    self.note(f"params {sorted(params)} ignored: this model's predict() takes none")
+                raw = self._model.predict(data)
+        except MlflowException as exc:
+            if exc.get_http_status_code() < 500:
+                raise BadRequest(self._mlflow_message(exc.message)) from exc
+            raise
+        buf = io.StringIO()
+        if unwrapped:  # the unified LLM format (messages / prompt / input): no "predictions" wrapper
+            ss.unwrapped_predictions_to_json(raw, buf)
+            return json.loads(buf.getvalue()), None
+        ss.predictions_to_json(raw, buf)
+        answer = json.loads(buf.getvalue())
+        return answer, answer.get("predictions")
+
+    @staticmethod
+    def _mlflow_message(message: str) -> str:
+        """MLflow's schema enforcement message quotes the whole request; keep its reason."""
+        if message.startswith("Failed to enforce schema of data") and "'. Error: " in message:
+            return "Failed to enforce the model's input schema: " + message.split("'. Error: ", 1)[1]
+        return message
+
+    # --- ONNX conversion (runtime "onnx") --------------------------------------------------------
 
     def _load_onnx(self, conf: dict):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        # one thread per session: the workers already use the CPUs; ONNX_THREADS overrides
-        opts.intra_op_num_threads = int(os.environ.get("ONNX_THREADS", "1") or 1)
+        opts.intra_op_num_threads = threads()  # one thread per session: the workers already use the CPUs
         self._session = ort.InferenceSession(conf["path"], opts, providers=["CPUExecutionProvider"])
         self._onnx_inputs = conf["inputs"]
         self._onnx_out = conf.get("label") or conf.get("output") or self._session.get_outputs()[0].name
@@ -120,6 +570,7 @@ class Model:
             self.classes = list(conf["classes"])
         shape = self._session.get_inputs()[0].shape
         self._tensor_rank = len(shape) if isinstance(shape, list) else 0
+        self.engine = f"onnxruntime {ort.__version__} (converted {Path(conf['path']).name}, {threads()} thread(s))"
 
     def _predict_onnx(self, payload):
         import numpy as np
@@ -144,19 +595,6 @@ class Model:
         out = self._session.run([self._onnx_out], feed)[0]
         return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out  # one target: 1-D like sklearn
 
-    def _predict_keras(self, frame):
-        import numpy as np
-
-        arr = frame if isinstance(frame, np.ndarray) else np.asarray(frame.values.tolist(), dtype="float32")
-        arr = arr.astype("float32")
-        shape = getattr(self._model, "input_shape", None)
-        if isinstance(shape, tuple) and len(shape) == arr.ndim + 1:
-            arr = arr[None, ...]  # one instance sent without the batch dimension
-        with self._keras_lock:
-            if hasattr(self._model, "predict"):
-                return self._model.predict(arr, verbose=0)
-            return self._model(arr)  # a SavedModel through TFSMLayer: a layer, no predict()
-
     def tensor(self, payload):
         import numpy as np
 
@@ -173,8 +611,8 @@ class Model:
             raise BadRequest(f"instances/inputs is not a numeric (nested) list: {exc}") from exc
 
     def columns_of(self, payload) -> dict:
-        """Column name → list of values, without pandas (the ONNX path): the same payload shapes
-        as :meth:`frame`, plus ``("csv", bytes)`` for a CSV body with a header row."""
+        """Column name → list of values, without pandas (the ONNX conversion): the same payload
+        shapes as :meth:`frame`, plus ``("csv", bytes)`` for a CSV body with a header row."""
         if isinstance(payload, tuple) and payload[0] == "csv":
             rows = list(csv.reader(io.StringIO(payload[1].decode("utf-8"))))
             if not rows:
@@ -215,58 +653,161 @@ class Model:
         names = list(dict.fromkeys(k for r in records for k in r))
         return {k: [r.get(k) for r in records] for k in names}
 
+    # --- native requests: MLflow's parsing and schema enforcement, without mlflow ----------------
+
     def frame(self, payload):
+        """The request as a DataFrame (MLflow's ``infer_and_parse_data`` then ``_enforce_schema``
+        for a column signature); a Keras model's instances/inputs as a float32 array."""
         import pandas as pd
 
         if isinstance(payload, pd.DataFrame):
             df = payload
-        elif isinstance(payload, dict) and "dataframe_split" in payload:
-            spec = payload["dataframe_split"]
-            if not isinstance(spec, dict) or "data" not in spec:
-                raise BadRequest("dataframe_split needs 'data' (and usually 'columns')")
-            df = pd.DataFrame(spec["data"], columns=spec.get("columns"), index=spec.get("index"))
-        elif isinstance(payload, dict) and "dataframe_records" in payload:
-            df = pd.DataFrame.from_records(payload["dataframe_records"])
-        elif isinstance(payload, dict) and ("instances" in payload or "inputs" in payload):
-            data = payload.get("instances", payload.get("inputs"))
-            if self.flavor in ("tensorflow", "keras"):
-                import numpy as np
-
-                if isinstance(data, dict) and len(data) == 1:
-                    data = next(iter(data.values()))  # {"inputs": {"<input name>": [...]}}, one input
-                if isinstance(data, dict):
-                    raise BadRequest("this model takes one tensor: send instances/inputs as a (nested) list")
-                return np.asarray(data, dtype="float32")
-            if isinstance(data, dict):
-                df = pd.DataFrame(data)
-            elif data and isinstance(data[0], dict):
-                df = pd.DataFrame.from_records(data)
-            else:
-                df = pd.DataFrame(data, columns=self.columns or None)
         else:
-            raise BadRequest("JSON body must hold one of dataframe_split, dataframe_records, instances, inputs")
-        if self.columns:
-            missing = [c for c in self.columns if c not in df.columns]
-            if missing:
-                raise BadRequest(f"missing input column(s): {', '.join(map(str, missing))}")
-            df = df[self.columns]
-        return df
+            fmt, data, _ = split_payload(payload)
+            if fmt in ("instances", "inputs") and self.flavor in ("tensorflow", "keras"):
+                return self._keras_tensor(data)
+            df = self._request_frame(fmt, data)
+        return self.signature.enforce(df) if self.signature.columns else df
 
-    def predict(self, payload):
+    @staticmethod
+    def _keras_tensor(data):
         import numpy as np
 
-        if self.onnx:
-            return np.asarray(self._predict_onnx(payload)).tolist()
-        if isinstance(payload, tuple) and payload[0] == "csv":
-            import pandas as pd
+        if isinstance(data, dict) and len(data) == 1:
+            data = next(iter(data.values()))  # {"inputs": {"<input name>": [...]}}, one input
+        if isinstance(data, dict):
+            raise BadRequest("this model takes one tensor: send instances/inputs as a (nested) list")
+        return np.asarray(data, dtype="float32")
 
-            payload = pd.read_csv(io.BytesIO(payload[1]))
-        result = self._predict(self.frame(payload))
-        if hasattr(result, "numpy"):
-            result = result.numpy()
-        if isinstance(result, dict):
-            result = next(iter(result.values()))
-        return np.asarray(result).tolist()
+    def _request_frame(self, fmt: str, data):
+        import pandas as pd
+
+        cols = self.columns
+        if fmt == "csv":
+            # string columns stay strings ("007"); numbers, booleans and date-times are cast after
+            text = {c: object for c in cols if self.types.get(c) in ("string", "binary")}
+            try:
+                return pd.read_csv(io.StringIO(data), dtype=text)
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise BadRequest(f"CSV body: {one_line(exc, 200)}") from exc
+        try:
+            if fmt == "dataframe_split":
+                if not isinstance(data, dict) or "data" not in data or set(data) - {"columns", "data", "index"}:
+                    raise BadRequest("dataframe_split needs 'data' and optionally 'columns' and 'index'")
+                rows, names = data["data"], data.get("columns")
+                if names is None and cols and rows and isinstance(rows[0], list) and len(rows[0]) == len(cols):
+                    names = cols  # rows without column names: the signature's order
+                return pd.DataFrame(rows, columns=names, index=data.get("index"))
+            if fmt == "dataframe_records":
+                if not isinstance(data, list):
+                    raise BadRequest("dataframe_records must be a list of records")
+                return pd.DataFrame(data)
+            if isinstance(data, dict):  # columns by name; all scalars: one row
+                if all(not isinstance(v, (list, dict)) for v in data.values()):
+                    return pd.DataFrame([data])
+                return pd.DataFrame(data)
+            if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+                return pd.DataFrame(data)
+            if isinstance(data, list) and data and all(isinstance(r, list) for r in data) and cols:
+                return pd.DataFrame(data, columns=cols)  # rows in the signature's column order
+            if isinstance(data, list) and len(cols) == 1:
+                return pd.DataFrame({cols[0]: data})  # a list of scalars for a one-column model
+            if isinstance(data, list) and not cols:
+                return pd.DataFrame(data)
+        except (ValueError, TypeError, AssertionError) as exc:
+            raise BadRequest(f"{fmt} is not a valid table: {one_line(exc, 200)}") from exc
+        raise BadRequest(f"{fmt} must be records, a dict of columns or a list of rows")
+
+    def tensors(self, payload):
+        """A tensor signature's input: one numpy array, or a dict of them for named tensors."""
+        import pandas as pd
+
+        specs = self.signature.inputs
+        fmt, data, _ = split_payload(payload)
+        if fmt in ("instances", "inputs"):
+            if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+                data = {k: [r.get(k) for r in data] for k in dict.fromkeys(k for r in data for k in r)}
+            if isinstance(data, dict) and len(specs) == 1 and not specs[0].get("name") and len(data) == 1:
+                data = next(iter(data.values()))
+        else:
+            df = self._request_frame(fmt, data)
+            if len(specs) == 1 and not specs[0].get("name"):
+                one = len(df.columns) == 1 and len(df) and isinstance(df.iloc[0, 0], list)
+                data = df.iloc[:, 0].tolist() if one else df.to_numpy()
+            else:
+                data = {c: df[c].tolist() for c in df.columns}
+        if isinstance(data, pd.DataFrame):
+            data = data.to_numpy()
+        if len(specs) == 1 and not specs[0].get("name"):
+            if isinstance(data, dict):
+                raise BadRequest("this model takes one unnamed tensor: send instances/inputs as a (nested) list")
+            return self.signature.tensor(specs[0], data)
+        if not isinstance(data, dict):
+            raise BadRequest(f"this model takes named tensors ({', '.join(s['name'] for s in specs)}): send a dict")
+        missing = [s["name"] for s in specs if s.get("name") not in data]
+        if missing:
+            raise BadRequest(f"missing input tensor(s): {', '.join(missing)}")
+        return {s["name"]: self.signature.tensor(s, data[s["name"]]) for s in specs}
+
+    def inputs(self, payload):
+        """What the flavor's pyfunc wrapper gets from mlflow.pyfunc for this request: a DataFrame
+        for a column signature, numpy for a tensor one, and as MLflow parses it without signature
+        (tables as DataFrames, instances/inputs lists as arrays)."""
+        import numpy as np
+
+        if self.flavor in ("tensorflow", "keras"):  # as before: a DataFrame, or instances/inputs as float32
+            if isinstance(payload, tuple) and payload[0] == "csv":
+                import pandas as pd
+
+                return pd.read_csv(io.BytesIO(payload[1]))
+            return self.frame(payload)
+        if self.signature.is_tensor:
+            return self.tensors(payload)
+        if isinstance(payload, dict) and not self.signature.columns:
+            fmt, data, _ = split_payload(payload)
+            if fmt in ("instances", "inputs") and isinstance(data, list) and not any(isinstance(r, dict) for r in data):
+                try:
+                    return np.asarray(data)
+                except ValueError as exc:
+                    raise BadRequest(f"{fmt} is not a (nested) list of one shape: {one_line(exc, 200)}") from exc
+        return self.frame(payload)
+
+    def params(self, payload) -> dict | None:
+        """The request's params for a native runtime: checked against the signature's params schema
+        (MLflow's ``_enforce_params_schema``), or ignored with a note when the model declares none."""
+        given = payload.get("params") if isinstance(payload, dict) else None
+        if not self.signature.params:
+            if given:
+                names = sorted(map(str, given)) if isinstance(given, dict) else type(given).__name__
+                self.note(f"params {names} ignored: the model's signature declares no params")
+            return None
+        if given is None:
+            return self.signature.check_params({})
+        if not isinstance(given, dict):
+            raise BadRequest(f"params must be a JSON object, got {type(given).__name__}")
+        declared = {str(s.get("name")) for s in self.signature.params}
+        if unknown := sorted(set(given) - declared):
+            self.note(f"params {unknown} ignored: not in the model's params schema ({', '.join(sorted(declared))})")
+        return self.signature.check_params(given)
+
+    # --- answering -------------------------------------------------------------------------------
+
+    def answer(self, payload) -> tuple[Any, Any]:
+        """(JSON answer, predictions for the class counts)."""
+        if self.runtime == "pyfunc":
+            return self._answer_pyfunc(payload)
+        predictions = self.predict(payload)
+        return {"predictions": predictions}, predictions
+
+    def predict(self, payload):
+        if self.runtime == "pyfunc":
+            return self._answer_pyfunc(payload)[1]
+        params = self.params(payload)
+        if self.onnx:
+            import numpy as np
+
+            return np.asarray(self._predict_onnx(payload)).tolist()
+        return jsonable(self._predict(self.inputs(payload), params))
 
 
 class Metrics:
@@ -314,12 +855,21 @@ class Metrics:
             self._slots[base + self._hist + p * (len(self.BUCKETS) + 1) + b] += 1
             self._slots[base + self._sum + p] += seconds
 
-    def count_predictions(self, predictions: list) -> None:
+    def count_predictions(self, predictions) -> None:
         """Class counts: argmax of probability rows, else the label (its index among the classes,
-        or the integer itself when no class list is known)."""
+        or the integer itself when no class list is known); records and dicts of outputs by their
+        first output; anything else (an LLM's text) is not counted."""
         counts: dict[int, int] = {}
         other = self.MAX_CLASSES
+        if isinstance(predictions, dict):  # a dict of outputs: count the first one that is a list
+            predictions = next((v for v in predictions.values() if isinstance(v, list)), None)
+        if not isinstance(predictions, list):
+            return
         for row in predictions:
+            if isinstance(row, dict):  # a record: its first scalar value (the label, for a classifier)
+                row = next((v for v in row.values() if not isinstance(v, (dict, list))), None)
+                if row is None:
+                    continue
             if isinstance(row, list):
                 if not row or not all(isinstance(v, (int, float)) for v in row):
                     continue
@@ -481,18 +1031,18 @@ def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None
                         },
                     )
                     return
-                predictions = model.predict(payload)
+                answer, predictions = model.answer(payload)
             except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
-                self._json(400, {"error_code": "BAD_REQUEST", "message": str(exc)[:500]})
+                self._json(400, {"error_code": "BAD_REQUEST", "message": one_line(exc)})
                 return
             except Exception as exc:  # noqa: BLE001 - a scoring failure must answer, not kill the worker
                 self._json(
-                    500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+                    500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {one_line(exc, 300)}"}
                 )
                 return
             # counted before the answer leaves, like observe(): a client reading /metrics after its answer sees it
             metrics.count_predictions(predictions)
-            self._json(200, {"predictions": predictions})
+            self._json(200, answer)
 
     return Handler
 
@@ -523,16 +1073,18 @@ def cpu_count() -> int:
 def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     """Bind once, then pre-fork ``workers`` processes that accept on the shared socket."""
     holder: dict = {}
+    runtime = info.setdefault("runtime", "native")
     onnx = None
-    if info.get("runtime") == "onnx":
+    if runtime == "onnx":
         onnx = dict(info.get("onnx") or {})
         onnx["path"] = os.environ.get("ONNX_MODEL") or onnx.get("path") or "/app/model.onnx"
         onnx.setdefault("classes", info.get("classes"))
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.request_queue_size = 128
-    # preload (load once, share pages copy-on-write) where loading is fork-safe: sklearn; ONNX
-    # Runtime and TensorFlow start thread pools, so each worker loads its own after the fork
-    preload = onnx is None and info.get("flavor") == "sklearn"
+    # preload (load once, share pages copy-on-write) where loading is fork-safe: native sklearn;
+    # onnxruntime, xgboost, LightGBM and TensorFlow start thread pools, and a pyfunc model may do
+    # anything, so each worker loads its own after the fork
+    preload = runtime == "native" and info.get("flavor") == "sklearn"
     if preload:
         holder["model"] = Model(model_dir)
     classes = info.get("classes") or (holder["model"].classes if preload else None)
@@ -564,13 +1116,20 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
         # that another, ready worker (which already said 200 to /ping) could serve. Connections wait
         # in the listen backlog meanwhile.
         try:
-            holder["model"] = Model(model_dir, onnx)
+            holder["model"] = Model(model_dir, onnx, runtime=runtime)
         except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
-            sys.stderr.write(f"model load failed: {exc.__class__.__name__}: {exc}\n")
+            sys.stderr.write(
+                f"model load failed ({runtime} runtime): {exc.__class__.__name__}: {one_line(exc, 2000)}\n"
+            )
             sys.stderr.flush()
             stop(code=3)
+        # every worker loads the same model, so all agree on the class slots learnt from it
+        if not metrics.classes and holder["model"].classes:
+            metrics.classes = list(holder["model"].classes)
+    model = holder["model"]
+    info["engine"] = model.engine  # /version: what actually serves the model
     sys.stderr.write(
-        f"serving {model_dir} ({info.get('flavor')}, {'onnx' if onnx else 'native'}) on :{port}, "
+        f"serving {model_dir} (flavor {model.flavor}, runtime {model.runtime}: {model.engine}) on :{port}, "
         f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n"
     )
     httpd.serve_forever()
@@ -589,6 +1148,7 @@ def main(argv=None) -> None:
     if "flavor" not in info:
         flavors = read_mlmodel(Path(args.model)).get("flavors") or {}
         info["flavor"] = next((f for f in flavors if f != "python_function"), "python_function")
+    info.setdefault("runtime", "native")
     workers = args.workers or min(cpu_count(), 4)
     serve(Path(args.model), args.port, workers, info)
 

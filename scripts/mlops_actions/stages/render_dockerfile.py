@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from .. import __version__
 from ..core import gha, git, images, modelinfo, paths
@@ -29,11 +31,23 @@ STAGE = "render-dockerfile"
 UID = 10001
 # What the scoring server itself imports, besides the flavor's libraries.
 SERVER_REQUIREMENTS = ("pyyaml", "pandas", "numpy")
-# Packages the model lists that serving does not need (the server loads models natively).
+# Packages the model lists that serving does not need (the server loads models natively; the
+# pyfunc runtime gets mlflow-skinny instead, at the model's mlflow version).
 DROP = {"mlflow", "mlflow-skinny", "mlflow-tracing"}
-RUNTIMES = ("auto", "native", "onnx")
+RUNTIMES = ("auto", "native", "onnx", "pyfunc")
 # What the ONNX runtime image installs: the server's own needs without pandas, plus onnxruntime.
 ONNX_REQUIREMENTS = ("numpy", "pyyaml")
+# What a native xgboost image keeps of the model's list: a Booster loads without scikit-learn (a
+# scikit-learn wrapper, MLmodel model_class xgboost.sklearn.*, keeps scikit-learn too).
+XGBOOST_KEEP = {"xgboost-cpu", "numpy", "scipy", *SERVER_REQUIREMENTS}
+# What a native onnx-flavor image keeps: onnxruntime loads the file (no onnx package).
+ONNX_FLAVOR_KEEP = {"onnxruntime", *SERVER_REQUIREMENTS}
+# Debian packages the runtime stage installs when the image holds the Python package (the key):
+# the lightgbm wheel links the system OpenMP library, which python:*-slim lacks.
+SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+!-]*")  # a version from MLmodel, safe to pin with ==
+# Build tools of python_env.yaml the builder never needs (its own pip, isolated builds).
+BUILD_TOOLS = {"pip", "setuptools", "wheel"}
 
 
 @dataclass
@@ -45,6 +59,7 @@ class RenderResult:
     runtime: str = "native"
     runtime_reason: str = ""
     requirements: list[str] = field(default_factory=list)
+    system_packages: list[str] = field(default_factory=list)
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -57,22 +72,27 @@ class RenderResult:
         }
 
     def summary(self) -> str:
+        apt = f"\n\nsystem packages: `{' '.join(self.system_packages)}`" if self.system_packages else ""
         return (
             f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
             f"`{self.model_sha256[:12]}…`)\n\n"
-            f"runtime **{self.runtime}**: {self.runtime_reason}"
+            f"runtime **{self.runtime}**: {self.runtime_reason}{apt}"
         )
 
 
-def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-dir") -> list[str]:
-    """The model's requirements.txt, checked line by line, without mlflow, plus the server's own."""
+def _name(req: Requirement) -> str:
+    return canonicalize_name(req.name)
+
+
+def model_requirements(model_dir: Path, input_name: str = "model-dir") -> dict[str, Requirement]:
+    """The model's requirements.txt, checked line by line, by canonical package name."""
     path = Path(model_dir) / "requirements.txt"
     lines = (
         read_text_input(path, input_name, "the model's requirements.txt (pip requirement lines)").splitlines()
         if path.is_file()
         else []
     )
-    reqs: dict[str, str] = {}
+    reqs: dict[str, Requirement] = {}
     for number, raw in enumerate(lines, start=1):
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
@@ -92,12 +112,100 @@ def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-
             req = Requirement(line)
         except InvalidRequirement as exc:
             raise InputError(input_name, f"{where} is not a valid requirement", "use the form name==version") from exc
-        name = req.name.lower().replace("_", "-")
-        if name in DROP:
-            continue
-        reqs[name] = str(req)
+        reqs[_name(req)] = req
+    return reqs
+
+
+def mlflow_pin(model_dir: Path, mlflow_version: str = "", input_name: str = "model-dir") -> str:
+    """``mlflow-skinny`` at the version the model pinned (its mlflow or mlflow-skinny line, else
+    MLmodel's mlflow_version), the pyfunc runtime's only mlflow package."""
+    listed = model_requirements(model_dir, input_name)
+    for name in ("mlflow", "mlflow-skinny"):
+        if name in listed and str(listed[name].specifier):
+            return f"mlflow-skinny{listed[name].specifier}"
+    return f"mlflow-skinny=={mlflow_version}" if _VERSION.fullmatch(mlflow_version) else "mlflow-skinny"
+
+
+def _build_dependencies(model_dir: Path, input_name: str) -> dict[str, str]:
+    """python_env.yaml's build_dependencies that serving may need: all but pip, setuptools and
+    wheel (the builder has its own pip; pip builds an sdist in an isolated environment)."""
+    path = Path(model_dir) / "python_env.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        env = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return {}
+    deps = env.get("build_dependencies") if isinstance(env, dict) else None
+    out: dict[str, str] = {}
+    for line in deps if isinstance(deps, list) else []:
+        try:
+            req = Requirement(str(line))
+        except InvalidRequirement as exc:
+            raise InputError(
+                input_name,
+                f"python_env.yaml build dependency '{str(line)[:60]}' is not a valid requirement",
+                "use the form name==version",
+            ) from exc
+        if req.url:
+            raise InputError(
+                input_name,
+                f"python_env.yaml build dependency '{str(line)[:60]}' points at a URL",
+                "pin a released package version instead",
+            )
+        if _name(req) not in BUILD_TOOLS:
+            out[_name(req)] = str(req)
+    return out
+
+
+def serving_requirements(
+    model_dir: Path,
+    flavor: str,
+    input_name: str = "model-dir",
+    *,
+    runtime: str = "native",
+    mlflow_version: str = "",
+    flavor_version: str = "",
+    model_class: str = "",
+) -> list[str]:
+    """What the image installs for ``runtime`` (native or pyfunc; onnx: :func:`onnx_requirements`
+    of the native list), from the model's requirements.txt, checked line by line:
+
+    - always: no mlflow (pyfunc: ``mlflow-skinny`` at the model's mlflow version instead), the
+      server's own pyyaml/pandas/numpy, ``tensorflow-cpu`` over ``tensorflow`` and ``xgboost-cpu``
+      at the version of ``xgboost`` (the CPU wheel bundles libgomp; no nvidia-nccl);
+    - native xgboost: only the booster's needs (xgboost-cpu, numpy, scipy, the server's; and
+      scikit-learn when ``model_class``, MLmodel's, is a scikit-learn wrapper such as XGBClassifier);
+    - native onnx flavor: onnxruntime (the model's pin, else the one here), no onnx package;
+    - pyfunc: everything else the model lists, plus python_env.yaml build dependencies other
+      than pip/setuptools/wheel.
+
+    ``flavor_version``: the flavor library's version from MLmodel, the pin when the model lists none."""
+    listed = model_requirements(model_dir, input_name)
+    reqs = {name: str(req) for name, req in listed.items() if name not in DROP}
     if "tensorflow-cpu" in reqs:
         reqs.pop("tensorflow", None)  # mlflow lists both; the CPU wheel is the lean one
+    if "xgboost" in listed:
+        cpu = listed["xgboost"]
+        cpu.name = "xgboost-cpu"
+        reqs.pop("xgboost")
+        reqs.setdefault("xgboost-cpu", str(cpu))  # a model's own xgboost-cpu line wins
+    pin = f"=={flavor_version}" if _VERSION.fullmatch(flavor_version) else ""
+    if runtime == "pyfunc":
+        reqs["mlflow-skinny"] = mlflow_pin(model_dir, mlflow_version, input_name)
+        for name, line in _build_dependencies(model_dir, input_name).items():
+            reqs.setdefault(name, line)
+    elif flavor == "xgboost":
+        wrapper = sklearn_wrapper(model_class)
+        reqs = {k: v for k, v in reqs.items() if k in XGBOOST_KEEP or (wrapper and k == "scikit-learn")}
+        reqs.setdefault("xgboost-cpu", f"xgboost-cpu{pin}")
+        if wrapper:
+            reqs.setdefault("scikit-learn", "scikit-learn")
+    elif flavor == "lightgbm":
+        reqs.setdefault("lightgbm", f"lightgbm{pin}")
+    elif flavor == "onnx":
+        reqs = {k: v for k, v in reqs.items() if k in ONNX_FLAVOR_KEEP}
+        reqs.setdefault("onnxruntime", _local_pin("onnxruntime"))
     for name in SERVER_REQUIREMENTS:
         reqs.setdefault(name, name)
     if flavor == "sklearn":
@@ -106,25 +214,114 @@ def serving_requirements(model_dir: Path, flavor: str, input_name: str = "model-
     return [reqs[k] for k in sorted(reqs)]
 
 
+def sklearn_wrapper(model_class: str) -> bool:
+    """An xgboost model_class that needs scikit-learn to load (not a Booster; none means Booster)."""
+    return bool(model_class) and not model_class.endswith(".Booster")
+
+
+def system_packages(requirements: list[str]) -> list[str]:
+    """Debian packages the runtime stage needs for these requirements (lightgbm: libgomp1)."""
+    names = {_name(Requirement(r)) for r in requirements}
+    return sorted({pkg for name in names for pkg in SYSTEM_PACKAGES.get(name, ())})
+
+
+def _local_pin(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name}=={version(name)}"
+    except PackageNotFoundError:
+        return name
+
+
 def onnx_requirements(native: list[str]) -> list[str]:
     """The ONNX image's requirements: onnxruntime at the version the equivalence check ran with,
     numpy and pyyaml (pinned as the model pinned them, if it did); no pandas, no flavor library."""
     from importlib.metadata import version
 
-    pinned = {Requirement(r).name.lower(): r for r in native}
+    pinned = {_name(Requirement(r)): r for r in native}
     reqs = {"onnxruntime": f"onnxruntime=={version('onnxruntime')}"}
     for name in ONNX_REQUIREMENTS:
         reqs[name] = pinned.get(name, name)
     return [reqs[k] for k in sorted(reqs)]
 
 
-def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[str, str, dict]:
-    """(runtime, reason, model-info additions). ``onnx`` that cannot be proven equivalent raises;
-    ``auto`` falls back to ``native`` with the reason."""
+def choose_runtime(info: modelinfo.ModelInfo, runtime: str, staging: Path, check_data: str) -> tuple[str, str, dict]:
+    """(runtime, reason, model-info additions) for ``runtime`` auto, native, onnx or pyfunc.
+
+    auto: sklearn/Keras/TensorFlow → ONNX when the conversion passes the equivalence check, else
+    native; xgboost/lightgbm → native (ONNX for boosters is not attempted); onnx flavor → native
+    (onnxruntime, as it is); any other model with a python_function flavor → pyfunc. A runtime the
+    model cannot have is an InputError on ``runtime``; ``onnx`` that cannot be proven equivalent too."""
+    flavor = info.flavor
+    if runtime == "pyfunc":
+        if not info.has_pyfunc:
+            raise InputError(
+                "runtime",
+                f"'pyfunc' needs a python_function flavor; this '{flavor}' model has none",
+                "use runtime 'auto' or 'native'",
+            )
+        return "pyfunc", f"runtime 'pyfunc' asked for: mlflow.pyfunc with {_skinny(info)}", {}
+    if runtime == "native":
+        if flavor not in modelinfo.NATIVE_FLAVORS:
+            raise InputError(
+                "runtime",
+                f"'native' has no loader for model flavor '{flavor}' (native: {', '.join(modelinfo.NATIVE_FLAVORS)})",
+                "use runtime 'auto' or 'pyfunc' (mlflow.pyfunc in the image)",
+            )
+        return "native", "runtime 'native' asked for", {}
+    if flavor not in modelinfo.ONNX_CONVERTIBLE:
+        if runtime == "onnx":
+            if flavor == "onnx":
+                why, fix = (
+                    "it is an ONNX model already",
+                    "use runtime 'auto' or 'native' (onnxruntime serves it as it is)",
+                )
+            else:
+                other = "'native'" if flavor in modelinfo.NATIVE_FLAVORS else "'pyfunc'"
+                why, fix = f"no ONNX converter for flavor '{flavor}'", f"use runtime 'auto' or {other}"
+            raise InputError("runtime", f"'onnx' is not possible for this model: {why}", fix)
+        chosen, reason = AUTO.get(flavor) or _auto_xgboost(info) or _auto_pyfunc(info)
+        return chosen, reason, {}
+    return _try_onnx(info, runtime, staging, check_data)
+
+
+# What auto picks, and why, for the flavors served natively without an ONNX attempt.
+AUTO = {
+    "lightgbm": (
+        "native",
+        "native lightgbm (libgomp1 from apt): no mlflow in the image; ONNX for boosters is not attempted yet",
+    ),
+    "onnx": ("native", "ONNX model: served as it is by onnxruntime (no mlflow, no onnx package)"),
+}
+
+
+def _auto_xgboost(info: modelinfo.ModelInfo) -> tuple[str, str] | None:
+    if info.flavor != "xgboost":
+        return None
+    model_class = str((info.flavors.get("xgboost") or {}).get("model_class") or "")
+    if sklearn_wrapper(model_class):
+        name = model_class.rpartition(".")[2]
+        what = f"native xgboost {name} (xgboost-cpu, scikit-learn wrapper): no mlflow in the image"
+    else:
+        what = "native xgboost booster (xgboost-cpu): no mlflow, no scikit-learn in the image"
+    return "native", f"{what}; ONNX for boosters is not attempted yet"
+
+
+def _auto_pyfunc(info: modelinfo.ModelInfo) -> tuple[str, str]:
+    if info.flavor == modelinfo.PYFUNC:
+        return "pyfunc", f"custom python_function model: mlflow.pyfunc with {_skinny(info)}"
+    return "pyfunc", f"no lean loader for flavor '{info.flavor}': mlflow.pyfunc with {_skinny(info)}"
+
+
+def _skinny(info: modelinfo.ModelInfo) -> str:
+    return mlflow_pin(info.path, info.mlflow_version).replace("==", " ", 1)
+
+
+def _try_onnx(info: modelinfo.ModelInfo, runtime: str, staging: Path, check_data: str) -> tuple[str, str, dict]:
+    """``onnx`` that cannot be proven equivalent raises; ``auto`` falls back to ``native`` with the reason."""
     from ..core import onnx_export
 
-    if runtime == "native":
-        return "native", "runtime 'native' asked for", {}
     check = Path(check_data) if check_data else None
     if check is not None and not check.is_file():
         raise InputError(
@@ -153,6 +350,9 @@ def choose_runtime(info, runtime: str, staging: Path, check_data: str) -> tuple[
             "max_abs_diff": conv.max_abs_diff,
             "tolerance": onnx_export.TOLERANCE,
             "source": conv.check_source,
+            "rows_by_source": conv.rows_by_source,
+            "max_diff_at": conv.max_diff_at,
+            "labels_compared": conv.labels_compared,
         },
     }
     return "onnx", conv.reason(), extra
@@ -208,9 +408,11 @@ def render(
 ) -> RenderResult:
     """Write the build context for ``model_dir`` to ``output_dir`` (replaced atomically).
 
-    ``runtime``: ``native`` (this function's default, as before the option existed), ``onnx``
-    (ONNX Runtime, or InputError when the model does not convert or fails the equivalence check) or
-    ``auto`` (ONNX when it passes, else native with the reason; the CLI's and the action's default).
+    ``runtime``: ``native`` (this function's default, as before the option existed: the flavor's own
+    library, for sklearn, tensorflow, keras, xgboost, lightgbm and onnx models), ``onnx`` (ONNX
+    Runtime, or InputError when the model does not convert or fails the equivalence check),
+    ``pyfunc`` (mlflow.pyfunc with mlflow-skinny, any model with a python_function flavor) or
+    ``auto`` (the CLI's and the action's default: see :func:`choose_runtime`; the reason is kept).
     ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models)."""
     runtime = (runtime or "auto").strip().lower()
     if runtime not in RUNTIMES:
@@ -247,7 +449,10 @@ def render(
                 f"'{ca_bundle}' is not a PEM certificate bundle",
                 "give a file with -----BEGIN CERTIFICATE----- blocks",
             )
-    requirements = serving_requirements(info.path, info.flavor)
+    model_requirements(info.path)  # a bad requirements.txt fails before any conversion
+    conf = info.flavors.get(info.flavor) or {}
+    flavor_version = str(conf.get("xgb_version") or conf.get("lgb_version") or "")
+    model_class = str(conf.get("model_class") or "") if info.flavor == "xgboost" else ""
     ctx = gha.github_context()
     model_sha = modelinfo.tree_sha256(info.path)
     created = _created()
@@ -268,8 +473,17 @@ def render(
     out = Path(output_dir)
     with paths.output_dir(out, STAGE, "output-dir", {"model-dir": model_path}) as staging:
         chosen, reason, extra = choose_runtime(info, runtime, staging, check_data)
+        requirements = serving_requirements(
+            info.path,
+            info.flavor,
+            runtime="pyfunc" if chosen == "pyfunc" else "native",
+            mlflow_version=info.mlflow_version,
+            flavor_version=flavor_version,
+            model_class=model_class,
+        )
         if chosen == "onnx":
             requirements = onnx_requirements(requirements)
+        apt = system_packages(requirements)
         labels["io.github.mlops-actions.runtime"] = chosen
         text = render_template(
             Path(template) if template else resource("Dockerfile.tmpl"),
@@ -282,6 +496,7 @@ def render(
                 "ca_bundle": ca_path is not None,
                 "labels": labels,
                 "runtime": chosen,
+                "system_packages": apt,
             },
             "template",
         )
@@ -308,6 +523,7 @@ def render(
             "serving": f"mlops-actions {__version__}",
             "runtime": chosen,
             "runtime_reason": reason,
+            "system_packages": apt,
             **extra,
         }
         (staging / "model-info.json").write_text(
@@ -321,4 +537,5 @@ def render(
         runtime=chosen,
         runtime_reason=reason,
         requirements=requirements,
+        system_packages=apt,
     )

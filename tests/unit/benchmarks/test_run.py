@@ -40,3 +40,22 @@ Requests/sec:   1200.50
     assert bench.parse_wrk("     99%    1.20s\nRequests/sec: 2.0\n")["p99_ms"] == 1200.0
     assert bench.parse_wrk("     99%    0.00us\n  0 requests in 10.00s, 0B read\nRequests/sec: 0.00\n")["p99_ms"] is None
     assert bench.median([3, None, 1, 2]) == 2 and bench.median([]) is None
+
+
+def test_flavor_table_one_row_per_model_with_the_runtime_and_ratios():
+    results = {
+        "xgboost": {"mlflow": {"size_mb": 1500.0, "start_s": 8.0, "rps_1": 100.0},
+                    "ours": {"runtime": "native", "size_mb": 300.0, "start_s": 1.0, "rps_1": 800.0}},
+        "pyfunc": {"ours": {"runtime": "pyfunc", "size_mb": 400.0}},
+    }
+    lines = bench.flavor_table(results).splitlines()
+    assert lines[0].startswith("| flavor | runtime chosen |") and len(lines) == 4
+    assert lines[2] == "| xgboost (XGBClassifier) | native | 1500 → 300 (0.20×) | 8.00 → 1.00 (0.12×) | 100 → 800 (8.00×) |"
+    assert lines[3] == "| python_function (custom, code_paths) | pyfunc | n/a → 400 | n/a → n/a | n/a → n/a |"
+
+
+def test_unknown_model_is_one_line_naming_the_option(capsys, tmp_path):
+    assert bench.main(["--models", "xgboost,nope", "--work", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["--models: unknown model 'nope'; use a comma list of: sentiment, rice, xgboost, lightgbm, pyfunc"]
+    assert not (tmp_path / "w").exists()
