@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_actions.core.local_services import free_port
 
@@ -28,9 +29,11 @@ def run(args, cwd, env=None, actions=True):
 @pytest.fixture(scope="module")
 def model_variants(fetched, tmp_path_factory):
     root = tmp_path_factory.mktemp("variants")
-    pytorch = root / "pytorch"
-    shutil.copytree(fetched.model_path, pytorch)
-    (pytorch / "MLmodel").write_text((pytorch / "MLmodel").read_text().replace("sklearn:", "pytorch:"))
+    noloader = root / "noloader"  # a flavor no loader of ours knows, and no python_function section
+    shutil.copytree(fetched.model_path, noloader)
+    meta = yaml.safe_load((noloader / "MLmodel").read_text())
+    meta["flavors"] = {"spark": meta["flavors"]["sklearn"]}
+    (noloader / "MLmodel").write_text(yaml.safe_dump(meta))
     index = root / "index"
     shutil.copytree(fetched.model_path, index)
     (index / "requirements.txt").write_text("--extra-index-url https://pkgs.example.invalid/simple\nscikit-learn\n")
@@ -48,7 +51,7 @@ def model_variants(fetched, tmp_path_factory):
     huge.write_text("a: " + "x" * 2_000_000 + "\n")
     csv = root / "reviews.csv"
     csv.write_text("review_text,rating\n" + "".join(f"review number {i},{1 + i % 5}\n" for i in range(50)))
-    return {"pytorch": pytorch, "index": index, "localpath": localpath, "tampered": tampered, "empty": empty, "good": fetched.path,
+    return {"noloader": noloader, "index": index, "localpath": localpath, "tampered": tampered, "empty": empty, "good": fetched.path,
             "binary": binary, "huge": huge, "csv": csv}
 
 
@@ -79,7 +82,7 @@ CASES = [
     ("pr-bad-repository", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "just-a-name"], "repository", {"GITHUB_TOKEN": "t"}),
     ("pr-not-a-checkout", ["open-pr", "--source-dir", "{good}", "--repo-path", "m", "--repository", "o/r", "--workdir", "{empty}"], "workdir", {"GITHUB_TOKEN": "t"}),
     ("render-no-mlmodel", ["render-dockerfile", "--model-dir", "{empty}", "--output-dir", "out"], "model-dir", {}),
-    ("render-unsupported-flavor", ["render-dockerfile", "--model-dir", "{pytorch}", "--output-dir", "out"], "model-dir", {}),
+    ("render-unsupported-flavor", ["render-dockerfile", "--model-dir", "{noloader}", "--output-dir", "out"], "model-dir", {}),
     ("render-extra-index-url", ["render-dockerfile", "--model-dir", "{index}", "--output-dir", "out"], "model-dir", {}),
     ("render-local-path-requirement", ["render-dockerfile", "--model-dir", "{localpath}", "--output-dir", "out"], "model-dir", {}),
     ("render-missing-template", ["render-dockerfile", "--model-dir", "{good}/model", "--template", "nope.tmpl", "--output-dir", "out"], "template", {}),

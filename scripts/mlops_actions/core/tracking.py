@@ -532,6 +532,18 @@ _TRANSIENT_MARKERS = (
 )
 
 
+# How MLflow words a 401/403: "failed with error code 403 != 200" (REST calls), "403 Client Error:
+# Forbidden for url" (artifact downloads through requests), the error codes of its JSON body. A bare
+# "401" anywhere in the text is not one: a URL's port or path may hold those digits.
+_AUTH_STATUS = re.compile(r"error code (401|403)\b|\b(401|403) Client Error|\bHTTP (401|403)\b|status(?: code)?:? (401|403)\b")
+_AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNAUTHORIZED")
+
+
+def _refused_auth(exc: Exception, text: str) -> bool:
+    code = str(getattr(exc, "error_code", "") or "")
+    return code in _AUTH_CODES or bool(_AUTH_STATUS.search(text)) or any(c in text for c in _AUTH_CODES[:2])
+
+
 def call(fn: Callable[[], T], what: str, tracking: Tracking) -> T:
     """Run one MLflow client call with backoff on transient failures; a final failure names the server."""
     from mlflow.exceptions import MlflowException
@@ -543,7 +555,7 @@ def call(fn: Callable[[], T], what: str, tracking: Tracking) -> T:
             text = str(exc)
             if any(m in text for m in _TRANSIENT_MARKERS):
                 raise TransientError(f"{what}: {text.splitlines()[0][:160]}") from exc
-            if "401" in text or "403" in text or "Unauthorized" in text or "PERMISSION_DENIED" in text:
+            if _refused_auth(exc, text):
                 raise auth_error(
                     tracking,
                     f"{tracking.display_uri} refused {what}",

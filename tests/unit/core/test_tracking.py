@@ -514,3 +514,30 @@ def test_activate_insecure_is_normalised_for_mlflow(clean_env):
 
     trk.activate(trk.resolve("", "", env={"MLFLOW_TRACKING_URI": "https://127.0.0.1:1", "MLFLOW_TRACKING_INSECURE_TLS": "1"}))
     assert os.environ["MLFLOW_TRACKING_INSECURE_TLS"] == "true" and get_default_host_creds("https://127.0.0.1:1").verify is False
+
+
+@pytest.mark.parametrize(
+    "text, auth",
+    [
+        ("API request to endpoint /api/2.0/mlflow/runs/get failed with error code 401 != 200. Response body: 'You are not authenticated'", True),
+        ("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200.", True),
+        ("403 Client Error: Forbidden for url: http://127.0.0.1:5000/api/2.0/mlflow-artifacts/artifacts/a.png", True),
+        ("RESOURCE_DOES_NOT_EXIST: PERMISSION_DENIED is not this", True),
+        # the digits of a port or a path are not a status: a redirect to 127.0.0.1:44031 is not "403"
+        ("Invalid redirect to http://127.0.0.1:44031/api/2.0/mlflow-artifacts/artifacts/model/401.png", False),
+        ("The following failures occurred while downloading one or more artifacts from http://127.0.0.1:40317", False),
+    ],
+)
+def test_an_auth_refusal_is_told_by_the_status_not_by_digits_anywhere(text, auth):
+    from mlflow.exceptions import MlflowException
+
+    assert trk._refused_auth(MlflowException(text), text) is auth
+
+
+def test_an_auth_error_code_alone_is_a_refusal():
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    exc = MlflowException("denied", error_code=PERMISSION_DENIED)
+    assert exc.error_code == "PERMISSION_DENIED"
+    assert trk._refused_auth(exc, str(exc)) is True
