@@ -1,16 +1,22 @@
 """An adopter brings a model of their own (not one of ours) to the bare runner: a plain training
-script with a requirements.txt, a scaled ridge regressor on named float columns, MLflow
-configured the usual way (MLFLOW_TRACKING_* in the job's env). Through the stage actions by
-reference: train (env-manager uv builds the script's requirements) → fetch-artifacts →
-render-dockerfile → push-image (smoke-tested with the logged input example), and the pushed image
-answers like the model does."""
+script with a requirements.txt, MLflow configured the usual way (MLFLOW_TRACKING_* in the job's
+env). Through the stage actions by reference: train (env-manager uv builds the script's
+requirements) → fetch-artifacts → render-dockerfile → push-image (smoke-tested with the logged
+input example), and the pushed image answers like the model does.
+
+Two adopters run the same workflow: a scaled ridge regressor (sklearn), and a 3-class xgboost
+classifier wrapped in the adopter's own ``mlflow.pyfunc.PythonModel`` (a helper module of the
+repository shipped with ``code_paths``, a ``threshold`` param in its signature), which
+render-dockerfile's runtime auto can only serve through mlflow.pyfunc; the same run also logs the
+bare booster with ``mlflow.xgboost.log_model``, which a second run of the workflow (train's
+model-name and reuse) ships with runtime native."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import textwrap
+import os
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -45,8 +51,77 @@ with mlflow.start_run():
     mlflow.sklearn.log_model(model, name="model", input_example=X[:3])
 '''
 
+# The parcel adopter's helper module: training and the served model derive the same features.
+FEATURES = '''\
+"""Derived features, shared by training and the served model (shipped with code_paths)."""
+import pandas as pd
+
+COLUMNS = ["width", "height", "weight"]
+
+
+def add_features(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[COLUMNS].astype("float64")
+    out["area"] = out["width"] * out["height"]
+    out["density"] = out["weight"] / (out["area"] + 1.0)
+    return out
+'''
+
+PARCEL = '''\
+"""Parcel size class (0, 1, 2) on SYNTHETIC data: an xgboost booster on derived features, served as
+a pyfunc that abstains (-1) when its confidence is below the request's `threshold` param."""
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.models import infer_signature
+
+from features import add_features
+
+mlflow.xgboost.autolog(log_models=False)  # both models are logged below, by name
+
+rng = np.random.default_rng(11)
+n = 600
+X = pd.DataFrame({"width": rng.uniform(1, 10, n), "height": rng.uniform(1, 10, n), "weight": rng.uniform(0, 50, n)})
+features = add_features(X)
+score = np.log1p(features["area"]) + rng.normal(0, 0.15, n)
+y = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3]))
+
+
+def answer(booster, frame, threshold=0.0):
+    proba = booster.predict(xgb.DMatrix(add_features(frame)))
+    label, confidence = proba.argmax(axis=1), proba.max(axis=1)
+    return pd.DataFrame({"label": np.where(confidence >= threshold, label, -1), "confidence": confidence})
+
+
+class ParcelClassifier(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.booster = xgb.Booster()
+        self.booster.load_model(context.artifacts["booster"])
+
+    def predict(self, context, model_input, params=None):
+        return answer(self.booster, model_input, float((params or {}).get("threshold", 0.0)))
+
+
+with mlflow.start_run():
+    params = {"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "eta": 0.2, "seed": 11}
+    booster = xgb.train(params, xgb.DMatrix(features[:450], label=y[:450]), num_boost_round=60)
+    held_out = answer(booster, X[450:])
+    mlflow.log_metric("accuracy", float((held_out["label"] == y[450:]).mean()))
+    mlflow.xgboost.log_model(booster, name="booster", input_example=features[:3])
+    booster.save_model("booster.json")
+    example = X[:3]
+    mlflow.pyfunc.log_model(
+        name="model",
+        python_model=ParcelClassifier(),
+        artifacts={"booster": "booster.json"},
+        code_paths=["features.py"],
+        signature=infer_signature(example, answer(booster, example), params={"threshold": 0.0}),
+        input_example=example,
+    )
+'''
+
 WORKFLOW = f"""\
-name: forecast
+name: own-model
 on: push
 permissions:
   contents: read
@@ -62,13 +137,16 @@ jobs:
       - id: train
         uses: {A.format("train")}
         with:
-          project-path: forecast
+          project-path: ${{{{ vars.PROJECT }}}}
           script: train.py
-          experiment: forecast
+          experiment: ${{{{ vars.PROJECT }}}}
+          model-name: ${{{{ vars.MODEL_NAME }}}}
+          reuse: ${{{{ vars.REUSE || 'false' }}}}
       - id: fetch
         uses: {A.format("fetch-artifacts")}
         with:
           run-id: ${{{{ steps.train.outputs.run-id }}}}
+          model-uri: ${{{{ steps.train.outputs.model-uri }}}}
           path: build/artifacts
       - id: render
         uses: {A.format("render-dockerfile")}
@@ -87,47 +165,218 @@ jobs:
           password: ${{{{ secrets.REGISTRY_PASSWORD }}}}
 {RECORD_STEP}"""
 
+# project folder → (its files, its requirements.txt)
+PROJECTS = {
+    "forecast": ({"train.py": TRAIN}, "mlflow>=3.1,<4\nscikit-learn>=1.4\npandas>=2.0\n"),
+    "parcel": ({"train.py": PARCEL, "features.py": FEATURES}, "mlflow>=3.1,<4\nxgboost-cpu>=2.1\npandas>=2.0\n"),
+}
 
-@pytest.fixture(scope="module")
-def own(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    base = tmp_path_factory.mktemp("act-own")
+
+def adopt(base, project: str, *, mlflow_server, registry, model_name: str = "", reuse: bool = False, tag: str = ""):
+    """The adopter's repository with ``project`` committed, and one act run of WORKFLOW on it
+    (train's ``model-name`` and ``reuse`` inputs as given; the image is named ``tag``)."""
     adopter = make_adopter(base / "repo")
-    project = adopter.workdir / "forecast"
-    project.mkdir()
-    (project / "train.py").write_text(TRAIN, encoding="utf-8")
-    (project / "requirements.txt").write_text("mlflow>=3.1,<4\nscikit-learn>=1.4\npandas>=2.0\n", encoding="utf-8")
-    git("add", "forecast", cwd=adopter.workdir)
-    git("commit", "--quiet", "-m", "forecast model", cwd=adopter.workdir)
-    workflow = adopter.write_workflow("forecast.yml", WORKFLOW)
-    image = f"{registry.host}/acme/forecast"
-    actions_dir = snapshot_actions(base / "mlops-actions")
-    run = run_act(adopter, workflow, actions_dir=actions_dir, scratch=base / "act",
-                  secrets={"TRACKING_PASSWORD": mlflow_auth_server.password, "REGISTRY_PASSWORD": registry.password},
-                  variables={"TRACKING_URI": mlflow_auth_server.url, "TRACKING_USERNAME": mlflow_auth_server.username,
-                             "IMAGE": image, "REGISTRY_USERNAME": registry.username},
-                  timeout=1500)
-    print(f"\nact own-model run: {run.seconds:.1f}s, log {run.log_path}")
+    files, requirements = PROJECTS[project]
+    (adopter.workdir / project).mkdir()
+    for name, text in {**files, "requirements.txt": requirements}.items():
+        (adopter.workdir / project / name).write_text(text, encoding="utf-8")
+    git("add", project, cwd=adopter.workdir)
+    git("commit", "--quiet", "-m", f"{project} model", cwd=adopter.workdir)
+    workflow = adopter.write_workflow(f"{tag or project}.yml", WORKFLOW)  # names the act log
+    image = f"{registry.host}/acme/{tag or project}"
+    run = run_act(
+        adopter,
+        workflow,
+        actions_dir=snapshot_actions(base / "mlops-actions"),
+        scratch=base / "act",
+        secrets={"TRACKING_PASSWORD": mlflow_server.password, "REGISTRY_PASSWORD": registry.password},
+        variables={
+            "TRACKING_URI": mlflow_server.url,
+            "TRACKING_USERNAME": mlflow_server.username,
+            "PROJECT": project,
+            "MODEL_NAME": model_name,
+            "REUSE": "true" if reuse else "false",
+            "IMAGE": image,
+            "REGISTRY_USERNAME": registry.username,
+        },
+        timeout=1500,
+    )
+    print(f"\nact own-model run ({tag or project}): {run.seconds:.1f}s, log {run.log_path}")
     return {"run": run, "adopter": adopter, "image": image}
 
 
-def test_own_script_model_trains_in_its_declared_env_and_ships_an_image(own, docker_engine, registry):
+def shipped(own, *, flavor: str, runtime: str | None = None) -> str:
+    """The run succeeded step by step, trained in the script's own uv environment, rendered an
+    image for a ``flavor`` model (with ``runtime``, if given, and the reason for it) and pushed it:
+    its reference by digest."""
     run = own["run"]
     assert run.returncode == 0, run.describe()
     for step in ("train", "fetch", "render", "push"):
-        assert run.outcome(step) == "success", (step, run.steps.get(step))
-    train = run.outputs("train")
-    assert train["env-manager"] == "uv"
-    assert json.loads(train["metrics"])["r2"] > 0.9
+        assert run.outcome(step) == "success", (step, run.steps.get(step), run.error_lines())
+    assert run.outputs("train")["env-manager"] == "uv"
     assert "requirements.txt" in run.log  # the environment came from the script's requirements
-    assert run.outputs("fetch")["flavor"] == "sklearn"
-    pushed = run.outputs("push")["image"]
-    assert pushed.startswith(own["image"] + "@sha256:")
+    assert run.outputs("fetch")["flavor"] == flavor
+    render = run.outputs("render")
+    if runtime is not None:
+        assert (render["runtime"], bool(render["runtime-reason"].strip())) == (runtime, True), render
+    pushed = run.outputs("push")["image"]  # push-image pushes only after its smoke test passed
+    assert pushed.startswith(own["image"] + "@sha256:"), pushed
+    return pushed
+
+
+def invoke(url: str, body: dict):
+    req = urllib.request.Request(
+        url + "/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    answer = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    return answer["predictions"] if isinstance(answer, dict) else answer
+
+
+def held_out_parcels(n: int = 24) -> list[dict]:
+    """Rows the model never saw (another seed than the script's)."""
+    import numpy as np
+
+    rng = np.random.default_rng(2026)
+    return [
+        {"width": float(w), "height": float(h), "weight": float(m)}
+        for w, h, m in zip(rng.uniform(1, 10, n), rng.uniform(1, 10, n), rng.uniform(0, 50, n), strict=True)
+    ]
+
+
+def distributions(engine, ref: str, *names: str) -> dict:
+    """The installed versions of these Python distributions in the image (None: not installed)."""
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "def version(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return None\n"
+        "print(json.dumps({name: version(name) for name in sys.argv[1:]}))"
+    )
+    return json.loads(engine.containers.run(ref, ["-c", code, *names], entrypoint=["python3"], remove=True))
+
+
+@contextlib.contextmanager
+def tracking_env(server):
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME=server.username, MLFLOW_TRACKING_PASSWORD=server.password)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def host_model(server, model_uri: str, dest):
+    """The model as the MLflow server hands it out, loaded on the host with mlflow.pyfunc."""
+    import mlflow
+
+    with tracking_env(server):
+        if model_uri.startswith("models:/m-"):  # a logged model (a models:/ URI ignores tracking_uri)
+            client = mlflow.MlflowClient(tracking_uri=server.url)
+            model_uri = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dest), tracking_uri=server.url)
+    return mlflow.pyfunc.load_model(local)
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    return adopt(tmp_path_factory.mktemp("act-own"), "forecast", mlflow_server=mlflow_auth_server, registry=registry)
+
+
+@pytest.fixture(scope="module")
+def parcel_pyfunc(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    """The parcel adopter ships its wrapped classifier: the run's model named "model" (train's default)."""
+    return adopt(
+        tmp_path_factory.mktemp("act-parcel-pyfunc"),
+        "parcel",
+        mlflow_server=mlflow_auth_server,
+        registry=registry,
+        reuse=True,
+        tag="parcel-pyfunc",
+    )
+
+
+@pytest.fixture(scope="module")
+def parcel_native(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    """The parcel adopter ships the bare booster of the same run (model-name: booster); with train's
+    reuse, the run parcel_pyfunc trained when that ran first, else a run of its own."""
+    return adopt(
+        tmp_path_factory.mktemp("act-parcel-native"),
+        "parcel",
+        mlflow_server=mlflow_auth_server,
+        registry=registry,
+        model_name="booster",
+        reuse=True,
+        tag="parcel-native",
+    )
+
+
+def test_own_script_model_trains_in_its_declared_env_and_ships_an_image(own, docker_engine, registry):
+    pushed = shipped(own, flavor="sklearn")
+    assert json.loads(own["run"].outputs("train")["metrics"])["r2"] > 0.9
     # the published image answers like the model: y ≈ 3*price_index - 2*promo
     docker_engine.login(username=registry.username, password=registry.password, registry=registry.host)
-    rows = [{"price_index": 0.9, "promo": 0.1, "temperature": 21.0}, {"price_index": 0.1, "promo": 0.9, "temperature": 18.0}]
+    rows = [
+        {"price_index": 0.9, "promo": 0.1, "temperature": 21.0},
+        {"price_index": 0.1, "promo": 0.9, "temperature": 18.0},
+    ]
     with serve_image(docker_engine, pushed) as url:
-        req = urllib.request.Request(url + "/invocations", data=json.dumps({"dataframe_records": rows}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
-    predictions = answer["predictions"] if isinstance(answer, dict) else answer
+        predictions = invoke(url, {"dataframe_records": rows})
     assert predictions[0] == pytest.approx(2.5, abs=0.3) and predictions[1] == pytest.approx(-1.5, abs=0.3), predictions
+
+
+def test_own_pyfunc_model_with_its_code_and_params_ships_a_pyfunc_image_that_answers_like_it(
+    parcel_pyfunc, docker_engine, registry, mlflow_auth_server, tmp_path
+):
+    import pandas as pd
+
+    # the adopter's PythonModel has no flavor but python_function: only mlflow.pyfunc can load it
+    pushed = shipped(parcel_pyfunc, flavor="python_function", runtime="pyfunc")
+    train = parcel_pyfunc["run"].outputs("train")
+    assert json.loads(train["metrics"])["accuracy"] > 0.8
+    model = host_model(mlflow_auth_server, train["model-uri"], tmp_path / "model")
+    rows = held_out_parcels()
+    expected = model.predict(pd.DataFrame(rows)).to_dict(orient="records")
+    strict = model.predict(pd.DataFrame(rows), params={"threshold": 0.8}).to_dict(orient="records")
+    changed = [(e["label"], s["label"]) for e, s in zip(expected, strict, strict=True) if e != s]
+    assert changed and all(s == -1 for _, s in changed), changed  # the param matters for these rows
+    # the image answers the held-out rows as the model loaded on the host does (features.py, shipped
+    # with code_paths, derives the booster's inputs), and a request's params reach the model's
+    # predict as pyfunc.predict(..., params=...) passes them
+    docker_engine.login(username=registry.username, password=registry.password, registry=registry.host)
+    docker_engine.images.pull(pushed)
+    lean = distributions(docker_engine, pushed, "mlflow", "mlflow-skinny", "xgboost-cpu")
+    assert lean["mlflow"] is None and lean["mlflow-skinny"] and lean["xgboost-cpu"], lean
+    with serve_image(docker_engine, pushed) as url:
+        served = invoke(url, {"dataframe_records": rows})
+        served_strict = invoke(url, {"dataframe_records": rows, "params": {"threshold": 0.8}})
+    for got, want in ((served, expected), (served_strict, strict)):
+        assert [p["label"] for p in got] == [w["label"] for w in want], got
+        assert [p["confidence"] for p in got] == pytest.approx([w["confidence"] for w in want], rel=1e-6), got
+
+
+def test_own_xgboost_booster_ships_a_native_image_that_answers_like_it(
+    parcel_native, docker_engine, registry, mlflow_auth_server, tmp_path
+):
+    import pandas as pd
+
+    # a plain mlflow.xgboost model: the image loads the booster with xgboost itself, no mlflow
+    pushed = shipped(parcel_native, flavor="xgboost", runtime="native")
+    model = host_model(mlflow_auth_server, parcel_native["run"].outputs("train")["model-uri"], tmp_path / "model")
+    frame = pd.DataFrame(held_out_parcels())  # the booster takes the derived features (features.py)
+    frame["area"] = frame["width"] * frame["height"]
+    frame["density"] = frame["weight"] / (frame["area"] + 1.0)
+    expected = model.predict(frame)  # class probabilities, one row per parcel
+    docker_engine.login(username=registry.username, password=registry.password, registry=registry.host)
+    docker_engine.images.pull(pushed)
+    lean = distributions(docker_engine, pushed, "mlflow", "mlflow-skinny", "scikit-learn", "xgboost-cpu")
+    assert not (lean["mlflow"] or lean["mlflow-skinny"] or lean["scikit-learn"]) and lean["xgboost-cpu"], lean
+    with serve_image(docker_engine, pushed) as url:
+        served = invoke(url, {"dataframe_split": frame.to_dict(orient="split", index=False)})
+    assert [len(p) for p in served] == [3] * len(frame), served
+    assert [p for row in served for p in row] == pytest.approx(expected.ravel().tolist(), abs=1e-6), served

@@ -30,12 +30,15 @@ def test_github_context_becomes_run_tags(mlflow_server, monkeypatch, tmp_path):
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/reviews")
     monkeypatch.setenv("GITHUB_RUN_ID", "99")
     script = tmp_path / "fit.py"
+    # the script imports a module of its own folder, as `python fit.py` allows; its name is one of
+    # the package's own modules (pipeline), which must not shadow it
+    (tmp_path / "pipeline.py").write_text("from sklearn.linear_model import LogisticRegression\nmake_model = LogisticRegression\n")
     script.write_text(textwrap.dedent("""
         import mlflow, pandas as pd
-        from sklearn.linear_model import LogisticRegression
+        from pipeline import make_model
         x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]}); y = [0, 0, 1, 1]
         with mlflow.start_run():
-            LogisticRegression().fit(x, y)
+            make_model().fit(x, y)
     """))
     (tmp_path / "requirements.txt").write_text("mlflow>=3.1,<4\nscikit-learn\npandas\n")  # built by env-manager uv
     result = train(str(tmp_path), script="fit.py", tracking=trk.Tracking(uri=mlflow_server.url), experiment="tests-script")

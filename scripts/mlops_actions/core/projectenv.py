@@ -297,6 +297,7 @@ def missing_module_error(module: str, env_manager: str, where: str) -> StageErro
         )
     else:
         fix = f"add {package} to {where} (the dependencies env-manager {env_manager} installs), then re-run"
+    fix += f"; if '{top}' is a module of your repository, keep it next to the script (its folder is on sys.path)"
     return StageError(f"the training code imports '{module}', which its environment does not have", fix)
 
 

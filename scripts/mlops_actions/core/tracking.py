@@ -535,7 +535,9 @@ _TRANSIENT_MARKERS = (
 # How MLflow words a 401/403: "failed with error code 403 != 200" (REST calls), "403 Client Error:
 # Forbidden for url" (artifact downloads through requests), the error codes of its JSON body. A bare
 # "401" anywhere in the text is not one: a URL's port or path may hold those digits.
-_AUTH_STATUS = re.compile(r"error code (401|403)\b|\b(401|403) Client Error|\bHTTP (401|403)\b|status(?: code)?:? (401|403)\b")
+_AUTH_STATUS = re.compile(
+    r"error code (401|403)\b|\b(401|403) Client Error|\bHTTP (401|403)\b|status(?: code)?:? (401|403)\b"
+)
 _AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNAUTHORIZED")
 
 
