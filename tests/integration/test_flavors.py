@@ -225,6 +225,14 @@ def build(docker_engine, tmp_path_factory):
             print(f"[test_flavors] could not remove {tag}: {exc}", file=sys.stderr)
 
 
+def served(build, name: str, model_dir: Path, engine):
+    """Build ``model_dir``'s image and run it read-only for the module's tests (fixture body)."""
+    built = build(name, model_dir)
+    with serve_image(engine, built.tag, read_only=True) as url:
+        built.url = url
+        yield built
+
+
 def model_requirements(model_dir: Path) -> set[str]:
     from packaging.requirements import Requirement
 
@@ -280,10 +288,7 @@ def xgboost_model(train_rows, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def xgboost_served(build, xgboost_model, docker_engine):
-    built = build("xgboost", xgboost_model)
-    with serve_image(docker_engine, built.tag, read_only=True) as url:
-        built.url = url
-        yield built
+    yield from served(build, "xgboost", xgboost_model, docker_engine)
 
 
 def test_xgboost_is_native_with_xgboost_cpu_and_no_mlflow(xgboost_served):
@@ -327,10 +332,7 @@ def lightgbm_model(train_rows, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lightgbm_served(build, lightgbm_model, docker_engine):
-    built = build("lightgbm", lightgbm_model)
-    with serve_image(docker_engine, built.tag, read_only=True) as url:
-        built.url = url
-        yield built
+    yield from served(build, "lightgbm", lightgbm_model, docker_engine)
 
 
 def test_lightgbm_is_native_and_loads_with_libgomp(lightgbm_served, docker_engine):
@@ -412,10 +414,7 @@ def pyfunc_model(train_rows, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pyfunc_served(build, pyfunc_model, docker_engine):
-    built = build("pyfunc", pyfunc_model)
-    with serve_image(docker_engine, built.tag, read_only=True) as url:
-        built.url = url
-        yield built
+    yield from served(build, "pyfunc", pyfunc_model, docker_engine)
 
 
 def test_pyfunc_runtime_with_mlflow_skinny_not_mlflow(pyfunc_served):
@@ -483,10 +482,7 @@ def onnx_model(train_rows, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_served(build, onnx_model, docker_engine):
-    built = build("onnx", onnx_model)
-    with serve_image(docker_engine, built.tag, read_only=True) as url:
-        built.url = url
-        yield built
+    yield from served(build, "onnx", onnx_model, docker_engine)
 
 
 def test_onnx_flavor_is_native_onnxruntime(onnx_served):
