@@ -210,3 +210,28 @@ def git_remote(tmp_path):
     """A bare origin with main holding one commit, and a clone of it (like actions/checkout)."""
     origin, clone = local_services.git_origin(tmp_path)
     return GitRemote(origin=origin, clone=clone)
+
+
+def serve_locally(model_dir: Path, info: Path, workers: int = 2, env: dict | None = None, timeout: float = 60):
+    """The image's scoring server as a local process (``python -m mlops_actions.serving.server``) for
+    ``model_dir`` with the rendered model-info.json; (process, url) once /ping answers 200."""
+    import sys
+    import urllib.error
+    import urllib.request
+
+    port = local_services.free_port()
+    cmd = [sys.executable, "-m", "mlops_actions.serving.server", "--model", str(model_dir), "--port", str(port),
+           "--workers", str(workers), "--info", str(info)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "ACCESS_LOG": "0", **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/ping", timeout=1).status == 200:
+                return proc, url
+        except (urllib.error.URLError, OSError):
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-3000:]}")
+        time.sleep(0.1)

@@ -15,10 +15,6 @@ Run: ``pip install torch`` (CPU wheel), then ``pytest -m pytorch tests/integrati
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlops_actions.core.local_services import free_port
+from conftest import serve_locally
 from mlops_actions.stages.render_dockerfile import render
 
 pytestmark = pytest.mark.pytorch
@@ -57,36 +53,6 @@ def torch_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
     return path, held
 
 
-def _serve(model_dir: Path, info: Path):
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlops_actions.serving.server",
-        "--model",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--info",
-        str(info),
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "ACCESS_LOG": "0"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/ping", timeout=1).status == 200:
-                return proc, url
-        except (urllib.error.URLError, OSError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.2)
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     req = urllib.request.Request(
         url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -111,7 +77,7 @@ def test_pytorch_model_renders_pyfunc_and_the_server_answers_like_mlflow(torch_m
     assert info["runtime"] == "pyfunc" and info["flavor"] == "pytorch"
 
     want = np.asarray(mlflow.pyfunc.load_model(str(model_dir)).predict(held))
-    proc, url = _serve(res.context / "model", res.context / "model-info.json")
+    proc, url = serve_locally(res.context / "model", res.context / "model-info.json", workers=1, timeout=120)
     try:
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
         assert health["runtime"] == "pyfunc" and health["flavor"] == "pytorch"

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import serve_locally
 from mlops_actions.core.errors import InputError
-from mlops_actions.core.local_services import free_port
 from mlops_actions.core.paths import resource
 from mlops_actions.serving.server import Metrics, Model
 from mlops_actions.stages.render_dockerfile import render
@@ -59,42 +59,6 @@ def text_model(tmp_path_factory):
     held = root / "heldout.csv"
     pd.DataFrame({"review_text": TEXTS * 5}).to_csv(held, index=False)
     return root / "model", held, model
-
-
-def _wait(url: str, proc, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/ping", timeout=1).status == 200:
-                return
-        except (urllib.error.URLError, OSError):
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                f"server did not start: {proc.stderr.read().decode() if proc.poll() is not None else 'timeout'}"
-            )
-        time.sleep(0.1)
-
-
-def _serve(model_dir: Path, info: Path, workers: int = 2, env: dict | None = None):
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlops_actions.serving.server",
-        "--model",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--info",
-        str(info),
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "ACCESS_LOG": "0", **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    _wait(url, proc)
-    return proc, url
 
 
 def _post(url: str, body, ctype: str = "application/json"):
@@ -140,7 +104,7 @@ def test_every_payload_shape_and_metrics_across_workers(text_model, tmp_path, ru
         reqs = (ctx / "requirements.txt").read_text().split()
         assert [r.split("==")[0] for r in reqs] == ["numpy", "onnxruntime", "pyyaml"]  # no pandas, no scikit-learn
         assert f"onnxruntime=={__import__('onnxruntime').__version__}" in reqs
-    proc, url = _serve(ctx / "model", ctx / "model-info.json", workers=2, env=env)
+    proc, url = serve_locally(ctx / "model", ctx / "model-info.json", workers=2, env=env)
     try:
         want = model.predict(pd.DataFrame({"review_text": TEXTS})).tolist()
         assert set(want) == {0, 1}
@@ -278,7 +242,7 @@ def test_onnx_regressor_on_numeric_columns_answers_like_sklearn(tmp_path):
     mlflow.sklearn.save_model(model, str(tmp_path / "m"), input_example=x.head(3))
     res = render(tmp_path / "m", tmp_path / "ctx", runtime="onnx")
     assert res.runtime == "onnx"
-    proc, url = _serve(
+    proc, url = serve_locally(
         res.context / "model",
         res.context / "model-info.json",
         workers=1,
@@ -348,7 +312,7 @@ def _server(model_dir: Path, tmp_path: Path, flavor: str, runtime: str, log: lis
     stderr lands in ``log`` once it has stopped."""
     info = tmp_path / f"{flavor}-{runtime}-{model_dir.name}.json"
     info.write_text(json.dumps({"flavor": flavor, "runtime": runtime}))
-    proc, url = _serve(model_dir, info, workers=1)
+    proc, url = serve_locally(model_dir, info, workers=1)
     try:
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
         assert health == {"status": "ok", "flavor": flavor, "runtime": runtime}
