@@ -596,19 +596,9 @@ class Model:
         return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out  # one target: 1-D like sklearn
 
     def tensor(self, payload):
-        import numpy as np
-
         if not isinstance(payload, dict) or not ("instances" in payload or "inputs" in payload):
             raise BadRequest("this model takes one tensor: send JSON with instances or inputs")
-        data = payload.get("instances", payload.get("inputs"))
-        if isinstance(data, dict) and len(data) == 1:
-            data = next(iter(data.values()))  # {"inputs": {"<input name>": [...]}}, one input
-        if isinstance(data, dict):
-            raise BadRequest("this model takes one tensor: send instances/inputs as a (nested) list")
-        try:
-            return np.asarray(data, dtype="float32")
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"instances/inputs is not a numeric (nested) list: {exc}") from exc
+        return self._one_tensor(payload.get("instances", payload.get("inputs")))
 
     def columns_of(self, payload) -> dict:
         """Column name → list of values, without pandas (the ONNX conversion): the same payload
@@ -665,19 +655,23 @@ class Model:
         else:
             fmt, data, _ = split_payload(payload)
             if fmt in ("instances", "inputs") and self.flavor in ("tensorflow", "keras"):
-                return self._keras_tensor(data)
+                return self._one_tensor(data)
             df = self._request_frame(fmt, data)
         return self.signature.enforce(df) if self.signature.columns else df
 
     @staticmethod
-    def _keras_tensor(data):
+    def _one_tensor(data):
+        """instances/inputs of a one-tensor model (Keras, ONNX conversions) as float32."""
         import numpy as np
 
         if isinstance(data, dict) and len(data) == 1:
             data = next(iter(data.values()))  # {"inputs": {"<input name>": [...]}}, one input
         if isinstance(data, dict):
             raise BadRequest("this model takes one tensor: send instances/inputs as a (nested) list")
-        return np.asarray(data, dtype="float32")
+        try:
+            return np.asarray(data, dtype="float32")
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"instances/inputs is not a numeric (nested) list: {exc}") from exc
 
     def _request_frame(self, fmt: str, data):
         import pandas as pd
@@ -726,7 +720,7 @@ class Model:
         fmt, data, _ = split_payload(payload)
         if fmt in ("instances", "inputs"):
             if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
-                data = {k: [r.get(k) for r in data] for k in dict.fromkeys(k for r in data for k in r)}
+                data = self._records(data)
             if isinstance(data, dict) and len(specs) == 1 and not specs[0].get("name") and len(data) == 1:
                 data = next(iter(data.values()))
         else:

@@ -164,6 +164,12 @@ def test_runtime_input_is_checked_and_unconvertible_models_fall_back(tmp_path):
     assert res.runtime == "native" and res.runtime_reason == "runtime 'native' asked for"
 
 
+def _render_cli(model_dir: Path, out: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``mlops render-dockerfile`` in a process of its own, as the action runs it."""
+    cmd = [sys.executable, "-m", "mlops_actions", "render-dockerfile", "--model-dir", str(model_dir)]
+    return subprocess.run([*cmd, "--output-dir", str(out), *args], capture_output=True, text=True, env=env)
+
+
 def test_cli_writes_runtime_outputs_and_summary(text_model, tmp_path):
     model_dir, held, _ = text_model
     out, summary = tmp_path / "out.txt", tmp_path / "summary.md"
@@ -174,25 +180,7 @@ def test_cli_writes_runtime_outputs_and_summary(text_model, tmp_path):
         "GITHUB_STEP_SUMMARY": str(summary),
         "PYTHONPATH": str(resource("scripts")),
     }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlops_actions",
-            "render-dockerfile",
-            "--model-dir",
-            str(model_dir),
-            "--output-dir",
-            str(tmp_path / "ctx"),
-            "--runtime",
-            "auto",
-            "--onnx-check-data",
-            str(held),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = _render_cli(model_dir, tmp_path / "ctx", env, "--runtime", "auto", "--onnx-check-data", str(held))
     assert proc.returncode == 0, proc.stderr
     outputs = out.read_text()
     assert "runtime=onnx" in outputs and "runtime-reason=ONNX equivalent to the native model" in outputs
@@ -208,23 +196,7 @@ def test_conversion_gives_the_same_bytes_in_every_process(text_model, tmp_path):
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(resource("scripts"))}
         ctx = tmp_path / f"ctx{seed}"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mlops_actions",
-                "render-dockerfile",
-                "--model-dir",
-                str(model_dir),
-                "--output-dir",
-                str(ctx),
-                "--runtime",
-                "onnx",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        proc = _render_cli(model_dir, ctx, env, "--runtime", "onnx")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         digests.add(hashlib.sha256((ctx / "model.onnx").read_bytes()).hexdigest())
     assert len(digests) == 1
