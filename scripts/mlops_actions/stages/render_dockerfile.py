@@ -237,10 +237,8 @@ def _local_pin(name: str) -> str:
 def onnx_requirements(native: list[str]) -> list[str]:
     """The ONNX image's requirements: onnxruntime at the version the equivalence check ran with,
     numpy and pyyaml (pinned as the model pinned them, if it did); no pandas, no flavor library."""
-    from importlib.metadata import version
-
     pinned = {_name(Requirement(r)): r for r in native}
-    reqs = {"onnxruntime": f"onnxruntime=={version('onnxruntime')}"}
+    reqs = {"onnxruntime": _local_pin("onnxruntime")}
     for name in ONNX_REQUIREMENTS:
         reqs[name] = pinned.get(name, name)
     return [reqs[k] for k in sorted(reqs)]
