@@ -28,9 +28,11 @@ first flavor other than python_function):
 - ``onnx``: the ONNX conversion render-dockerfile wrote (``model.onnx``, checked equivalent to the
   native model) through onnxruntime, needing only onnxruntime, numpy and pyyaml (no pandas).
 
-Run: ``python -m serve.server --model /app/model --port 8080``. Worker processes (pre-forked on
-one listening socket) default to the CPUs this container may use (affinity and cgroup quota),
-at most 4; ``WORKERS`` overrides. A native sklearn model is loaded once before the fork; every other
+Run: ``python -m serve.server --model /app/model --port 8080``. gunicorn supervises the worker
+processes (supervisor.py: replaced when they die, drained on SIGTERM, bounded threads, connections
+and concurrency, with 503 and ``Retry-After`` past ``MAX_CONCURRENCY``); they default to the CPUs
+this container may use (affinity and cgroup quota), at most 4; ``WORKERS`` overrides. A native
+sklearn model is loaded once before the fork; every other
 model is loaded by each worker after it (their libraries start thread pools). xgboost, LightGBM and
 onnxruntime use one thread per worker, as the workers already use the CPUs; ``MODEL_THREADS`` (or
 ``ONNX_THREADS``) overrides. The server writes no files (read-only root file system friendly).
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import csv
 import datetime
 import importlib
@@ -49,11 +50,9 @@ import io
 import json
 import mmap
 import os
-import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -807,17 +806,20 @@ class Model:
 class Metrics:
     """Prometheus counters shared by the pre-forked workers without locks between processes.
 
-    One anonymous shared mapping (``mmap(-1, n)``: MAP_SHARED, created before ``fork`` so every
-    worker maps the same pages) holds one fixed-layout block of float64 slots per worker. A worker
-    only writes its own block (under a thread lock: its handler threads share it); ``/metrics``,
-    whichever worker answers it, sums all blocks. Labels are fixed sets (known paths, the statuses
-    the server answers, class slots by index), so every process agrees on the layout. A scrape may
-    see one request counted but not yet in the histogram (no cross-process snapshot), never a lost
-    or double-counted one. Counters start at zero when the container starts, as Prometheus expects.
+    One anonymous shared mapping (``mmap(-1, n)``: MAP_SHARED, created in the master before any
+    fork, so every worker maps the same pages) holds one fixed-layout block of float64 slots per
+    worker slot, then one global block. A worker only writes its own block (under a thread lock:
+    its threads share it); the master writes the global block (worker restarts) and a dead
+    worker's pid slot; ``/metrics``, whichever worker answers it, sums all blocks. A replacement
+    worker takes the dead one's slot and adds to its counters, so counters never go back. Labels
+    are fixed sets (known paths, the statuses the server answers, class slots by index), so every
+    process agrees on the layout. A scrape may see one request counted but not yet in the
+    histogram (no cross-process snapshot), never a lost or double-counted one. Counters start at
+    zero when the container starts, as Prometheus expects.
     """
 
     PATHS = ("/invocations", "/ping", "/health", "/version", "/metrics", "other")
-    STATUSES = ("200", "400", "404", "405", "413", "415", "500", "503", "other")
+    STATUSES = ("200", "400", "404", "405", "408", "413", "415", "500", "503", "other")
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
     MAX_CLASSES = 64  # class slots; predictions beyond them count as "other"
 
@@ -829,11 +831,39 @@ class Metrics:
         self._hist = np_ * ns
         self._sum = self._hist + np_ * nb
         self._cls = self._sum + np_
-        self.block = self._cls + self.MAX_CLASSES + 1
-        self._buf = mmap.mmap(-1, 8 * self.block * self.workers)
+        self._pid = self._cls + self.MAX_CLASSES + 1  # the live worker's pid, 0 when none
+        self._busy = self._pid + 1  # /invocations being processed now
+        self.block = self._busy + 1
+        self._restarts = self.block * self.workers  # global block: workers spawned into a used slot
+        self._buf = mmap.mmap(-1, 8 * (self._restarts + 1))
         self._slots = memoryview(self._buf).cast("d")
         self.worker = 0
+        self._used: set[int] = set()  # master only: slots that have had a worker
         self._lock = threading.Lock()
+
+    # master side (gunicorn hooks): slots for workers, restarts, the live-worker gauge
+    def claim(self, taken: set[int]) -> int:
+        """A free slot for a worker about to be forked; a slot used before counts a restart."""
+        slot = min(set(range(self.workers)) - taken, default=0)
+        if slot in self._used:
+            self._slots[self._restarts] += 1
+        self._used.add(slot)
+        return slot
+
+    def release(self, slot: int) -> None:
+        self._slots[slot * self.block + self._pid] = 0
+        self._slots[slot * self.block + self._busy] = 0
+
+    def started(self, slot: int, pid: int) -> None:
+        self.worker = slot
+        self._slots[slot * self.block + self._pid] = pid
+
+    def live(self) -> int:
+        return sum(1 for w in range(self.workers) if self._slots[w * self.block + self._pid])
+
+    def busy(self, delta: int) -> None:
+        with self._lock:
+            self._slots[self.worker * self.block + self._busy] += delta
 
     def _path(self, path: str) -> int:
         return self.PATHS.index(path) if path in self.PATHS else len(self.PATHS) - 1
@@ -928,117 +958,156 @@ class Metrics:
             if n:
                 out.append(f'mlserve_predictions_total{{class="{esc(self._class_name(idx))}"}} {n:.0f}')
         out += [
-            "# HELP mlserve_workers Pre-forked worker processes.",
+            "# HELP mlserve_workers Worker processes alive now (the master replaces one that dies).",
             "# TYPE mlserve_workers gauge",
-            f"mlserve_workers {self.workers}",
+            f"mlserve_workers {self.live()}",
+            "# HELP mlserve_worker_restarts_total Workers started in place of one that died.",
+            "# TYPE mlserve_worker_restarts_total counter",
+            f"mlserve_worker_restarts_total {self._slots[self._restarts]:.0f}",
+            "# HELP mlserve_inflight_requests /invocations requests being processed now.",
+            "# TYPE mlserve_inflight_requests gauge",
+            f"mlserve_inflight_requests {self._total(self._busy):.0f}",
         ]
         return "\n".join(out) + "\n"
 
 
-def make_handler(model_holder: dict, info: dict, metrics_or_none: Metrics | None = None):
-    metrics = metrics_or_none or Metrics(1)
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+Answer = tuple[int, bytes, str, list]  # status, body, content type, extra headers
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "mlops-serve/1"
-        protocol_version = "HTTP/1.1"
-        # keep-alive with small responses: without TCP_NODELAY, Nagle + the client's delayed ACK
-        # stall every response by up to 40 ms
-        disable_nagle_algorithm = True
-        _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's, filled by send_header
 
-        def log_message(self, fmt, *args):  # one line per request on stderr, no bodies
-            if os.environ.get("ACCESS_LOG", "1") == "1":
-                sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
+class App:
+    """The MLflow scoring protocol as a WSGI application (served by gunicorn, see supervisor.py).
 
-        def _send(self, status: int, body: bytes, ctype: str = "application/json"):
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self._headers_buffer.append(b"\r\n")  # end_headers() without its flush: one write with the body
-            self._headers_buffer.append(body)
-            # counted before the answer leaves: a client that reads /metrics after its answer sees it
-            metrics.observe(self.path.split("?", 1)[0], status, time.perf_counter() - self._started)
-            self.wfile.write(b"".join(self._headers_buffer))
-            self._headers_buffer = []
+    ``max_concurrency`` bounds the /invocations requests a worker processes at once; one more is
+    refused at once with 503 and ``Retry-After`` (a load balancer or client retries elsewhere or
+    later), never queued into a hang. Probes (/ping, /health) and /metrics are never refused."""
 
-        def _json(self, status: int, obj):
-            self._send(status, json.dumps(obj).encode())
+    def __init__(self, holder: dict, info: dict, metrics: Metrics, max_concurrency: int = 16):
+        self.holder, self.info, self.metrics = holder, info, metrics
+        self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency)
 
-        def parse_request(self):
-            self._started = time.perf_counter()
-            return super().parse_request()
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method in ("GET", "HEAD"):
+            status, body, ctype, headers = self.get(path)
+        elif method == "POST" and path == "/invocations":
+            status, body, ctype, headers = self.invocations(environ)
+        elif method == "POST":
+            status, body, ctype, headers = self._error(404, "ENDPOINT_NOT_FOUND", f"no route {path}")
+        else:
+            status, body, ctype, headers = self._error(
+                405, "BAD_REQUEST", f"method {method} not allowed; use GET or POST"
+            )
+            headers.append(("Allow", "GET, HEAD, POST"))
+        # counted before the answer leaves: a client that reads /metrics after its answer sees it
+        self.metrics.observe(path, status, time.perf_counter() - started)
+        start_response(
+            f"{status} {REASONS.get(status, '')}".strip(),
+            [("Content-Type", ctype), ("Content-Length", str(len(body))), *headers],
+        )
+        return [body]
 
-        def do_GET(self):
-            path = self.path.split("?", 1)[0]
-            loaded = model_holder.get("model") is not None
-            if path == "/ping":
-                self._send(200 if loaded else 503, b"\n", "text/plain")
-            elif path == "/health":
-                self._json(
-                    200 if loaded else 503,
-                    {
-                        "status": "ok" if loaded else "loading",
-                        "flavor": info.get("flavor", ""),
-                        "runtime": info.get("runtime", "native"),
-                    },
-                )
-            elif path == "/version":
-                self._json(200, info)
-            elif path == "/metrics":
-                self._send(200, metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
+    @staticmethod
+    def _json(status: int, obj) -> Answer:
+        return status, json.dumps(obj).encode(), "application/json", []
+
+    @classmethod
+    def _error(cls, status: int, code: str, message: str) -> Answer:
+        return cls._json(status, {"error_code": code, "message": message})
+
+    def get(self, path: str) -> Answer:
+        loaded = self.holder.get("model") is not None
+        if path == "/ping":
+            return 200 if loaded else 503, b"\n", "text/plain", []
+        if path == "/health":
+            return self._json(
+                200 if loaded else 503,
+                {
+                    "status": "ok" if loaded else "loading",
+                    "flavor": self.info.get("flavor", ""),
+                    "runtime": self.info.get("runtime", "native"),
+                },
+            )
+        if path == "/version":
+            return self._json(200, self.info)
+        if path == "/metrics":
+            return 200, self.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8", []
+        return self._error(404, "ENDPOINT_NOT_FOUND", f"no route {path}")
+
+    def _body(self, environ) -> bytes | Answer:
+        """The request body (at most MAX_BODY bytes; chunked bodies too), or the answer refusing it."""
+        stream = environ["wsgi.input"]
+        text = environ.get("CONTENT_LENGTH") or ""
+        chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+        try:
+            length = int(text) if text else (-2 if chunked else 0)
+        except ValueError:
+            length = -1
+        if length == -1 or length > MAX_BODY:
+            return self._error(
+                413 if length > MAX_BODY else 400, "BAD_REQUEST", f"Content-Length must be 0..{MAX_BODY} bytes"
+            )
+        try:
+            raw = stream.read(MAX_BODY + 1) if length == -2 else stream.read(length)
+        except OSError as exc:  # the client stalled past REQUEST_TIMEOUT or went away
+            return self._error(408, "BAD_REQUEST", one_line(exc))
+        if len(raw) > MAX_BODY:
+            return self._error(413, "BAD_REQUEST", f"the body must be at most {MAX_BODY} bytes")
+        return raw
+
+    def invocations(self, environ) -> Answer:
+        if not self._slots.acquire(blocking=False):
+            status, body, ctype, headers = self._error(
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+                f"this worker is already scoring {self.max_concurrency} requests (MAX_CONCURRENCY); retry",
+            )
+            return status, body, ctype, [("Retry-After", "1")]
+        self.metrics.busy(+1)
+        try:
+            return self._score(environ)
+        finally:
+            self.metrics.busy(-1)
+            self._slots.release()
+
+    def _score(self, environ) -> Answer:
+        raw = self._body(environ)
+        if isinstance(raw, tuple):
+            return raw
+        model = self.holder.get("model")
+        if model is None:
+            return self._error(503, "NOT_READY", "the model is still loading")
+        ctype = (environ.get("CONTENT_TYPE") or "application/json").split(";")[0].strip().lower()
+        try:
+            if ctype == "text/csv":
+                payload = ("csv", raw)
+            elif ctype == "application/json":
+                payload = json.loads(raw or b"null")
             else:
-                self._json(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no route {path}"})
-
-        def do_POST(self):
-            path = self.path.split("?", 1)[0]
-            if path != "/invocations":
-                self._json(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no route {path}"})
-                return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0 or length > MAX_BODY:
-                self.close_connection = True  # the body is not read: the connection cannot be reused
-                self._json(
-                    413 if length > MAX_BODY else 400,
-                    {"error_code": "BAD_REQUEST", "message": f"Content-Length must be 0..{MAX_BODY} bytes"},
+                return self._error(
+                    415, "BAD_REQUEST", f"unsupported content type {ctype}; use application/json or text/csv"
                 )
-                return
-            raw = self.rfile.read(length)
-            model = model_holder.get("model")
-            if model is None:
-                self._json(503, {"error_code": "NOT_READY", "message": "the model is still loading"})
-                return
-            ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
-            try:
-                if ctype == "text/csv":
-                    payload = ("csv", raw)
-                elif ctype == "application/json":
-                    payload = json.loads(raw or b"null")
-                else:
-                    self._json(
-                        415,
-                        {
-                            "error_code": "BAD_REQUEST",
-                            "message": f"unsupported content type {ctype}; use application/json or text/csv",
-                        },
-                    )
-                    return
-                answer, predictions = model.answer(payload)
-            except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
-                self._json(400, {"error_code": "BAD_REQUEST", "message": one_line(exc)})
-                return
-            except Exception as exc:  # noqa: BLE001 - a scoring failure must answer, not kill the worker
-                self._json(
-                    500, {"error_code": "INTERNAL_ERROR", "message": f"{exc.__class__.__name__}: {one_line(exc, 300)}"}
-                )
-                return
-            # counted before the answer leaves, like observe(): a client reading /metrics after its answer sees it
-            metrics.count_predictions(predictions)
-            self._json(200, answer)
-
-    return Handler
+            answer, predictions = model.answer(payload)
+        except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+            return self._error(400, "BAD_REQUEST", one_line(exc))
+        except Exception as exc:  # noqa: BLE001 - a scoring failure must answer, not kill the worker
+            return self._error(500, "INTERNAL_ERROR", f"{exc.__class__.__name__}: {one_line(exc, 300)}")
+        # counted before the answer leaves, like observe(): a client reading /metrics after its answer sees it
+        self.metrics.count_predictions(predictions)
+        return self._json(200, answer)
 
 
 def cpu_count() -> int:
@@ -1065,7 +1134,17 @@ def cpu_count() -> int:
 
 
 def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
-    """Bind once, then pre-fork ``workers`` processes that accept on the shared socket."""
+    """Serve under gunicorn (supervisor.py): the master binds once and supervises ``workers``
+    processes; each loads the model before it accepts (a native sklearn model: once, in the
+    master, before the fork)."""
+    from . import supervisor
+
+    try:
+        settings = supervisor.options(port, workers)
+        concurrency = supervisor.setting("MAX_CONCURRENCY")
+    except supervisor.SettingError as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(2)
     holder: dict = {}
     runtime = info.setdefault("runtime", "native")
     onnx = None
@@ -1073,60 +1152,57 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
         onnx = dict(info.get("onnx") or {})
         onnx["path"] = os.environ.get("ONNX_MODEL") or onnx.get("path") or "/app/model.onnx"
         onnx.setdefault("classes", info.get("classes"))
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.request_queue_size = 128
     # preload (load once, share pages copy-on-write) where loading is fork-safe: native sklearn;
     # onnxruntime, xgboost, LightGBM and TensorFlow start thread pools, and a pyfunc model may do
     # anything, so each worker loads its own after the fork
     preload = runtime == "native" and info.get("flavor") == "sklearn"
-    if preload:
-        holder["model"] = Model(model_dir)
-    classes = info.get("classes") or (holder["model"].classes if preload else None)
+    classes = info.get("classes")
     if not classes:
         meta = (read_mlmodel(Path(model_dir)).get("metadata") or {}).get("classes")
         classes = meta if isinstance(meta, list) else None
     metrics = Metrics(workers, classes)
-    httpd = ThreadingHTTPServer(("0.0.0.0", port), make_handler(holder, info, metrics))
-    httpd.daemon_threads = True
-    children: list[int] = []
-    for index in range(1, max(1, workers)):
-        pid = os.fork()
-        if pid == 0:
-            children = []
-            metrics.worker = index
-            break
-        children.append(pid)
 
-    def stop(*_, code: int = 0):
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        os._exit(code)
+    def load():
+        """The WSGI app, with the model loaded (gunicorn calls it in a worker before it accepts, or
+        in the master before the fork when preloading)."""
+        if "model" not in holder:
+            try:
+                holder["model"] = Model(model_dir, onnx, runtime=runtime)
+            except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
+                sys.stderr.write(
+                    f"model load failed ({runtime} runtime): {exc.__class__.__name__}: {one_line(exc, 2000)}\n"
+                )
+                sys.stderr.flush()
+                os._exit(3)  # gunicorn: a worker that cannot boot halts the server with code 3
+            # every worker loads the same model, so all agree on the class slots learnt from it
+            if not metrics.classes and holder["model"].classes:
+                metrics.classes = list(holder["model"].classes)
+            info["engine"] = holder["model"].engine  # /version: what actually serves the model
+        return App(holder, info, metrics, concurrency)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if not preload:
-        # Load before accepting: a worker that accepted while loading would answer 503 to requests
-        # that another, ready worker (which already said 200 to /ping) could serve. Connections wait
-        # in the listen backlog meanwhile.
-        try:
-            holder["model"] = Model(model_dir, onnx, runtime=runtime)
-        except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
-            sys.stderr.write(
-                f"model load failed ({runtime} runtime): {exc.__class__.__name__}: {one_line(exc, 2000)}\n"
-            )
-            sys.stderr.flush()
-            stop(code=3)
-        # every worker loads the same model, so all agree on the class slots learnt from it
-        if not metrics.classes and holder["model"].classes:
-            metrics.classes = list(holder["model"].classes)
-    model = holder["model"]
-    info["engine"] = model.engine  # /version: what actually serves the model
-    sys.stderr.write(
-        f"serving {model_dir} (flavor {model.flavor}, runtime {model.runtime}: {model.engine}) on :{port}, "
-        f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n"
+    def pre_fork(server, worker):  # master
+        worker.slot = metrics.claim({getattr(w, "slot", 0) for w in server.WORKERS.values()})
+
+    def post_fork(server, worker):  # worker
+        metrics.started(worker.slot, os.getpid())
+
+    def post_worker_init(worker):  # worker, model loaded, about to accept
+        model = holder["model"]
+        sys.stderr.write(
+            f"serving {model_dir} (flavor {model.flavor}, runtime {model.runtime}: {model.engine}) on :{port}, "
+            f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n"
+        )
+        sys.stderr.flush()
+
+    def child_exit(server, worker):  # master, a worker is gone
+        metrics.release(getattr(worker, "slot", 0))
+
+    settings["preload_app"] = preload
+    supervisor.run(
+        settings,
+        load,
+        {"pre_fork": pre_fork, "post_fork": post_fork, "post_worker_init": post_worker_init, "child_exit": child_exit},
     )
-    httpd.serve_forever()
 
 
 def main(argv=None) -> None:

@@ -31,6 +31,9 @@ STAGE = "render-dockerfile"
 UID = 10001
 # What the scoring server itself imports, besides the flavor's libraries.
 SERVER_REQUIREMENTS = ("pyyaml", "pandas", "numpy")
+# The process supervisor every image runs (serving/supervisor.py): the version its worker class
+# and the fault tests were checked with (constraints.txt installs the same one for the tests).
+GUNICORN = "gunicorn==26.2.0"
 # Packages the model lists that serving does not need (the server loads models natively; the
 # pyfunc runtime gets mlflow-skinny instead, at the model's mlflow version).
 DROP = {"mlflow", "mlflow-skinny", "mlflow-tracing"}
@@ -208,6 +211,7 @@ def serving_requirements(
         reqs.setdefault("onnxruntime", _local_pin("onnxruntime"))
     for name in SERVER_REQUIREMENTS:
         reqs.setdefault(name, name)
+    reqs["gunicorn"] = GUNICORN
     if flavor == "sklearn":
         reqs.setdefault("scikit-learn", "scikit-learn")
         reqs.setdefault("cloudpickle", "cloudpickle")
@@ -238,7 +242,7 @@ def onnx_requirements(native: list[str]) -> list[str]:
     """The ONNX image's requirements: onnxruntime at the version the equivalence check ran with,
     numpy and pyyaml (pinned as the model pinned them, if it did); no pandas, no flavor library."""
     pinned = {_name(Requirement(r)): r for r in native}
-    reqs = {"onnxruntime": _local_pin("onnxruntime")}
+    reqs = {"onnxruntime": _local_pin("onnxruntime"), "gunicorn": GUNICORN}
     for name in ONNX_REQUIREMENTS:
         reqs[name] = pinned.get(name, name)
     return [reqs[k] for k in sorted(reqs)]

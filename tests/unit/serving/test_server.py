@@ -102,7 +102,7 @@ def test_every_payload_shape_and_metrics_across_workers(text_model, tmp_path, ru
         assert check["rows_by_source"]["synthesized"] == 500 and check["rows_by_source"]["check data"] == len(TEXTS) * 5
         assert check["rows"] == sum(check["rows_by_source"].values())
         reqs = (ctx / "requirements.txt").read_text().split()
-        assert [r.split("==")[0] for r in reqs] == ["numpy", "onnxruntime", "pyyaml"]  # no pandas, no scikit-learn
+        assert [r.split("==")[0] for r in reqs] == ["gunicorn", "numpy", "onnxruntime", "pyyaml"]  # no pandas, no scikit-learn
         assert f"onnxruntime=={__import__('onnxruntime').__version__}" in reqs
     proc, url = serve_locally(ctx / "model", ctx / "model-info.json", workers=2, env=env)
     try:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from mlops_actions.core.errors import InputError
-from mlops_actions.stages.render_dockerfile import render, serving_requirements
+from mlops_actions.stages.render_dockerfile import GUNICORN, render, serving_requirements
 
 
 def _reqs(tmp_path, text):
@@ -176,7 +176,7 @@ def test_onnx_model_is_served_as_it_is_by_onnxruntime(models, tmp_path):
     assert (res.runtime, res.flavor) == ("native", "onnx") and "served as it is by onnxruntime" in res.runtime_reason
     assert f"onnxruntime=={version('onnxruntime')}" in reqs  # the model's own pin
     names = {r.split("=")[0] for r in reqs}
-    assert names == {"onnxruntime", "numpy", "pandas", "pyyaml"}  # no onnx, no mlflow
+    assert names == {"gunicorn", "onnxruntime", "numpy", "pandas", "pyyaml"}  # no onnx, no mlflow
     assert not (res.context / "model.onnx").exists() and (res.context / "model" / "model.onnx").is_file()
     with pytest.raises(InputError, match="input 'runtime': 'onnx' is not possible for this model: it is an ONNX model"):
         render(models["onnx"], tmp_path / "onnx", runtime="onnx")
@@ -212,7 +212,7 @@ def test_flavor_without_lean_loader_is_pyfunc_and_native_is_refused(tmp_path):
     assert res.runtime_reason == (
         f"no lean loader for flavor 'pytorch': mlflow.pyfunc with mlflow-skinny {MLFLOW_VERSION}"
     )
-    assert reqs == ["mlflow-skinny==" + MLFLOW_VERSION, "numpy", "pandas", "pyyaml", "torch==2.9.1"]
+    assert reqs == [GUNICORN, "mlflow-skinny==" + MLFLOW_VERSION, "numpy", "pandas", "pyyaml", "torch==2.9.1"]
     with pytest.raises(InputError) as err:
         render(model, tmp_path / "native", runtime="native")
     assert err.value.input_name == "runtime"
@@ -239,22 +239,22 @@ def test_flavor_without_python_function_or_loader_is_one_line_error(tmp_path):
 def test_pyfunc_requirements_pin_skinny_and_honour_build_dependencies(tmp_path):
     (tmp_path / "requirements.txt").write_text("mlflow-skinny>=2.9\nmlflow-tracing==3.17.2\nstatsmodels==0.14.5\n")
     reqs = serving_requirements(tmp_path, "statsmodels", runtime="pyfunc", mlflow_version="3.1.0")
-    assert reqs == ["mlflow-skinny>=2.9", "numpy", "pandas", "pyyaml", "statsmodels==0.14.5"]
+    assert reqs == [GUNICORN, "mlflow-skinny>=2.9", "numpy", "pandas", "pyyaml", "statsmodels==0.14.5"]
     (tmp_path / "requirements.txt").write_text("catboost==1.2.8\npandas==2.3.3\n")
     (tmp_path / "python_env.yaml").write_text(
         "python: 3.11.7\nbuild_dependencies:\n- pip==26.3\n- setuptools==65.5.0\n- wheel==0.48.0\n- cython==3.1.4\n"
         "dependencies:\n- -r requirements.txt\n"
     )
     reqs = serving_requirements(tmp_path, "catboost", runtime="pyfunc", mlflow_version="3.1.0")
-    assert reqs == ["catboost==1.2.8", "cython==3.1.4", "mlflow-skinny==3.1.0", "numpy", "pandas==2.3.3", "pyyaml"]
-    assert serving_requirements(tmp_path, "catboost") == ["catboost==1.2.8", "numpy", "pandas==2.3.3", "pyyaml"]
+    assert reqs == ["catboost==1.2.8", "cython==3.1.4", GUNICORN, "mlflow-skinny==3.1.0", "numpy", "pandas==2.3.3", "pyyaml"]
+    assert serving_requirements(tmp_path, "catboost") == ["catboost==1.2.8", GUNICORN, "numpy", "pandas==2.3.3", "pyyaml"]
 
 
 def test_xgboost_becomes_xgboost_cpu_and_pins_from_mlmodel(tmp_path):
     (tmp_path / "requirements.txt").write_text("xgboost==3.2.0\nscikit-learn==1.9.1\nrich==15.0.0\n")
-    assert serving_requirements(tmp_path, "xgboost") == ["numpy", "pandas", "pyyaml", "xgboost-cpu==3.2.0"]
+    assert serving_requirements(tmp_path, "xgboost") == [GUNICORN, "numpy", "pandas", "pyyaml", "xgboost-cpu==3.2.0"]
     wrapper = serving_requirements(tmp_path, "xgboost", model_class="xgboost.sklearn.XGBRegressor")
-    assert wrapper == ["numpy", "pandas", "pyyaml", "scikit-learn==1.9.1", "xgboost-cpu==3.2.0"]
+    assert wrapper == [GUNICORN, "numpy", "pandas", "pyyaml", "scikit-learn==1.9.1", "xgboost-cpu==3.2.0"]
     (tmp_path / "requirements.txt").write_text("mlflow==3.17.2\n")
     assert "xgboost-cpu==3.1.0" in serving_requirements(tmp_path, "xgboost", flavor_version="3.1.0")
     assert "scikit-learn" in serving_requirements(tmp_path, "xgboost", model_class="xgboost.sklearn.XGBClassifier")
@@ -287,3 +287,11 @@ def test_lightgbm_image_builds_with_libgomp_and_runs_read_only(models, tmp_path,
         assert out.splitlines() == ["[0, 1]", "[]"]
     finally:
         docker_engine.images.remove(tag, force=True)
+
+
+def test_images_get_the_gunicorn_the_server_is_tested_with():
+    """Every image pins the gunicorn the serving tests ran (constraints.txt installs it here):
+    the server's worker class builds on gthread's internals."""
+    from importlib.metadata import version
+
+    assert GUNICORN == f"gunicorn=={version('gunicorn')}"
