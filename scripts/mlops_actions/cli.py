@@ -289,12 +289,16 @@ def pr_request(source_dir: str, repo_path: str, labels: str, open_pull_request: 
 @text_option(
     "--onnx-check-data", "Held-out sample for the ONNX equivalence check: CSV (table models) or .npy (tensor models)."
 )
+@text_option(
+    "--challenger-dir",
+    "A second model folder baked in beside the champion, for SHADOW_RATIO / CANARY_RATIO traffic at run time.",
+)
 @stage
 def render_dockerfile(model_dir, output_dir, template, onnx_check_data, **options):
     """Render the serving image's Dockerfile and build context for a model."""
     from .stages.render_dockerfile import render
 
-    # options: base_image, ca_bundle, port, version, run_id, runtime (render's own keywords)
+    # options: base_image, ca_bundle, port, version, run_id, runtime, challenger_dir (render's own keywords)
     result = render(model_dir, output_dir, template=template or None, check_data=onnx_check_data, **options)
     gha.add_summary(result.summary())
     return result.outputs()

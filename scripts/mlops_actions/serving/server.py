@@ -50,6 +50,8 @@ import io
 import json
 import mmap
 import os
+import queue
+import random
 import sys
 import threading
 import time
@@ -822,6 +824,8 @@ class Metrics:
     STATUSES = ("200", "400", "404", "405", "408", "413", "415", "500", "503", "other")
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
     MAX_CLASSES = 64  # class slots; predictions beyond them count as "other"
+    MODELS = ("champion", "challenger")
+    SHADOW = ("scored", "dropped", "error", "rows", "agreeing")
 
     def __init__(self, workers: int, classes: list | None = None):
         self.workers = max(1, workers)
@@ -833,7 +837,12 @@ class Metrics:
         self._cls = self._sum + np_
         self._pid = self._cls + self.MAX_CLASSES + 1  # the live worker's pid, 0 when none
         self._busy = self._pid + 1  # /invocations being processed now
-        self.block = self._busy + 1
+        # per model (champion, challenger): latency histogram and sum, answers given, shadow scorings
+        self._mhist = self._busy + 1
+        self._msum = self._mhist + len(self.MODELS) * nb
+        self._manswers = self._msum + len(self.MODELS)
+        self._shadow = self._manswers + len(self.MODELS)  # SHADOW counters
+        self.block = self._shadow + len(self.SHADOW)
         self._restarts = self.block * self.workers  # global block: workers spawned into a used slot
         self._buf = mmap.mmap(-1, 8 * (self._restarts + 1))
         self._slots = memoryview(self._buf).cast("d")
@@ -865,6 +874,51 @@ class Metrics:
         with self._lock:
             self._slots[self.worker * self.block + self._busy] += delta
 
+    def _bucket(self, seconds: float) -> int:
+        return next((i for i, edge in enumerate(self.BUCKETS) if seconds <= edge), len(self.BUCKETS))
+
+    def scored(self, model: str, seconds: float, answered: bool) -> None:
+        """One scoring by ``model`` (champion or challenger): its latency, and whether it answered."""
+        m = self.MODELS.index(model)
+        base = self.worker * self.block
+        with self._lock:
+            self._slots[base + self._mhist + m * (len(self.BUCKETS) + 1) + self._bucket(seconds)] += 1
+            self._slots[base + self._msum + m] += seconds
+            if answered:
+                self._slots[base + self._manswers + m] += 1
+
+    def shadow(self, outcome: str, rows: int = 0, agreeing: int = 0) -> None:
+        base = self.worker * self.block + self._shadow
+        with self._lock:
+            self._slots[base + self.SHADOW.index(outcome)] += 1
+            self._slots[base + self.SHADOW.index("rows")] += rows
+            self._slots[base + self.SHADOW.index("agreeing")] += agreeing
+
+    def model_summary(self, model: str) -> dict:
+        """Answers, scorings and latency (mean, p50, p99 from the histogram, in ms) of ``model``."""
+        m, nb = self.MODELS.index(model), len(self.BUCKETS) + 1
+        counts = [self._total(self._mhist + m * nb + b) for b in range(nb)]
+        total = sum(counts)
+        out: dict[str, Any] = {"answers": int(self._total(self._manswers + m)), "scorings": int(total)}
+        if total:
+            out["latency_ms"] = {
+                "mean": round(1000 * self._total(self._msum + m) / total, 3),
+                "p50": _quantile(counts, self.BUCKETS, 0.5),
+                "p99": _quantile(counts, self.BUCKETS, 0.99),
+            }
+        return out
+
+    def shadow_summary(self) -> dict:
+        got = {name: int(self._total(self._shadow + i)) for i, name in enumerate(self.SHADOW)}
+        rows = got.pop("rows")
+        agreeing = got.pop("agreeing")
+        return {
+            "requests": got,
+            "rows": rows,
+            "agreeing_rows": agreeing,
+            "agreement": round(agreeing / rows, 6) if rows else None,
+        }
+
     def _path(self, path: str) -> int:
         return self.PATHS.index(path) if path in self.PATHS else len(self.PATHS) - 1
 
@@ -872,7 +926,7 @@ class Metrics:
         p = self._path(path)
         code = str(status)
         st = self.STATUSES.index(code) if code in self.STATUSES else len(self.STATUSES) - 1
-        b = next((i for i, edge in enumerate(self.BUCKETS) if seconds <= edge), len(self.BUCKETS))
+        b = self._bucket(seconds)
         base = self.worker * self.block
         with self._lock:
             self._slots[base + self._req + p * len(self.STATUSES) + st] += 1
@@ -958,6 +1012,39 @@ class Metrics:
             if n:
                 out.append(f'mlserve_predictions_total{{class="{esc(self._class_name(idx))}"}} {n:.0f}')
         out += [
+            "# HELP mlserve_model_latency_seconds Scoring time per model (champion, challenger), shadow scorings too.",
+            "# TYPE mlserve_model_latency_seconds histogram",
+        ]
+        for m, model in enumerate(self.MODELS):
+            counts = [self._total(self._mhist + m * nb + b) for b in range(nb)]
+            if not sum(counts):
+                continue
+            running = 0.0
+            for b, edge in enumerate(self.BUCKETS):
+                running += counts[b]
+                out.append(f'mlserve_model_latency_seconds_bucket{{model="{model}",le="{edge:g}"}} {running:.0f}')
+            out.append(f'mlserve_model_latency_seconds_bucket{{model="{model}",le="+Inf"}} {sum(counts):.0f}')
+            out.append(f'mlserve_model_latency_seconds_sum{{model="{model}"}} {self._total(self._msum + m):.6f}')
+            out.append(f'mlserve_model_latency_seconds_count{{model="{model}"}} {sum(counts):.0f}')
+        out += [
+            "# HELP mlserve_model_answers_total /invocations answered by each model (the challenger: canary share).",
+            "# TYPE mlserve_model_answers_total counter",
+        ]
+        for m, model in enumerate(self.MODELS):
+            out.append(f'mlserve_model_answers_total{{model="{model}"}} {self._total(self._manswers + m):.0f}')
+        shadow = self.shadow_summary()
+        out += [
+            "# HELP mlserve_shadow_requests_total Requests also scored by the challenger, by outcome.",
+            "# TYPE mlserve_shadow_requests_total counter",
+            *(f'mlserve_shadow_requests_total{{outcome="{k}"}} {v}' for k, v in shadow["requests"].items()),
+            "# HELP mlserve_shadow_rows_total Rows compared between champion and challenger (shadow scorings).",
+            "# TYPE mlserve_shadow_rows_total counter",
+            f"mlserve_shadow_rows_total {shadow['rows']}",
+            "# HELP mlserve_shadow_agreeing_rows_total Compared rows on which both models agree.",
+            "# TYPE mlserve_shadow_agreeing_rows_total counter",
+            f"mlserve_shadow_agreeing_rows_total {shadow['agreeing_rows']}",
+        ]
+        out += [
             "# HELP mlserve_workers Worker processes alive now (the master replaces one that dies).",
             "# TYPE mlserve_workers gauge",
             f"mlserve_workers {self.live()}",
@@ -969,6 +1056,115 @@ class Metrics:
             f"mlserve_inflight_requests {self._total(self._busy):.0f}",
         ]
         return "\n".join(out) + "\n"
+
+
+def _quantile(counts: list[float], edges: tuple, q: float) -> float | None:
+    """The ``q`` quantile in ms of a histogram (``counts`` per bucket, the last one +Inf), linear
+    within its bucket, as Prometheus' histogram_quantile; the last finite edge for the +Inf bucket."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, running, low = q * total, 0.0, 0.0
+    for count, edge in zip(counts, (*edges, edges[-1]), strict=True):
+        if count and running + count >= rank:
+            return round(1000 * (low + (edge - low) * (rank - running) / count), 3)
+        running += count
+        low = edge
+    return round(1000 * edges[-1], 3)
+
+
+def _label(row):
+    """A row of predictions as one comparable label: the argmax of a probability row, the first
+    scalar of a record, the value itself otherwise."""
+    if isinstance(row, dict):
+        row = next((v for v in row.values() if not isinstance(v, (dict, list))), None)
+    if isinstance(row, list) and row and all(isinstance(v, (int, float)) for v in row):
+        return max(range(len(row)), key=row.__getitem__) if len(row) > 1 else row[0]
+    return row
+
+
+def agreement(champion, challenger) -> tuple[int, int]:
+    """(rows compared, rows on which both agree): labels equal, numbers within 1 % (regression)."""
+    if isinstance(champion, dict) and isinstance(challenger, dict):
+        champion = next((v for v in champion.values() if isinstance(v, list)), None)
+        challenger = next((v for v in challenger.values() if isinstance(v, list)), None)
+    if not isinstance(champion, list):
+        champion = [champion]
+    if not isinstance(challenger, list) or len(challenger) != len(champion):
+        return len(champion), 0
+    agree = 0
+    for a, b in zip(map(_label, champion), map(_label, challenger), strict=True):
+        if isinstance(a, float) or isinstance(b, float):
+            numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+            agree += bool(numbers and abs(a - b) <= 0.01 * max(abs(a), abs(b)))
+        else:
+            agree += a == b
+    return len(champion), agree
+
+
+class Traffic:
+    """How /invocations is split between the champion and a challenger baked into the image:
+    ``CANARY_RATIO`` of requests are answered by the challenger; ``SHADOW_RATIO`` of the others are
+    scored by the challenger too, in the background, after the champion's answer has gone (its
+    agreement and latency go to /metrics and /monitoring; at most ``SHADOW_QUEUE`` wait, the rest
+    are dropped and counted)."""
+
+    def __init__(self, env=None, has_challenger: bool = False):
+        env = os.environ if env is None else env
+        self.canary = self._ratio(env, "CANARY_RATIO", has_challenger)
+        self.shadow = self._ratio(env, "SHADOW_RATIO", has_challenger)
+        try:
+            self.queue_size = max(1, int(env.get("SHADOW_QUEUE") or 64))
+        except ValueError:
+            raise ValueError("SHADOW_QUEUE must be a whole number; fix: set it to e.g. 64") from None
+
+    @staticmethod
+    def _ratio(env, name: str, has_challenger: bool) -> float:
+        text = (env.get(name) or "").strip()
+        try:
+            value = float(text) if text else 0.0
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={text!r} is not a ratio; fix: set {name} to a number from 0 to 1")
+        if value and not has_challenger:
+            raise ValueError(
+                f"{name}={text} but this image has no challenger model; "
+                f"fix: render it with challenger-dir, or unset {name}"
+            )
+        return value
+
+
+class Shadow:
+    """One background thread per worker scoring shadow requests with the challenger."""
+
+    def __init__(self, challenger: Model, metrics: Metrics, size: int):
+        self.challenger, self.metrics = challenger, metrics
+        self._queue: queue.Queue = queue.Queue(maxsize=size)
+        self._thread: threading.Thread | None = None
+
+    def submit(self, payload, predictions) -> None:
+        if self._thread is None:  # started in the worker (a thread does not survive the fork)
+            self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+            self._thread.start()
+        try:
+            self._queue.put_nowait((payload, predictions))
+        except queue.Full:
+            self.metrics.shadow("dropped")
+
+    def _run(self) -> None:
+        while True:
+            payload, champion = self._queue.get()
+            started = time.perf_counter()
+            try:
+                _, predictions = self.challenger.answer(payload)
+            except Exception as exc:  # noqa: BLE001 - a failing challenger must never touch the answers
+                self.challenger.note(f"shadow: the challenger failed: {exc.__class__.__name__}: {one_line(exc, 300)}")
+                self.metrics.shadow("error")
+                continue
+            self.metrics.scored("challenger", time.perf_counter() - started, answered=False)
+            rows, agreeing = agreement(jsonable(champion), jsonable(predictions))
+            self.metrics.shadow("scored", rows, agreeing)
 
 
 REASONS = {
@@ -992,10 +1188,16 @@ class App:
     refused at once with 503 and ``Retry-After`` (a load balancer or client retries elsewhere or
     later), never queued into a hang. Probes (/ping, /health) and /metrics are never refused."""
 
-    def __init__(self, holder: dict, info: dict, metrics: Metrics, max_concurrency: int = 16):
+    def __init__(
+        self, holder: dict, info: dict, metrics: Metrics, max_concurrency: int = 16, traffic: Traffic | None = None
+    ):
         self.holder, self.info, self.metrics = holder, info, metrics
         self.max_concurrency = max_concurrency
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self.traffic = traffic or Traffic({}, False)
+        challenger = holder.get("challenger")
+        self.shadow = Shadow(challenger, metrics, self.traffic.queue_size) if challenger is not None else None
+        self._random = random.Random()
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -1045,7 +1247,24 @@ class App:
             return self._json(200, self.info)
         if path == "/metrics":
             return 200, self.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8", []
+        if path == "/monitoring":
+            return self._json(200, self.monitoring())
         return self._error(404, "ENDPOINT_NOT_FOUND", f"no route {path}")
+
+    def monitoring(self) -> dict:
+        """Champion and challenger side by side: answers, latency, shadow agreement."""
+        out: dict[str, Any] = {
+            "champion": {"run_id": self.info.get("run_id", ""), **self.metrics.model_summary("champion")},
+            "canary_ratio": self.traffic.canary,
+            "shadow_ratio": self.traffic.shadow,
+        }
+        if self.shadow is not None:
+            out["challenger"] = {
+                "run_id": (self.info.get("challenger") or {}).get("run_id", ""),
+                **self.metrics.model_summary("challenger"),
+            }
+            out["shadow"] = self.metrics.shadow_summary()
+        return out
 
     def _body(self, environ) -> bytes | Answer:
         """The request body (at most MAX_BODY bytes; chunked bodies too), or the answer refusing it."""
@@ -1100,14 +1319,24 @@ class App:
                 return self._error(
                     415, "BAD_REQUEST", f"unsupported content type {ctype}; use application/json or text/csv"
                 )
+            role = "champion"
+            if self.shadow is not None and self._random.random() < self.traffic.canary:
+                model, role = self.shadow.challenger, "challenger"
+            started = time.perf_counter()
             answer, predictions = model.answer(payload)
+            self.metrics.scored(role, time.perf_counter() - started, answered=True)
         except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
             return self._error(400, "BAD_REQUEST", one_line(exc))
         except Exception as exc:  # noqa: BLE001 - a scoring failure must answer, not kill the worker
             return self._error(500, "INTERNAL_ERROR", f"{exc.__class__.__name__}: {one_line(exc, 300)}")
         # counted before the answer leaves, like observe(): a client reading /metrics after its answer sees it
         self.metrics.count_predictions(predictions)
-        return self._json(200, answer)
+        status, body, ctype, headers = self._json(200, answer)
+        if self.shadow is not None:
+            headers.append(("X-Model-Role", role))
+            if role == "champion" and self._random.random() < self.traffic.shadow:
+                self.shadow.submit(payload, predictions)
+        return status, body, ctype, headers
 
 
 def cpu_count() -> int:
@@ -1133,29 +1362,58 @@ def cpu_count() -> int:
     return max(1, n)
 
 
-def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
-    """Serve under gunicorn (supervisor.py): the master binds once and supervises ``workers``
-    processes; each loads the model before it accepts (a native sklearn model: once, in the
-    master, before the fork)."""
-    from . import supervisor
-
-    try:
-        settings = supervisor.options(port, workers)
-        concurrency = supervisor.setting("MAX_CONCURRENCY")
-    except supervisor.SettingError as exc:
-        sys.stderr.write(f"{exc}\n")
-        sys.exit(2)
-    holder: dict = {}
+def _spec(info: dict, model_dir: Path, onnx_env: str, onnx_default: str) -> tuple[Path, dict | None, str]:
+    """(model folder, ONNX settings or None, runtime) of the champion (``info``) or the challenger
+    (``info["challenger"]``, its folder relative to the champion's parent unless absolute)."""
     runtime = info.setdefault("runtime", "native")
     onnx = None
     if runtime == "onnx":
         onnx = dict(info.get("onnx") or {})
-        onnx["path"] = os.environ.get("ONNX_MODEL") or onnx.get("path") or "/app/model.onnx"
+        onnx["path"] = os.environ.get(onnx_env) or onnx.get("path") or onnx_default
         onnx.setdefault("classes", info.get("classes"))
+    return model_dir, onnx, runtime
+
+
+def _load(holder: dict, key: str, spec: tuple[Path, dict | None, str]) -> Model:
+    """Load ``spec`` into ``holder[key]``, or stop the process with one line (exit 3: gunicorn halts)."""
+    if key not in holder:
+        model_dir, onnx, runtime = spec
+        try:
+            holder[key] = Model(model_dir, onnx, runtime=runtime)
+        except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
+            sys.stderr.write(
+                f"{key} load failed ({runtime} runtime): {exc.__class__.__name__}: {one_line(exc, 2000)}\n"
+            )
+            sys.stderr.flush()
+            os._exit(3)  # gunicorn: a worker that cannot boot halts the server with code 3
+    return holder[key]
+
+
+def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
+    """Serve under gunicorn (supervisor.py): the master binds once and supervises ``workers``
+    processes; each loads the model (and the challenger, if the image has one) before it accepts
+    (native sklearn models: once, in the master, before the fork)."""
+    from . import supervisor
+
+    ch_info = info.get("challenger") if isinstance(info.get("challenger"), dict) else None
+    try:
+        settings = supervisor.options(port, workers)
+        concurrency = supervisor.setting("MAX_CONCURRENCY")
+        traffic = Traffic(has_challenger=ch_info is not None)
+    except ValueError as exc:
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(2)
+    holder: dict = {}
+    specs = {"model": _spec(info, model_dir, "ONNX_MODEL", "/app/model.onnx")}
+    if ch_info is not None:
+        where = Path(os.environ.get("CHALLENGER_DIR") or ch_info.get("path") or "challenger")
+        where = where if where.is_absolute() else Path(model_dir).parent / where
+        specs["challenger"] = _spec(ch_info, where, "CHALLENGER_ONNX_MODEL", "/app/challenger.onnx")
     # preload (load once, share pages copy-on-write) where loading is fork-safe: native sklearn;
     # onnxruntime, xgboost, LightGBM and TensorFlow start thread pools, and a pyfunc model may do
     # anything, so each worker loads its own after the fork
-    preload = runtime == "native" and info.get("flavor") == "sklearn"
+    flavors = [info.get("flavor")] + ([ch_info.get("flavor")] if ch_info else [])
+    preload = all(spec[2] == "native" for spec in specs.values()) and set(flavors) == {"sklearn"}
     classes = info.get("classes")
     if not classes:
         meta = (read_mlmodel(Path(model_dir)).get("metadata") or {}).get("classes")
@@ -1163,22 +1421,19 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     metrics = Metrics(workers, classes)
 
     def load():
-        """The WSGI app, with the model loaded (gunicorn calls it in a worker before it accepts, or
-        in the master before the fork when preloading)."""
-        if "model" not in holder:
-            try:
-                holder["model"] = Model(model_dir, onnx, runtime=runtime)
-            except BaseException as exc:  # noqa: BLE001 - a model that cannot load must not leave a server up
-                sys.stderr.write(
-                    f"model load failed ({runtime} runtime): {exc.__class__.__name__}: {one_line(exc, 2000)}\n"
-                )
-                sys.stderr.flush()
-                os._exit(3)  # gunicorn: a worker that cannot boot halts the server with code 3
+        """The WSGI app, with the models loaded (gunicorn calls it in a worker before it accepts,
+        or in the master before the fork when preloading)."""
+        fresh = "model" not in holder
+        for key, spec in specs.items():
+            _load(holder, key, spec)
+        if fresh:
             # every worker loads the same model, so all agree on the class slots learnt from it
             if not metrics.classes and holder["model"].classes:
                 metrics.classes = list(holder["model"].classes)
             info["engine"] = holder["model"].engine  # /version: what actually serves the model
-        return App(holder, info, metrics, concurrency)
+            if ch_info is not None:
+                ch_info["engine"] = holder["challenger"].engine
+        return App(holder, info, metrics, concurrency, traffic)
 
     def pre_fork(server, worker):  # master
         worker.slot = metrics.claim({getattr(w, "slot", 0) for w in server.WORKERS.values()})
@@ -1187,10 +1442,16 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
         metrics.started(worker.slot, os.getpid())
 
     def post_worker_init(worker):  # worker, model loaded, about to accept
-        model = holder["model"]
+        model, challenger = holder["model"], holder.get("challenger")
+        beside = ""
+        if challenger is not None:
+            beside = (
+                f"; challenger {challenger.dir} (flavor {challenger.flavor}, runtime {challenger.runtime}: "
+                f"{challenger.engine}), canary {traffic.canary:g}, shadow {traffic.shadow:g}"
+            )
         sys.stderr.write(
             f"serving {model_dir} (flavor {model.flavor}, runtime {model.runtime}: {model.engine}) on :{port}, "
-            f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}\n"
+            f"worker {metrics.worker + 1}/{metrics.workers}, pid {os.getpid()}{beside}\n"
         )
         sys.stderr.flush()
 

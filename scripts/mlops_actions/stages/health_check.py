@@ -1,7 +1,11 @@
 """Stage health-check: pull the published serving image, run it, wait for ``/health``, send one
 prediction (the given payload or the input example baked into the image), and always remove the
 container. A server that exits or does not answer in time fails the stage with its last log lines.
-``timeout`` is a finite number of seconds above 0 (at most a day); ``port`` a whole number 1-65535."""
+``timeout`` is a finite number of seconds above 0 (at most a day); ``port`` a whole number 1-65535.
+
+An image with a challenger beside the champion (render-dockerfile's challenger-dir) runs with
+SHADOW_RATIO=1: every probe is scored by both, and the stage reports the challenger's agreement with
+the champion and both models' latency from the server's ``/monitoring``."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from ..core.errors import InputError, StageError, TransientError, positive_numbe
 from ..core.retry import retry_or_raise
 
 EXAMPLE_IN_IMAGE = "/app/model/serving_input_example.json"
+CHALLENGER_LABEL = "io.github.mlops-actions.challenger.model-sha256"
+SHADOW_PROBES = 5  # requests sent to an image with a challenger, each also scored by it
 
 
 @dataclass
@@ -40,18 +46,44 @@ class HealthResult:
     latency_ms: int
     prediction: str
     ready_seconds: float
+    monitoring: dict | None = None  # the server's /monitoring after the shadow probes, with a challenger
 
     def outputs(self) -> dict[str, object]:
+        shadow = (self.monitoring or {}).get("shadow") or {}
         return {
             "healthy": "true" if self.healthy else "false",
             "latency-ms": str(self.latency_ms),
             "prediction": self.prediction,
+            "challenger-agreement": "" if shadow.get("agreement") is None else str(shadow["agreement"]),
         }
 
     def summary(self) -> str:
-        return (
+        text = (
             f"### 🩺 health-check\n`{self.image}`: /health after {self.ready_seconds:.1f}s, prediction in "
             f"{self.latency_ms} ms\n\n" + gha.md_table(["prediction"], [[f"`{self.prediction}`"]])
+        )
+        if not self.monitoring:
+            return text
+        rows = []
+        for role in ("champion", "challenger"):
+            m = self.monitoring.get(role) or {}
+            lat = m.get("latency_ms") or {}
+            rows.append(
+                [
+                    role,
+                    f"`{m.get('run_id', '')}`",
+                    str(m.get("scorings", 0)),
+                    str(lat.get("p50", "–")),
+                    str(lat.get("mean", "–")),
+                ]
+            )
+        shadow = self.monitoring.get("shadow") or {}
+        agree = shadow.get("agreement")
+        return (
+            f"{text}\n\n**Shadow probes** ({SHADOW_PROBES} requests scored by both models): the challenger agrees on "
+            f"{shadow.get('agreeing_rows', 0)} of {shadow.get('rows', 0)} rows"
+            f"{'' if agree is None else f' ({agree:.1%})'}\n\n"
+            + gha.md_table(["model", "run", "scorings", "p50 ms", "mean ms"], rows)
         )
 
 
@@ -89,7 +121,11 @@ def health_check(req: HealthRequest) -> HealthResult:
     container = None
     try:
         try:
-            container = client.containers.run(reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)})
+            labels = client.images.get(reference).labels or {}
+            env = {"SHADOW_RATIO": "1"} if labels.get(CHALLENGER_LABEL) else {}
+            container = client.containers.run(
+                reference, detach=True, ports={f"{port}/tcp": ("127.0.0.1", None)}, environment=env
+            )
         except Exception as exc:  # engine errors (no such image, bad entrypoint) as one line
             raise StageError(
                 f"cannot start {reference}: {str(exc).splitlines()[0][:300]}",
@@ -122,13 +158,43 @@ def health_check(req: HealthRequest) -> HealthResult:
         latency = int(round((time.monotonic() - t0) * 1000))
         prediction = json.dumps(preds[:20], separators=(",", ":"), default=str)
         gha.log(f"prediction in {latency} ms: {prediction[:300]}")
+        monitoring = _shadow_probes(base, body, timeout, container) if env else None
         return HealthResult(
-            image=reference, healthy=True, latency_ms=latency, prediction=prediction, ready_seconds=ready
+            image=reference,
+            healthy=True,
+            latency_ms=latency,
+            prediction=prediction,
+            ready_seconds=ready,
+            monitoring=monitoring,
         )
     finally:
         if container is not None:
             with contextlib.suppress(Exception):  # cleanup must not mask the real error
                 container.remove(force=True)
+
+
+def _shadow_probes(base: str, body: bytes, timeout: float, container) -> dict:
+    """Send SHADOW_PROBES more requests, wait until the challenger has scored them all (it does so
+    after each answer), and return /monitoring."""
+    import urllib.request
+
+    for _ in range(SHADOW_PROBES - 1):  # the probe above was the first
+        invoke(base, body, max(10.0, timeout), container, "", "check that the payload matches the model's signature")
+    deadline = time.monotonic() + max(10.0, timeout)
+    while True:
+        with urllib.request.urlopen(f"{base}/monitoring", timeout=10) as resp:
+            report = json.loads(resp.read())
+        done = sum((report.get("shadow") or {}).get("requests", {}).values())
+        if done >= SHADOW_PROBES or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    shadow = report.get("shadow") or {}
+    gha.log(
+        f"shadow: the challenger agrees on {shadow.get('agreeing_rows', 0)} of {shadow.get('rows', 0)} rows; "
+        f"latency p50 champion {(report.get('champion') or {}).get('latency_ms', {}).get('p50')} ms, "
+        f"challenger {(report.get('challenger') or {}).get('latency_ms', {}).get('p50')} ms"
+    )
+    return report
 
 
 def _pull(client, reference: str, secret: str) -> None:

@@ -63,6 +63,7 @@ class RenderResult:
     runtime_reason: str = ""
     requirements: list[str] = field(default_factory=list)
     system_packages: list[str] = field(default_factory=list)
+    challenger: dict = field(default_factory=dict)  # model-info.json's challenger section, if any
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -72,14 +73,24 @@ class RenderResult:
             "model-sha256": self.model_sha256,
             "runtime": self.runtime,
             "runtime-reason": self.runtime_reason,
+            "challenger-runtime": self.challenger.get("runtime", ""),
         }
 
     def summary(self) -> str:
         apt = f"\n\nsystem packages: `{' '.join(self.system_packages)}`" if self.system_packages else ""
+        beside = ""
+        if self.challenger:
+            ch = self.challenger
+            beside = (
+                f"\n\nchallenger beside it (`{ch['flavor']}`, run `{ch.get('run_id', '')}`, sha256 "
+                f"`{ch['model_sha256'][:12]}…`): runtime **{ch['runtime']}**: {ch['runtime_reason']}. "
+                "Start the image with `SHADOW_RATIO` (scored by both, answered by the champion) or "
+                "`CANARY_RATIO` (answered by the challenger); `/monitoring` compares them."
+            )
         return (
             f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
             f"`{self.model_sha256[:12]}…`)\n\n"
-            f"runtime **{self.runtime}**: {self.runtime_reason}{apt}"
+            f"runtime **{self.runtime}**: {self.runtime_reason}{apt}{beside}"
         )
 
 
@@ -221,6 +232,39 @@ def serving_requirements(
 def sklearn_wrapper(model_class: str) -> bool:
     """An xgboost model_class that needs scikit-learn to load (not a Booster; none means Booster)."""
     return bool(model_class) and not model_class.endswith(".Booster")
+
+
+def image_requirements(info: modelinfo.ModelInfo, chosen: str, input_name: str = "model-dir") -> list[str]:
+    """What the image installs to serve ``info`` with runtime ``chosen``."""
+    conf = info.flavors.get(info.flavor) or {}
+    requirements = serving_requirements(
+        info.path,
+        info.flavor,
+        input_name,
+        runtime="pyfunc" if chosen == "pyfunc" else "native",
+        mlflow_version=info.mlflow_version,
+        flavor_version=str(conf.get("xgb_version") or conf.get("lgb_version") or ""),
+        model_class=str(conf.get("model_class") or "") if info.flavor == "xgboost" else "",
+    )
+    return onnx_requirements(requirements) if chosen == "onnx" else requirements
+
+
+def merge_requirements(champion: list[str], challenger: list[str]) -> list[str]:
+    """One list serving both models: a pinned line wins over a bare name; two different pins of
+    one package are an InputError on challenger-dir (one environment cannot hold both)."""
+    merged = {_name(Requirement(r)): r for r in champion}
+    for line in challenger:
+        name = _name(Requirement(line))
+        mine = merged.get(name)
+        if mine is None or not Requirement(mine).specifier:
+            merged[name] = line
+        elif Requirement(line).specifier and Requirement(line).specifier != Requirement(mine).specifier:
+            raise InputError(
+                "challenger-dir",
+                f"the champion needs '{mine}' and the challenger '{line}'; one image cannot hold both",
+                f"log both models with the same {name} version, or build them as two images",
+            )
+    return [merged[k] for k in sorted(merged)]
 
 
 def system_packages(requirements: list[str]) -> list[str]:
@@ -407,6 +451,7 @@ def render(
     run_id: str = "",
     runtime: str = "native",
     check_data: str = "",
+    challenger_dir: str | os.PathLike[str] = "",
 ) -> RenderResult:
     """Write the build context for ``model_dir`` to ``output_dir`` (replaced atomically).
 
@@ -415,7 +460,9 @@ def render(
     Runtime, or InputError when the model does not convert or fails the equivalence check),
     ``pyfunc`` (mlflow.pyfunc with mlflow-skinny, any model with a python_function flavor) or
     ``auto`` (the CLI's and the action's default: see :func:`choose_runtime`; the reason is kept).
-    ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models)."""
+    ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models).
+    ``challenger_dir``: a second model baked in beside the champion (``/app/challenger``, its runtime
+    chosen the same way), for shadow and canary traffic (the server's SHADOW_RATIO, CANARY_RATIO)."""
     runtime = (runtime or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise InputError("runtime", f"'{runtime}' is not a runtime", f"use one of: {', '.join(RUNTIMES)}")
@@ -424,7 +471,9 @@ def render(
         paths.tree_files(model_path, "model-dir")  # a link in the model folder never reaches the image
     info = modelinfo.read(model_path, "model-dir")
     modelinfo.require_servable(info, "model-dir")
-    paths.claim_output(output_dir, STAGE, "output-dir", {"model-dir": model_path})
+    challenger = _challenger(challenger_dir)
+    inputs = {"model-dir": model_path, **({"challenger-dir": challenger.path} if challenger else {})}
+    paths.claim_output(output_dir, STAGE, "output-dir", inputs)
     if not (1 <= int(port) <= 65535):
         raise InputError("port", f"{port} is not a TCP port", "use a number from 1 to 65535")
     pyver = ".".join(info.python_version.split(".")[:2]) or "3.11"
@@ -452,9 +501,6 @@ def render(
                 "give a file with -----BEGIN CERTIFICATE----- blocks",
             )
     model_requirements(info.path)  # a bad requirements.txt fails before any conversion
-    conf = info.flavors.get(info.flavor) or {}
-    flavor_version = str(conf.get("xgb_version") or conf.get("lgb_version") or "")
-    model_class = str(conf.get("model_class") or "") if info.flavor == "xgboost" else ""
     ctx = gha.github_context()
     model_sha = modelinfo.tree_sha256(info.path)
     created = _created()
@@ -471,20 +517,18 @@ def render(
         "dev.mlflow.model-sha256": model_sha,
         "io.github.mlops-actions.version": __version__,
     }
+    if challenger:
+        labels["io.github.mlops-actions.challenger.run-id"] = challenger.run_id
+        labels["io.github.mlops-actions.challenger.model-sha256"] = modelinfo.tree_sha256(challenger.path)
     labels = {k: v for k, v in labels.items() if v}
     out = Path(output_dir)
-    with paths.output_dir(out, STAGE, "output-dir", {"model-dir": model_path}) as staging:
+    ch_section: dict = {}
+    with paths.output_dir(out, STAGE, "output-dir", inputs) as staging:
         chosen, reason, extra = choose_runtime(info, runtime, staging, check_data)
-        requirements = serving_requirements(
-            info.path,
-            info.flavor,
-            runtime="pyfunc" if chosen == "pyfunc" else "native",
-            mlflow_version=info.mlflow_version,
-            flavor_version=flavor_version,
-            model_class=model_class,
-        )
-        if chosen == "onnx":
-            requirements = onnx_requirements(requirements)
+        requirements = image_requirements(info, chosen)
+        if challenger:
+            ch_section, ch_requirements = _stage_challenger(challenger, runtime, staging, check_data)
+            requirements = merge_requirements(requirements, ch_requirements)
         apt = system_packages(requirements)
         labels["io.github.mlops-actions.runtime"] = chosen
         text = render_template(
@@ -499,6 +543,8 @@ def render(
                 "labels": labels,
                 "runtime": chosen,
                 "system_packages": apt,
+                "challenger": bool(challenger),
+                "challenger_onnx": ch_section.get("runtime") == "onnx",
             },
             "template",
         )
@@ -527,6 +573,7 @@ def render(
             "runtime_reason": reason,
             "system_packages": apt,
             **extra,
+            **({"challenger": ch_section} if ch_section else {}),
         }
         (staging / "model-info.json").write_text(
             json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -540,4 +587,44 @@ def render(
         runtime_reason=reason,
         requirements=requirements,
         system_packages=apt,
+        challenger=ch_section,
     )
+
+
+def _challenger(challenger_dir: str | os.PathLike[str]) -> modelinfo.ModelInfo | None:
+    """The challenger model, checked as the champion is (input challenger-dir), or None."""
+    if not str(challenger_dir).strip():
+        return None
+    path = Path(challenger_dir)
+    if path.is_dir():
+        paths.tree_files(path, "challenger-dir")
+    ch = modelinfo.read(path, "challenger-dir")
+    modelinfo.require_servable(ch, "challenger-dir")
+    model_requirements(ch.path, "challenger-dir")
+    return ch
+
+
+def _stage_challenger(ch: modelinfo.ModelInfo, runtime: str, staging: Path, check_data: str) -> tuple[dict, list[str]]:
+    """Put the challenger in the context (``challenger/``, ``challenger.onnx``): its model-info
+    section and what the image must install for it."""
+    work = staging / ".challenger"
+    work.mkdir()
+    chosen, reason, extra = choose_runtime(ch, runtime, work, check_data)
+    if chosen == "onnx":
+        (work / "model.onnx").rename(staging / "challenger.onnx")
+        extra["onnx"]["path"] = "/app/challenger.onnx"
+    shutil.rmtree(work)
+    files = [rel for rel in paths.tree_files(ch.path, "challenger-dir") if "__pycache__" not in rel.split("/")]
+    (staging / "challenger").mkdir()
+    paths.copy_files(ch.path, staging / "challenger", files, "challenger-dir")
+    section = {
+        "flavor": ch.flavor,
+        "run_id": ch.run_id,
+        "model_sha256": modelinfo.tree_sha256(ch.path),
+        "model_uuid": ch.model_uuid,
+        "path": "challenger",
+        "runtime": chosen,
+        "runtime_reason": reason,
+        **extra,
+    }
+    return section, image_requirements(ch, chosen, "challenger-dir")
