@@ -293,12 +293,16 @@ def pr_request(source_dir: str, repo_path: str, labels: str, open_pull_request: 
     "--challenger-dir",
     "A second model folder baked in beside the champion, for SHADOW_RATIO / CANARY_RATIO traffic at run time.",
 )
+@text_option(
+    "--reference-data",
+    "Sample of the training data (CSV; .npy for tensor models) profiled for drift at serve time (/monitoring/drift).",
+)
 @stage
 def render_dockerfile(model_dir, output_dir, template, onnx_check_data, **options):
     """Render the serving image's Dockerfile and build context for a model."""
     from .stages.render_dockerfile import render
 
-    # options: base_image, ca_bundle, port, version, run_id, runtime, challenger_dir (render's own keywords)
+    # options: base_image, ca_bundle, port, version, run_id, runtime, challenger_dir, reference_data (render's)
     result = render(model_dir, output_dir, template=template or None, check_data=onnx_check_data, **options)
     gha.add_summary(result.summary())
     return result.outputs()

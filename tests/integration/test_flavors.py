@@ -21,7 +21,12 @@ its ``/invocations`` answers are compared with what MLflow's own scoring protoco
    image has mlflow-skinny at the model's mlflow version, not mlflow.
 4. the onnx flavor (a LogisticRegression through skl2onnx, ``mlflow.onnx.save_model``): runtime
    ``native`` (onnxruntime, no mlflow in the image), answers equal pyfunc's (label and probability).
-5. a model whose MLmodel declares one flavor and no python_function: the CLI exits non-zero with one
+5. statsmodels (a ``Logit`` results object) and 6. catboost (a 3-class ``CatBoostClassifier``), each
+   saved by its MLflow flavor with the signature inferred from the input example: no native loader,
+   so runtime ``pyfunc`` with a reason naming the flavor; mlflow-skinny at the model's mlflow
+   version, not mlflow, and the flavor library at the model's version; answers equal pyfunc's
+   (statsmodels' probabilities within 1e-9, catboost's labels exactly).
+7. a model whose MLmodel declares one flavor and no python_function: the CLI exits non-zero with one
    error line naming the input and the flavor, and writes nothing.
 
 Build times and image sizes are printed (``-s``). Images are built one after another and removed at
@@ -263,6 +268,41 @@ def check_native_image(built: Built, flavor: str, module: str) -> None:
         assert "sklearn" not in modules, built.probe["modules"]
 
 
+def mlmodel(built: Built) -> dict:
+    import yaml
+
+    return yaml.safe_load((built.model_dir / "MLmodel").read_text())
+
+
+def check_pyfunc_image(built: Built, flavor: str) -> None:
+    """Runtime pyfunc, and why (the reason names the flavor); mlflow-skinny at the model's mlflow
+    version in the requirements and in the image; the full mlflow package (server, UI) stays out."""
+    outputs, dists = built.outputs, built.probe["dists"]
+    mlflow_version = mlmodel(built)["mlflow_version"]
+    reason = outputs["runtime-reason"]
+    assert outputs["runtime"] == "pyfunc" and outputs["flavor"] == flavor, outputs
+    assert flavor in reason and f"mlflow-skinny {mlflow_version}" in reason, outputs
+    assert built.image.labels["io.github.mlops-actions.runtime"] == "pyfunc"
+    assert rendered_requirements(built).get("mlflow-skinny") == f"mlflow-skinny=={mlflow_version}"
+    assert dists.get("mlflow-skinny") == mlflow_version, sorted(dists)
+    assert "mlflow" not in dists, sorted(dists)
+
+
+def check_flavor_library(built: Built, flavor: str) -> None:
+    """The image installs the flavor's library at the version MLmodel records (``<flavor>_version``)."""
+    version = mlmodel(built)["flavors"][flavor][f"{flavor}_version"]
+    assert rendered_requirements(built).get(flavor) == f"{flavor}=={version}", rendered_requirements(built)
+    assert built.probe["dists"].get(flavor) == version, sorted(built.probe["dists"])
+
+
+def check_answers(built: Built, frame: pd.DataFrame, want: dict, tol: float = 0.0) -> None:
+    """The image answers ``want`` for ``frame`` sent as dataframe_split and as dataframe_records."""
+    for label, body in (("dataframe_split", split_body(frame)), ("dataframe_records", records_body(frame))):
+        status, got = post(built.url, body)
+        assert status == 200, (label, got)
+        same(got, want, tol, where=label)
+
+
 def check_health(url: str, flavor: str, runtime: str) -> None:
     health = get(url, "/health")
     assert (health["status"], health["flavor"], health["runtime"]) == ("ok", flavor, runtime), health
@@ -345,11 +385,7 @@ def test_lightgbm_is_native_and_loads_with_libgomp(lightgbm_served, docker_engin
 
 
 def test_lightgbm_answers_like_pyfunc(lightgbm_served, held_out):
-    want = mlflow_answer(lightgbm_served.model_dir, held_out)
-    for label, body in (("dataframe_split", split_body(held_out)), ("dataframe_records", records_body(held_out))):
-        status, got = post(lightgbm_served.url, body)
-        assert status == 200, (label, got)
-        same(got, want, tol=1e-9, where=label)
+    check_answers(lightgbm_served, held_out, mlflow_answer(lightgbm_served.model_dir, held_out), tol=1e-9)
     check_health(lightgbm_served.url, "lightgbm", "native")
 
 
@@ -418,16 +454,7 @@ def pyfunc_served(build, pyfunc_model, docker_engine):
 
 
 def test_pyfunc_runtime_with_mlflow_skinny_not_mlflow(pyfunc_served):
-    import yaml
-
-    outputs, dists = pyfunc_served.outputs, pyfunc_served.probe["dists"]
-    assert outputs["runtime"] == "pyfunc" and outputs["runtime-reason"].strip(), outputs
-    assert outputs["flavor"] == "python_function"
-    assert pyfunc_served.image.labels["io.github.mlops-actions.runtime"] == "pyfunc"
-    mlflow_version = yaml.safe_load((pyfunc_served.model_dir / "MLmodel").read_text())["mlflow_version"]
-    assert rendered_requirements(pyfunc_served).get("mlflow-skinny") == f"mlflow-skinny=={mlflow_version}"
-    assert dists.get("mlflow-skinny") == mlflow_version, sorted(dists)
-    assert "mlflow" not in dists, sorted(dists)  # the full package (server, UI) stays out
+    check_pyfunc_image(pyfunc_served, "python_function")
 
 
 def test_pyfunc_answers_and_params_like_pyfunc(pyfunc_served, held_out):
@@ -435,10 +462,7 @@ def test_pyfunc_answers_and_params_like_pyfunc(pyfunc_served, held_out):
     want = mlflow_answer(model_dir, held_out)
     strict = mlflow_answer(model_dir, held_out, params={"threshold": 0.9})
     assert want != strict and 0 < sum(strict["predictions"]) < sum(want["predictions"])  # the param matters here
-    for label, body in (("dataframe_split", split_body(held_out)), ("dataframe_records", records_body(held_out))):
-        status, got = post(url, body)
-        assert status == 200, (label, got)
-        same(got, want, where=label)
+    check_answers(pyfunc_served, held_out, want)
     status, got = post(url, split_body(held_out, params={"threshold": 0.9}))
     assert status == 200, got
     same(got, strict, where="params threshold 0.9")
@@ -492,14 +516,86 @@ def test_onnx_flavor_is_native_onnxruntime(onnx_served):
 def test_onnx_flavor_answers_like_pyfunc(onnx_served, held_out):
     want = mlflow_answer(onnx_served.model_dir, held_out)
     assert {row["label"] for row in want["predictions"]} == {0, 1}, want
-    for label, body in (("dataframe_split", split_body(held_out)), ("dataframe_records", records_body(held_out))):
-        status, got = post(onnx_served.url, body)
-        assert status == 200, (label, got)
-        same(got, want, where=label)  # the same onnxruntime version: the same float32 results
+    check_answers(onnx_served, held_out, want)  # the same onnxruntime version: the same float32 results
     check_health(onnx_served.url, "onnx", "native")
 
 
-# --- 5. no python_function -------------------------------------------------------------------
+# --- 5. statsmodels --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def statsmodels_model(train_rows, tmp_path_factory) -> Path:
+    """A Logit fitted on the synthetic rows (nothing downloaded); no intercept: the features are centred."""
+    import mlflow.statsmodels
+    import statsmodels.api as sm
+
+    noise = np.random.default_rng(TRAIN_SEED + 1).normal(scale=0.5, size=len(train_rows))
+    score = train_rows["a"] - 0.5 * train_rows["b"] + 0.25 * train_rows["c"] * train_rows["d"] + noise
+    labels = (score > 0).astype(int)
+    result = sm.Logit(labels, train_rows).fit(disp=0)
+    path = tmp_path_factory.mktemp("statsmodels") / "model"
+    mlflow.statsmodels.save_model(result, str(path), input_example=train_rows.head(3))  # signature inferred from it
+    return path
+
+
+@pytest.fixture(scope="module")
+def statsmodels_served(build, statsmodels_model, docker_engine):
+    yield from served(build, "statsmodels", statsmodels_model, docker_engine)
+
+
+def test_statsmodels_is_pyfunc_with_mlflow_skinny_not_mlflow(statsmodels_served):
+    check_pyfunc_image(statsmodels_served, "statsmodels")
+    check_flavor_library(statsmodels_served, "statsmodels")
+    assert '"name": "d"' in mlmodel(statsmodels_served)["signature"]["inputs"]  # inferred from the input example
+
+
+def test_statsmodels_answers_like_pyfunc(statsmodels_served, held_out):
+    want = mlflow_answer(statsmodels_served.model_dir, held_out)
+    assert len(want["predictions"]) == HELD_ROWS, want
+    # float64 probabilities: equal to the bit in our runs; 1e-9 allowed, as for lightgbm, because numpy's
+    # OpenBLAS picks its kernels by CPU and the test process and the image need not agree on that
+    check_answers(statsmodels_served, held_out, want, tol=1e-9)
+    check_health(statsmodels_served.url, "statsmodels", "pyfunc")
+
+
+# --- 6. catboost -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catboost_model(train_rows, tmp_path_factory) -> Path:
+    """A 3-class CatBoostClassifier on the synthetic rows (nothing downloaded, no catboost_info files)."""
+    import catboost
+    import mlflow.catboost
+
+    score = train_rows["a"] + 0.5 * train_rows["b"] - 0.3 * train_rows["c"]
+    labels = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3]))  # 3 balanced classes
+    clf = catboost.CatBoostClassifier(
+        iterations=30, depth=3, thread_count=1, random_seed=0, verbose=False, allow_writing_files=False
+    ).fit(train_rows, labels)
+    path = tmp_path_factory.mktemp("catboost") / "model"
+    mlflow.catboost.save_model(clf, str(path), input_example=train_rows.head(3))  # signature inferred from it
+    return path
+
+
+@pytest.fixture(scope="module")
+def catboost_served(build, catboost_model, docker_engine):
+    yield from served(build, "catboost", catboost_model, docker_engine)
+
+
+def test_catboost_is_pyfunc_with_mlflow_skinny_not_mlflow(catboost_served):
+    check_pyfunc_image(catboost_served, "catboost")
+    check_flavor_library(catboost_served, "catboost")
+    assert '"name": "d"' in mlmodel(catboost_served)["signature"]["inputs"]  # inferred from the input example
+
+
+def test_catboost_answers_like_pyfunc(catboost_served, held_out):
+    want = mlflow_answer(catboost_served.model_dir, held_out)
+    assert {label for row in want["predictions"] for label in row} == {0, 1, 2}, want  # one label per row, all classes
+    check_answers(catboost_served, held_out, want)  # class labels: exactly
+    check_health(catboost_served.url, "catboost", "pyfunc")
+
+
+# --- 7. no python_function -------------------------------------------------------------------
 
 
 def test_a_flavor_without_python_function_is_one_error_line(tmp_path):

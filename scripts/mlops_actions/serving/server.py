@@ -976,7 +976,6 @@ class Metrics:
         return str(self.classes[idx]) if idx < len(self.classes) else str(idx)
 
     def render(self) -> str:
-        esc = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")  # noqa: E731
         out = [
             "# HELP mlserve_requests_total HTTP requests answered, by path and status.",
             "# TYPE mlserve_requests_total counter",
@@ -1010,7 +1009,7 @@ class Metrics:
         for idx in range(self.MAX_CLASSES + 1):
             n = self._total(self._cls + idx)
             if n:
-                out.append(f'mlserve_predictions_total{{class="{esc(self._class_name(idx))}"}} {n:.0f}')
+                out.append(f'mlserve_predictions_total{{class="{label_value(self._class_name(idx))}"}} {n:.0f}')
         out += [
             "# HELP mlserve_model_latency_seconds Scoring time per model (champion, challenger), shadow scorings too.",
             "# TYPE mlserve_model_latency_seconds histogram",
@@ -1056,6 +1055,11 @@ class Metrics:
             f"mlserve_inflight_requests {self._total(self._busy):.0f}",
         ]
         return "\n".join(out) + "\n"
+
+
+def label_value(value) -> str:
+    """A Prometheus label value, escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _quantile(counts: list[float], edges: tuple, q: float) -> float | None:
@@ -1135,36 +1139,102 @@ class Traffic:
         return value
 
 
-class Shadow:
-    """One background thread per worker scoring shadow requests with the challenger."""
+class Background:
+    """Work done after the answer has gone, in one thread per worker (started in the worker: a
+    thread does not survive the fork), from a bounded queue: when it is full, the work is dropped
+    (``dropped()``), never the request delayed."""
 
-    def __init__(self, challenger: Model, metrics: Metrics, size: int):
-        self.challenger, self.metrics = challenger, metrics
+    def __init__(self, name: str, size: int):
+        self.name = name
         self._queue: queue.Queue = queue.Queue(maxsize=size)
         self._thread: threading.Thread | None = None
 
     def submit(self, payload, predictions) -> None:
-        if self._thread is None:  # started in the worker (a thread does not survive the fork)
-            self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
         try:
             self._queue.put_nowait((payload, predictions))
         except queue.Full:
-            self.metrics.shadow("dropped")
+            self.dropped()
 
     def _run(self) -> None:
         while True:
-            payload, champion = self._queue.get()
-            started = time.perf_counter()
-            try:
-                _, predictions = self.challenger.answer(payload)
-            except Exception as exc:  # noqa: BLE001 - a failing challenger must never touch the answers
-                self.challenger.note(f"shadow: the challenger failed: {exc.__class__.__name__}: {one_line(exc, 300)}")
-                self.metrics.shadow("error")
-                continue
-            self.metrics.scored("challenger", time.perf_counter() - started, answered=False)
-            rows, agreeing = agreement(jsonable(champion), jsonable(predictions))
-            self.metrics.shadow("scored", rows, agreeing)
+            self.work(*self._queue.get())
+
+    def work(self, payload, predictions) -> None:
+        raise NotImplementedError
+
+    def dropped(self) -> None:
+        pass
+
+
+class Shadow(Background):
+    """Scores shadow requests with the challenger and counts its agreement with the champion."""
+
+    def __init__(self, challenger: Model, metrics: Metrics, size: int):
+        super().__init__("shadow", size)
+        self.challenger, self.metrics = challenger, metrics
+
+    def dropped(self) -> None:
+        self.metrics.shadow("dropped")
+
+    def work(self, payload, champion) -> None:
+        started = time.perf_counter()
+        try:
+            _, predictions = self.challenger.answer(payload)
+        except Exception as exc:  # noqa: BLE001 - a failing challenger must never touch the answers
+            self.challenger.note(f"shadow: the challenger failed: {exc.__class__.__name__}: {one_line(exc, 300)}")
+            self.metrics.shadow("error")
+            return
+        self.metrics.scored("challenger", time.perf_counter() - started, answered=False)
+        rows, agreeing = agreement(jsonable(champion), jsonable(predictions))
+        self.metrics.shadow("scored", rows, agreeing)
+
+
+class Drift(Background):
+    """Bins a share (``DRIFT_SAMPLE``) of the champion's requests and predictions into the
+    sliding window of ``profile.DriftMonitor`` (no row is kept)."""
+
+    def __init__(self, model: Model, monitor, sample: float, threshold: float):
+        super().__init__("drift", 256)
+        self.model, self.monitor, self.sample, self.threshold = model, monitor, sample, threshold
+        self.tensor = any("stat" in f for f in monitor.features)
+
+    def work(self, payload, predictions) -> None:
+        try:
+            if self.tensor:
+                _, data, _ = split_payload(payload)
+                self.monitor.add(None, self.model._one_tensor(data), jsonable(predictions))
+            else:
+                self.monitor.add(self.model.columns_of(payload), None, jsonable(predictions))
+        except Exception as exc:  # noqa: BLE001 - monitoring must never touch the answers
+            self.model.note(f"drift: request not binned: {exc.__class__.__name__}: {one_line(exc, 300)}")
+
+    def gauges(self) -> str:
+        report = self.monitor.report(self.threshold)
+        out = [
+            "# HELP mlserve_drift_psi Population stability index of each input feature, window vs reference.",
+            "# TYPE mlserve_drift_psi gauge",
+        ]
+        out += [
+            f'mlserve_drift_psi{{feature="{label_value(f["name"])}"}} {f["psi"]}'
+            for f in report["features"]
+            if f["psi"] is not None
+        ]
+        pred = (report.get("predictions") or {}).get("psi")
+        if pred is not None:
+            out += [
+                "# HELP mlserve_drift_prediction_psi Population stability index of the predicted classes.",
+                "# TYPE mlserve_drift_prediction_psi gauge",
+                f"mlserve_drift_prediction_psi {pred}",
+            ]
+        out += [
+            "# HELP mlserve_drift_window_rows Rows in the drift window.",
+            "# TYPE mlserve_drift_window_rows gauge",
+            f"mlserve_drift_window_rows {report['window']['rows']}",
+        ]
+        return "\n".join(out) + "\n"
 
 
 REASONS = {
@@ -1189,7 +1259,13 @@ class App:
     later), never queued into a hang. Probes (/ping, /health) and /metrics are never refused."""
 
     def __init__(
-        self, holder: dict, info: dict, metrics: Metrics, max_concurrency: int = 16, traffic: Traffic | None = None
+        self,
+        holder: dict,
+        info: dict,
+        metrics: Metrics,
+        max_concurrency: int = 16,
+        traffic: Traffic | None = None,
+        drift: Drift | None = None,
     ):
         self.holder, self.info, self.metrics = holder, info, metrics
         self.max_concurrency = max_concurrency
@@ -1198,6 +1274,7 @@ class App:
         challenger = holder.get("challenger")
         self.shadow = Shadow(challenger, metrics, self.traffic.queue_size) if challenger is not None else None
         self._random = random.Random()
+        self.drift = drift
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -1246,9 +1323,16 @@ class App:
         if path == "/version":
             return self._json(200, self.info)
         if path == "/metrics":
-            return 200, self.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8", []
+            text = self.metrics.render() + (self.drift.gauges() if self.drift else "")
+            return 200, text.encode(), "text/plain; version=0.0.4; charset=utf-8", []
         if path == "/monitoring":
             return self._json(200, self.monitoring())
+        if path == "/monitoring/drift":
+            if self.drift is None:
+                return self._error(
+                    404, "ENDPOINT_NOT_FOUND", "this image has no drift profile; fix: render it with reference-data"
+                )
+            return self._json(200, self.drift.monitor.report(self.drift.threshold))
         return self._error(404, "ENDPOINT_NOT_FOUND", f"no route {path}")
 
     def monitoring(self) -> dict:
@@ -1336,6 +1420,8 @@ class App:
             headers.append(("X-Model-Role", role))
             if role == "champion" and self._random.random() < self.traffic.shadow:
                 self.shadow.submit(payload, predictions)
+        if self.drift is not None and role == "champion" and self._random.random() < self.drift.sample:
+            self.drift.submit(payload, predictions)
         return status, body, ctype, headers
 
 
@@ -1389,6 +1475,29 @@ def _load(holder: dict, key: str, spec: tuple[Path, dict | None, str]) -> Model:
     return holder[key]
 
 
+def _drift_monitor(info: dict, model_dir: Path, workers: int):
+    """(DriftMonitor, (sample, threshold)) when the image has a drift profile (DRIFT_PROFILE, else
+    drift-profile.json beside the model folder), else (None, ()). Bad settings: one line, exit 2."""
+    from . import profile
+
+    path = Path(os.environ.get("DRIFT_PROFILE") or Path(model_dir).parent / "drift-profile.json")
+    if not path.is_file():
+        return None, ()
+    try:
+        window = int(os.environ.get("DRIFT_WINDOW") or 10000)
+        sample = float(os.environ.get("DRIFT_SAMPLE") or 1.0)
+        threshold = float(os.environ.get("DRIFT_THRESHOLD") or 0.2)
+        if window < profile.SUBWINDOWS or not 0 <= sample <= 1 or threshold <= 0:
+            raise ValueError
+    except ValueError:
+        sys.stderr.write(
+            "DRIFT_WINDOW, DRIFT_SAMPLE or DRIFT_THRESHOLD is out of range; fix: DRIFT_WINDOW a whole number >= "
+            f"{profile.SUBWINDOWS} (rows), DRIFT_SAMPLE a share from 0 to 1, DRIFT_THRESHOLD a PSI above 0\n"
+        )
+        sys.exit(2)
+    return profile.DriftMonitor(json.loads(path.read_text()), workers, window), (sample, threshold)
+
+
 def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     """Serve under gunicorn (supervisor.py): the master binds once and supervises ``workers``
     processes; each loads the model (and the challenger, if the image has one) before it accepts
@@ -1419,6 +1528,7 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
         meta = (read_mlmodel(Path(model_dir)).get("metadata") or {}).get("classes")
         classes = meta if isinstance(meta, list) else None
     metrics = Metrics(workers, classes)
+    monitor, drift_settings = _drift_monitor(info, model_dir, workers)
 
     def load():
         """The WSGI app, with the models loaded (gunicorn calls it in a worker before it accepts,
@@ -1433,13 +1543,16 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
             info["engine"] = holder["model"].engine  # /version: what actually serves the model
             if ch_info is not None:
                 ch_info["engine"] = holder["challenger"].engine
-        return App(holder, info, metrics, concurrency, traffic)
+        drift = Drift(holder["model"], monitor, *drift_settings) if monitor is not None else None
+        return App(holder, info, metrics, concurrency, traffic, drift)
 
     def pre_fork(server, worker):  # master
         worker.slot = metrics.claim({getattr(w, "slot", 0) for w in server.WORKERS.values()})
 
     def post_fork(server, worker):  # worker
         metrics.started(worker.slot, os.getpid())
+        if monitor is not None:
+            monitor.worker = worker.slot
 
     def post_worker_init(worker):  # worker, model loaded, about to accept
         model, challenger = holder["model"], holder.get("challenger")

@@ -21,7 +21,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .. import __version__
-from ..core import gha, git, images, modelinfo, paths
+from ..core import drift_reference, gha, git, images, modelinfo, paths
 from ..core.errors import InputError
 from ..core.paths import read_text_input, resource
 from ..core.templating import render_template
@@ -64,6 +64,7 @@ class RenderResult:
     requirements: list[str] = field(default_factory=list)
     system_packages: list[str] = field(default_factory=list)
     challenger: dict = field(default_factory=dict)  # model-info.json's challenger section, if any
+    drift_reference: str = ""  # what the drift profile holds; empty: no profile
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -91,6 +92,11 @@ class RenderResult:
             f"### 🐳 render-dockerfile\n`{self.dockerfile}` for a `{self.flavor}` model (sha256 "
             f"`{self.model_sha256[:12]}…`)\n\n"
             f"runtime **{self.runtime}**: {self.runtime_reason}{apt}{beside}"
+            + (
+                f"\n\ndrift reference profile: {self.drift_reference} (`/monitoring/drift`)"
+                if self.drift_reference
+                else ""
+            )
         )
 
 
@@ -404,9 +410,10 @@ def _try_onnx(info: modelinfo.ModelInfo, runtime: str, staging: Path, check_data
     return "onnx", conv.reason(), extra
 
 
-def _readable_check_data(check: Path) -> None:
-    """The held-out sample must parse as what it claims to be (a .npy array, else a UTF-8 CSV)
-    before the equivalence check reads it: a binary or broken file is one line naming the input."""
+def _readable_check_data(check: Path, input_name: str = "onnx-check-data") -> None:
+    """A sample (held-out rows for the equivalence check, or the drift reference) must parse as
+    what it claims to be (a .npy array, else a UTF-8 CSV) before it is read: a binary or broken
+    file is one line naming the input."""
     fix = "give a UTF-8 CSV with the model's columns (table models) or a .npy array (tensor models)"
     try:
         if check.suffix.lower() == ".npy":
@@ -421,8 +428,8 @@ def _readable_check_data(check: Path) -> None:
             pd.read_csv(check, nrows=5, encoding="utf-8")
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(
-            "onnx-check-data",
-            f"'{check}' cannot be read as check data ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
+            input_name,
+            f"'{check}' cannot be read as a sample ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})",
             fix,
         ) from None
 
@@ -452,6 +459,7 @@ def render(
     runtime: str = "native",
     check_data: str = "",
     challenger_dir: str | os.PathLike[str] = "",
+    reference_data: str = "",
 ) -> RenderResult:
     """Write the build context for ``model_dir`` to ``output_dir`` (replaced atomically).
 
@@ -462,7 +470,9 @@ def render(
     ``auto`` (the CLI's and the action's default: see :func:`choose_runtime`; the reason is kept).
     ``check_data``: a held-out sample for that check (CSV for table models, .npy for tensor models).
     ``challenger_dir``: a second model baked in beside the champion (``/app/challenger``, its runtime
-    chosen the same way), for shadow and canary traffic (the server's SHADOW_RATIO, CANARY_RATIO)."""
+    chosen the same way), for shadow and canary traffic (the server's SHADOW_RATIO, CANARY_RATIO).
+    ``reference_data``: a sample of the training data (CSV, or .npy for a tensor model) whose
+    profile (``drift-profile.json``: bins and shares, no rows) the server compares traffic with."""
     runtime = (runtime or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise InputError("runtime", f"'{runtime}' is not a runtime", f"use one of: {', '.join(RUNTIMES)}")
@@ -501,6 +511,7 @@ def render(
                 "give a file with -----BEGIN CERTIFICATE----- blocks",
             )
     model_requirements(info.path)  # a bad requirements.txt fails before any conversion
+    reference = _reference(reference_data)
     ctx = gha.github_context()
     model_sha = modelinfo.tree_sha256(info.path)
     created = _created()
@@ -531,6 +542,10 @@ def render(
             requirements = merge_requirements(requirements, ch_requirements)
         apt = system_packages(requirements)
         labels["io.github.mlops-actions.runtime"] = chosen
+        drift_note = ""
+        if reference is not None:
+            built, drift_note = drift_reference.build(info, reference)
+            (staging / "drift-profile.json").write_text(json.dumps(built, indent=1) + "\n", encoding="utf-8")
         text = render_template(
             Path(template) if template else resource("Dockerfile.tmpl"),
             {
@@ -545,6 +560,7 @@ def render(
                 "system_packages": apt,
                 "challenger": bool(challenger),
                 "challenger_onnx": ch_section.get("runtime") == "onnx",
+                "drift_profile": reference is not None,
             },
             "template",
         )
@@ -574,6 +590,7 @@ def render(
             "system_packages": apt,
             **extra,
             **({"challenger": ch_section} if ch_section else {}),
+            **({"drift_reference": drift_note} if reference is not None else {}),
         }
         (staging / "model-info.json").write_text(
             json.dumps(model_info, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -588,7 +605,23 @@ def render(
         requirements=requirements,
         system_packages=apt,
         challenger=ch_section,
+        drift_reference=drift_note,
     )
+
+
+def _reference(reference_data: str) -> Path | None:
+    """The drift reference sample (input reference-data), checked readable, or None."""
+    if not str(reference_data).strip():
+        return None
+    path = Path(reference_data)
+    if not path.is_file():
+        raise InputError(
+            "reference-data",
+            f"'{reference_data}' not found",
+            "give a CSV sample of the training data (a .npy array for a tensor model), or leave it empty",
+        )
+    _readable_check_data(path, "reference-data")
+    return path
 
 
 def _challenger(challenger_dir: str | os.PathLike[str]) -> modelinfo.ModelInfo | None:
