@@ -395,6 +395,17 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
 @text_option("--reference", "Reference CSV (e.g. the training data).")
 @text_option("--current", "New CSV to compare with the reference.")
 @text_option(
+    "--service-url",
+    "Instead of two CSVs: a running serving image rendered with reference-data; its /monitoring/drift decides.",
+)
+@click.option(
+    "--min-rows",
+    type=int,
+    default=500,
+    show_default=True,
+    help="With --service-url: rows the traffic window must hold before drift is decided.",
+)
+@text_option(
     "--columns",
     "Column types overriding inference: name=type items (numeric, categorical, text, ignore) or a YAML file.",
 )
@@ -430,16 +441,24 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
     "--output-dir", default=".mlops/drift", show_default=True, help="Where drift.json and drift.md are written."
 )
 @stage
-def drift(reference, current, columns, p_value, psi, js_distance, oov_rate, output_dir):
-    """Compare new data with a reference per feature (KS, chi-square, PSI, text vocabulary); exits 0 either way."""
-    from .stages.drift import Thresholds, detect_drift
+def drift(reference, current, service_url, min_rows, columns, p_value, psi, js_distance, oov_rate, output_dir):
+    """Compare new data with a reference per feature (KS, chi-square, PSI, text vocabulary), or read a
+    serving image's drift over its traffic (--service-url); exits 0 either way."""
+    from .stages.drift import Thresholds, detect_drift, service_drift
 
-    if not reference.strip():
+    if service_url.strip():
+        if reference.strip() or current.strip():
+            raise InputError(
+                "service-url", "is given with reference/current", "give either service-url, or reference and current"
+            )
+        result = service_drift(service_url, psi=psi, min_rows=min_rows, output_dir=output_dir)
+    elif not reference.strip():
         raise InputError("reference", "is empty", "give the reference CSV file, e.g. the training data")
-    if not current.strip():
+    elif not current.strip():
         raise InputError("current", "is empty", "give the CSV file with the new data")
-    thresholds = Thresholds(p_value=p_value, psi=psi, js_distance=js_distance, oov_rate=oov_rate)
-    result = detect_drift(reference, current, columns=columns, thresholds=thresholds, output_dir=output_dir)
+    else:
+        thresholds = Thresholds(p_value=p_value, psi=psi, js_distance=js_distance, oov_rate=oov_rate)
+        result = detect_drift(reference, current, columns=columns, thresholds=thresholds, output_dir=output_dir)
     gha.add_summary(result.markdown)
     if result.drift_detected:
         gha.warning(f"drift detected in {', '.join(result.drifted)} (report: {result.table})")

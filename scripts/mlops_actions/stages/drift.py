@@ -19,6 +19,12 @@ with a significance test: chi-square for categories, and for the vocabulary a pe
 p-value. Conversely the significance alone flags negligible changes on large samples.
 
 The result is a signal, not a failure: the report says what moved; the caller decides.
+
+With ``service-url`` instead of two files, the stage asks a running serving image (rendered with
+``reference-data``) for its ``/monitoring/drift``: the population stability index of each feature and
+of the predicted classes over the server's sliding window of traffic, against the profile of the
+training data baked into the image. A feature drifts when its PSI is at least ``psi``; a window
+with fewer than ``min-rows`` rows decides nothing (drift-detected false, said in the report).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import numpy as np
 import yaml
 
 from ..core import gha, paths
-from ..core.errors import InputError
+from ..core.errors import InputError, TransientError
 from ..core.paths import read_text_input
+from ..core.retry import retry_or_raise
 from ..core.tables import Table, is_null, norm, read_table, to_number
 
 STAGE = "drift"  # the output folder's marker
@@ -617,3 +624,105 @@ def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _fetch_drift(url: str) -> dict:
+    """The service's /monitoring/drift, retried with backoff on connection errors and 5xx."""
+    import urllib.error
+    import urllib.request
+
+    def attempt() -> dict:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise InputError(
+                    "service-url",
+                    f"{url} answered 404: the service has no drift profile",
+                    "render its image with reference-data (render-dockerfile), or give reference and current CSVs",
+                ) from None
+            if exc.code >= 500 or exc.code == 429:
+                raise TransientError(f"{url} answered HTTP {exc.code}") from None
+            raise InputError(
+                "service-url", f"{url} answered HTTP {exc.code}", "give the serving image's base URL"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise TransientError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+        except ValueError:
+            raise InputError(
+                "service-url", f"{url} did not answer JSON", "give the base URL of a mlops-actions serving image"
+            ) from None
+
+    return retry_or_raise(attempt, what=f"GET {url}", fix="check that the service is up and reachable from the runner")
+
+
+def service_drift(
+    service_url: str,
+    *,
+    psi: float = 0.2,
+    min_rows: int = 500,
+    output_dir: str | os.PathLike[str] = ".mlops/drift",
+) -> DriftResult:
+    """Read a serving image's /monitoring/drift and decide: a feature (or the predicted classes)
+    drifts at PSI >= ``psi``, once the window holds ``min_rows`` rows."""
+    base = service_url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base):
+        raise InputError("service-url", f"'{service_url}' is not an http(s) URL", "give e.g. https://model.example.com")
+    if not (0 < psi < 100) or min_rows < 1:
+        raise InputError("psi", f"psi {psi} / min-rows {min_rows} out of range", "psi above 0, min-rows at least 1")
+    paths.claim_output(output_dir, STAGE, "output-dir", {})
+    served = _fetch_drift(f"{base}/monitoring/drift")
+    rows = int((served.get("window") or {}).get("rows") or 0)
+    enough = rows >= min_rows
+    scored = list(served.get("features") or [])
+    if served.get("predictions"):
+        scored.append({"name": "prediction", "kind": "predicted class", "psi": served["predictions"].get("psi")})
+    features = []
+    for f in scored:
+        value = f.get("psi")
+        flagged = enough and value is not None and value >= psi
+        test = _test("PSI", value if value is not None else float("nan"), float("nan"), f">= {psi}", flagged)
+        features.append(
+            Feature(
+                name=str(f.get("name")),
+                type=str(f.get("kind", "")),
+                drifted=flagged,
+                stats={"psi": value},
+                tests=[test],
+                reasons=[f"PSI {value} >= {psi}"] if flagged else [],
+                rows={"current": int(f.get("rows") or rows)},
+                note="" if enough else f"{rows} rows in the window, fewer than min-rows {min_rows}: not decided",
+            )
+        )
+    drifted = [f.name for f in features if f.drifted]
+    report = {
+        "service": base,
+        "window": served.get("window"),
+        "reference": served.get("reference"),
+        "psi": psi,
+        "min_rows": min_rows,
+        "decided": enough,
+        "drift_detected": bool(drifted),
+        "drifted_features": drifted,
+        "served": served,
+    }
+    head = (
+        f"⚠️ **drift detected** at {base} in {', '.join(drifted)}"
+        if drifted
+        else f"no drift at {base}"
+        if enough
+        else f"not decided: {rows} rows in the window of {base}, fewer than {min_rows}"
+    )
+    markdown = (
+        f"### 📉 drift (serving traffic)\n{head} ({rows} rows in the window, PSI threshold {psi})\n\n"
+        + gha.md_table(
+            ["feature", "kind", "PSI", "drifted"],
+            [[f.name, f.type, _fmt(f.stats["psi"]), "⚠️ yes" if f.drifted else "no"] for f in features],
+        )
+    )
+    out = Path(output_dir)
+    with paths.output_dir(out, STAGE, "output-dir", {}) as staging:
+        (staging / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (staging / "drift.md").write_text(markdown, encoding="utf-8")
+    return DriftResult(bool(drifted), features, out / "drift.json", out / "drift.md", markdown)

@@ -85,6 +85,16 @@ def _drift(url: str, rows: int) -> dict:
         time.sleep(0.1)
 
 
+def _drift_stage(url: str, out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """The drift stage as the action runs it, reading the running service (``--service-url``)."""
+    env = {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out / "out.txt"),
+           "GITHUB_STEP_SUMMARY": str(out / "summary.md"), "PYTHONPATH": str(resource("scripts"))}
+    cmd = [sys.executable, "-m", "mlops_actions", "drift", "--service-url", url, "--output-dir", str(out / "d"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    text = (out / "out.txt").read_text() if (out / "out.txt").is_file() else ""
+    return proc, dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
 def test_profile_is_bins_and_shares_not_rows(context):
     ctx, reference, summary = context
     built = json.loads((ctx / "drift-profile.json").read_text())
@@ -100,7 +110,7 @@ def test_profile_is_bins_and_shares_not_rows(context):
     assert "drift reference profile: predicted-class shares of the model on 1000 rows" in summary
 
 
-def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_slides(context):
+def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_slides(context, tmp_path):
     ctx, _, _ = context
     proc, url = serve_locally(ctx / "model", ctx / "model-info.json", env={"DRIFT_WINDOW": "2000"})
     try:
@@ -108,6 +118,12 @@ def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_sl
         calm = _drift(url, 1000)
         psi = {f["name"]: f["psi"] for f in calm["features"]}
         assert max(psi.values()) < 0.1 and calm["predictions"]["psi"] < 0.1 and calm["drifted"] == [], calm
+        (tmp_path / "calm").mkdir()
+        stage, outputs = _drift_stage(url, tmp_path / "calm", "--min-rows", "500")
+        assert stage.returncode == 0 and outputs["drift-detected"] == "false", stage.stdout + stage.stderr
+        (tmp_path / "few").mkdir()
+        stage, outputs = _drift_stage(url, tmp_path / "few", "--min-rows", "5000")
+        assert outputs["drift-detected"] == "false" and "not decided" in (tmp_path / "few" / "summary.md").read_text()
 
         _send(url, _rows(2500, 8, shift=2.5, color="purple"))
         shifted = _drift(url, 1900)
@@ -118,6 +134,11 @@ def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_sl
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
         assert f'mlserve_drift_psi{{feature="x1"}} {psi["x1"]}' in metrics
         assert "mlserve_drift_prediction_psi " in metrics and "mlserve_drift_window_rows " in metrics
+        (tmp_path / "shifted").mkdir()
+        stage, outputs = _drift_stage(url, tmp_path / "shifted", "--min-rows", "500")
+        assert stage.returncode == 0 and outputs["drift-detected"] == "true", stage.stdout + stage.stderr
+        assert set(outputs["drifted-features"].split(",")) == {"x1", "color", "prediction"}
+        assert "drift detected" in (tmp_path / "shifted" / "summary.md").read_text()
 
         _send(url, _rows(2500, 9))
         back = _drift(url, 1900)
@@ -137,6 +158,10 @@ def test_without_a_profile_drift_is_404_with_the_fix(context, tmp_path):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{url}/monitoring/drift", timeout=5)
         assert err.value.code == 404 and "render it with reference-data" in err.value.read().decode()
+        stage, _ = _drift_stage(url, tmp_path)
+        errors = [line for line in stage.stdout.splitlines() + stage.stderr.splitlines() if line.startswith("::error")]
+        assert stage.returncode != 0 and len(errors) == 1 and "service-url" in errors[0] and "reference-data" in errors[0]
+        assert not (tmp_path / "d").exists()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
