@@ -138,3 +138,32 @@ def test_serving_image_classifies_grains(rice_run, mlflow_server, registry, dock
                 docker_engine.images.remove(ref, noprune=True)
             except Exception:  # noqa: BLE001 - cleanup only
                 pass
+
+
+@pytest.mark.docker
+def test_serving_faults_on_the_rice_image(rice_run, mlflow_server, docker_engine, tmp_path):
+    """test_serving_faults.py's checks on the TensorFlow image, whose workers each load the model
+    after the fork: a killed worker is replaced (its successor loads TensorFlow before accepting)
+    while the other serves; saturation answers 503; SIGTERM drains the in-flight requests."""
+    from test_serving_faults import (
+        built_image,
+        check_saturation,
+        check_sigterm_drains,
+        check_worker_replaced,
+        slow_request,
+    )
+
+    fetched = fetch(rice_run[0].run_id, tmp_path / "artifacts", tracking=trk.Tracking(uri=mlflow_server.url))
+    images, _ = rice_samples(per_class=4, seed=20261)
+
+    def body(n: int) -> bytes:
+        return json.dumps({"instances": (images * (n // len(images) + 1))[:n]}).encode()
+
+    tag = "mlops-actions-test/rice-faults:latest"
+    with built_image(docker_engine, fetched.model_path, tmp_path / "image", tag):
+        with serve_image(docker_engine, tag, environment={"WORKERS": "2"}) as url:
+            check_worker_replaced(url, 2, body(20), 20, within=30)
+        with serve_image(docker_engine, tag, environment={"WORKERS": "2", "GRACE_PERIOD": "25"}) as url:
+            check_sigterm_drains(url, slow_request(url, body, 100), grace=25)
+        with serve_image(docker_engine, tag, environment={"WORKERS": "1", "MAX_CONCURRENCY": "2"}) as url:
+            check_saturation(url, slow_request(url, body, 100), body(5), max_concurrency=2)
