@@ -864,6 +864,7 @@ class Metrics:
         self._slots[slot * self.block + self._busy] = 0
 
     def started(self, slot: int, pid: int) -> None:
+        """A worker has loaded its model and accepts: it counts in mlserve_workers from now on."""
         self.worker = slot
         self._slots[slot * self.block + self._pid] = pid
 
@@ -1371,6 +1372,26 @@ class App:
             return self._error(413, "BAD_REQUEST", f"the body must be at most {MAX_BODY} bytes")
         return raw
 
+    @staticmethod
+    def _discard(environ) -> None:
+        """Read and drop the body of a refused request (up to MAX_BODY): a server that answers and
+        closes with body bytes unread makes the client's send fail (a broken pipe), so it would
+        never read the 503 and its Retry-After."""
+        stream = environ["wsgi.input"]
+        chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+        try:
+            left = int(environ.get("CONTENT_LENGTH") or (MAX_BODY if chunked else 0))
+        except ValueError:
+            return
+        try:
+            while 0 < left <= MAX_BODY:
+                chunk = stream.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
     def invocations(self, environ) -> Answer:
         if not self._slots.acquire(blocking=False):
             status, body, ctype, headers = self._error(
@@ -1378,6 +1399,7 @@ class App:
                 "TEMPORARILY_UNAVAILABLE",
                 f"this worker is already scoring {self.max_concurrency} requests (MAX_CONCURRENCY); retry",
             )
+            self._discard(environ)
             return status, body, ctype, [("Retry-After", "1")]
         self.metrics.busy(+1)
         try:
@@ -1550,11 +1572,12 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
         worker.slot = metrics.claim({getattr(w, "slot", 0) for w in server.WORKERS.values()})
 
     def post_fork(server, worker):  # worker
-        metrics.started(worker.slot, os.getpid())
+        metrics.worker = worker.slot
         if monitor is not None:
             monitor.worker = worker.slot
 
     def post_worker_init(worker):  # worker, model loaded, about to accept
+        metrics.started(worker.slot, os.getpid())
         model, challenger = holder["model"], holder.get("challenger")
         beside = ""
         if challenger is not None:

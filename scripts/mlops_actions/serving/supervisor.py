@@ -18,6 +18,8 @@ What this module adds to gunicorn's gthread worker (:class:`Worker`):
   connections then hold every thread and real requests queue behind them. Here a new connection
   goes to the worker's poller first (gthread's own pending list, closed after ``KEEPALIVE`` s), as a
   kept-alive one already does.
+- **A stopping worker refuses new connections at once** (it closes its listening socket) instead of
+  leaving them in the backlog until its in-flight requests are done.
 - **A stalled client gives its thread back.** Sockets block with a timeout, ``REQUEST_TIMEOUT``
   seconds (default 30) between bytes while a request is read or an answer written; stock gthread
   blocks without one, so a client that sends half a request holds a thread forever.
@@ -118,6 +120,15 @@ class Worker(gthread.ThreadWorker):
     """gthread, with new connections parked in the poller until they send bytes (see the module
     docstring). Relies on gthread's pending-connection list (gunicorn 23 or later); without it,
     accepts as stock gthread does."""
+
+    def set_accept_enabled(self, enabled):
+        """On SIGTERM, also close this worker's copy of the listening socket (the master has closed
+        its own): a new connection is refused at once, and the load balancer retries elsewhere,
+        instead of waiting in the backlog until the drain ends."""
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
 
     def accept(self, listener):
         if not hasattr(self, "pending_conns"):
