@@ -1,4 +1,4 @@
-"""Benchmark the render-dockerfile serving image against ``mlflow models build-docker``.
+"""Benchmark the render-dockerfile serving image against ``mlflow models build-docker`` and peers.
 
 One command (see benchmarks/README.md): trains (or reuses, under ``--work``) the sentiment
 (TF-IDF + LogisticRegression), rice (Keras CNN 64x64x3, 5 classes), xgboost, lightgbm and custom
@@ -10,6 +10,13 @@ bundle given to pip), and measures image size, cold build, rebuild after a model
 payloads (wrk on loopback, bounded in time), and idle memory (cgroup usage less inactive page
 cache, as ``docker stats`` shows it). Prints a markdown table with ratios and the targets, and
 one row per flavor (runtime chosen, size, start, req/s) for the README.
+
+Two more systems, for the same model and the same measures (``--systems``): ``previous``, our image
+with the scoring server as it was at ``--previous-ref`` (everything else rendered as for ``ours``, so
+the difference is the server alone), and ``mlserver``, Seldon's MLServer with its MLflow runtime (the
+server KServe and Seldon Core use for MLflow models) on the same base image, answering the same
+JSON at its MLflow-compatible ``POST /invocations``. Every system's answers to a few held-out rows are
+checked against the model's own predictions (mlflow.pyfunc in this venv) before it is measured.
 
 No timing is asserted anywhere: this prints. tests/unit/benchmarks/test_run.py checks the table code.
 """
@@ -32,6 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_IMAGE = "python:3.11-slim"
+PREVIOUS_REF = "208ef7f"  # the commit before the gunicorn server (f4d0c1c)
+# The latest on PyPI on 2026-11-30. uvloop as of MLServer 1.7.1's release: from uvloop 0.22 on,
+# asyncio.get_event_loop() raises in a fresh process, and every MLServer inference worker dies at
+# start (mlserver/parallel/worker.py _ignore_signals), so the model never becomes ready.
+MLSERVER = ("mlserver==1.7.1", "mlserver-mlflow==1.7.1", "uvloop==0.21.0")
 CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 
 # metric → (label, unit, higher is better, target ratio per model or None)
@@ -46,6 +58,11 @@ TARGETS = {
     "p99_100_ms": ("p99 @8, 100 rows", "ms", False, 1.0),
     "rss_mib": ("memory idle", "MiB", False, 0.5),
 }
+# Issue 18: image size and throughput within 10 % of the server before gunicorn.
+PREVIOUS_TARGETS = {"size_mb": 1.1, "rps_1": 0.9, "rps_100": 0.9}
+# system → column label; "ours" is compared against each of the others (its peers)
+SYSTEMS = {"ours": "ours", "previous": "previous server", "mlserver": "MLServer", "mlflow": "build-docker"}
+PEERS = ("mlflow", "previous", "mlserver")
 
 
 # --- pure helpers (tested) -----------------------------------------------------------------------
@@ -56,8 +73,14 @@ def ratio(ours: float | None, theirs: float | None) -> float | None:
     return ours / theirs
 
 
-def verdict(metric: str, model: str, r: float | None) -> str:
+def verdict(metric: str, model: str, r: float | None, peer: str = "mlflow") -> str:
+    """The target of ours/peer for this metric: issue 1's against build-docker, issue 18's (within
+    10 %) against the previous server, none against MLServer."""
     label, unit, higher, target = TARGETS[metric]
+    if peer == "previous":
+        target = PREVIOUS_TARGETS.get(metric)
+    elif peer != "mlflow":
+        target = None
     if isinstance(target, dict):
         target = target.get(model)
     if target is None:
@@ -78,19 +101,59 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def table(results: dict) -> str:
-    """results[model]["ours"|"mlflow"][metric] = number or None → a markdown table."""
-    lines = ["| model | metric | build-docker | ours | ratio | target |", "|---|---|---|---|---|---|"]
+def _x(r: float | None) -> str:
+    return fmt(r) + "×" if r is not None else "n/a"
+
+
+def table(results: dict, peer: str = "mlflow") -> str:
+    """results[model][system][metric] = number or None → a markdown table of ours against one peer
+    (mlflow: build-docker, previous: the server before gunicorn, mlserver), with the targets."""
+    lines = [f"| model | metric | {SYSTEMS[peer]} | ours | ratio | target |", "|---|---|---|---|---|---|"]
     for model, systems in results.items():
         runtime = systems.get("ours", {}).get("runtime", "")
         for metric, (label, unit, _, _) in TARGETS.items():
-            theirs, ours = systems.get("mlflow", {}).get(metric), systems.get("ours", {}).get(metric)
+            theirs, ours = systems.get(peer, {}).get(metric), systems.get("ours", {}).get(metric)
             if theirs is None and ours is None:
                 continue
             r = ratio(ours, theirs)
             name = f"{model} ({runtime})" if runtime else model
-            lines.append(f"| {name} | {label} ({unit}) | {fmt(theirs)} | {fmt(ours)} | {fmt(r) + '×' if r is not None else 'n/a'} | {verdict(metric, model, r)} |")
+            lines.append(f"| {name} | {label} ({unit}) | {fmt(theirs)} | {fmt(ours)} | {_x(r)} | "
+                         f"{verdict(metric, model, r, peer)} |")
     return "\n".join(lines)
+
+
+def peers_table(results: dict, peers: list[str] | tuple[str, ...] = PEERS) -> str:
+    """All systems side by side: ours, then each peer measured for the model with ours/peer."""
+    lines = []
+    for model, systems in results.items():
+        present = [p for p in peers if systems.get(p)]
+        if not present:
+            continue
+        header = "| model | metric | ours | " + " | ".join(f"{SYSTEMS[p]} | ours/{p}" for p in present) + " |"
+        if lines:
+            lines.append("")
+        lines += [header, "|---|---|---|" + "---|---|" * len(present)]
+        ours = systems.get("ours", {})
+        for metric, (label, unit, _, _) in TARGETS.items():
+            if all(systems.get(s, {}).get(metric) is None for s in ("ours", *present)):
+                continue
+            values = [systems[p].get(metric) for p in present]
+            cells = [f"{fmt(v)} | {_x(ratio(ours.get(metric), v))}" for v in values]
+            lines.append(f"| {model} | {label} ({unit}) | {fmt(ours.get(metric))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def same_predictions(a, b, tol: float = 1e-4) -> bool:
+    """Two JSON answers hold the same predictions: equal labels, numbers within ``tol``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_predictions(a[k], b[k], tol) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_predictions(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= tol
+    return a == b
 
 
 def flavor_table(results: dict) -> str:
@@ -107,7 +170,8 @@ def flavor_table(results: dict) -> str:
         cells = []
         for metric in ("size_mb", "start_s", "rps_1"):
             r = ratio(ours.get(metric), theirs.get(metric))
-            cells.append(f"{fmt(theirs.get(metric))} → {fmt(ours.get(metric))}" + (f" ({fmt(r)}×)" if r is not None else ""))
+            cells.append(f"{fmt(theirs.get(metric))} → {fmt(ours.get(metric))}"
+                         + (f" ({fmt(r)}×)" if r is not None else ""))
         flavor = MODELS[model][1] if model in MODELS else model
         lines.append(f"| {flavor} | {ours.get('runtime', 'n/a')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -168,7 +232,8 @@ def sentiment_model(work: Path) -> tuple[Path, Path]:
     df = pd.read_csv(data)
     df = df[df["rating"] != 3]
     model = Pipeline([
-        ("features", ColumnTransformer([("tfidf", TfidfVectorizer(ngram_range=(1, 2), max_features=20000, sublinear_tf=True), "review_text")])),
+        ("features", ColumnTransformer([("tfidf", TfidfVectorizer(ngram_range=(1, 2), max_features=20000,
+                                                                   sublinear_tf=True), "review_text")])),
         ("clf", LogisticRegression(C=4.0, max_iter=1000, random_state=42)),
     ])
     model.fit(df[["review_text"]], (df["rating"] >= 4).astype(int))
@@ -300,9 +365,8 @@ def pyfunc_model(work: Path) -> tuple[Path, Path]:
     shutil.rmtree(out, ignore_errors=True)
     mlflow.pyfunc.save_model(str(out), python_model=Scorer(), artifacts={"state": str(state)},
                              code_paths=[str(code)], signature=signature, input_example=X.head(3),
-                             pip_requirements=[f"scikit-learn=={_version('scikit-learn')}", f"numpy=={_version('numpy')}",
-                                               f"pandas=={_version('pandas')}", f"cloudpickle=={_version('cloudpickle')}",
-                                               f"mlflow=={_version('mlflow')}"])
+                             pip_requirements=[f"{d}=={_version(d)}" for d in
+                                               ("scikit-learn", "numpy", "pandas", "cloudpickle", "mlflow")])
     return out, held
 
 
@@ -349,13 +413,80 @@ def ours_context(model: Path, out: Path, held: Path | None, runtime: str) -> tup
     return res.context, res.runtime, res.runtime_reason
 
 
+def previous_context(model: Path, out: Path, held: Path | None, runtime: str, ref: str) -> tuple[Path, str, str, str]:
+    """Our context with the server as it was at ``ref``: serve/ replaced by that commit's
+    scripts/mlops_actions/serving/*.py and the gunicorn line dropped from requirements.txt;
+    everything else as rendered today. Returns the context, runtime, reason and the full commit."""
+    commit = sh("git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}").stdout.strip()
+    ctx, runtime_, reason = ours_context(model, out, held, runtime)
+    shutil.rmtree(ctx / "serve")
+    (ctx / "serve").mkdir()
+    prefix = "scripts/mlops_actions/serving/"
+    for path in sh("git", "-C", str(ROOT), "ls-tree", "--name-only", commit, prefix).stdout.split():
+        if path.endswith(".py"):
+            (ctx / "serve" / Path(path).name).write_text(sh("git", "-C", str(ROOT), "show", f"{commit}:{path}").stdout)
+    reqs = (ctx / "requirements.txt").read_text().splitlines()
+    kept = [r for r in reqs if not re.match(r"gunicorn\b", r.strip(), re.I)]
+    (ctx / "requirements.txt").write_text("\n".join(kept) + "\n")
+    return ctx, runtime_, reason, commit
+
+
+MLSERVER_DOCKERFILE = f"""# MLServer with its MLflow runtime, the model's own requirements installed (MLServer's
+# docs for MLflow models); same base image as ours; the CA bundle in the builder stage only.
+FROM {BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/venv
+COPY ca-bundle.crt /tmp/ca-bundle.crt
+ENV PIP_CERT=/tmp/ca-bundle.crt
+COPY requirements.txt /tmp/requirements.txt
+RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
+
+FROM {BASE_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY model-settings.json /app/model-settings.json
+COPY model/ /app/model/
+EXPOSE 8080
+CMD ["mlserver", "start", "/app"]
+"""
+
+
+def mlserver_context(name: str, model: Path, out: Path) -> tuple[Path, Path]:
+    """MLServer (``MLSERVER`` pins) + mlserver-mlflow serving the MLflow model folder with
+    ``mlserver_mlflow.MLflowRuntime``; HTTP on 8080 (its default), default settings otherwise."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copytree(model, out / "model")
+    model_reqs = (model / "requirements.txt").read_text().splitlines() if (model / "requirements.txt").is_file() else []
+    (out / "requirements.txt").write_text("\n".join([*MLSERVER, *(r for r in model_reqs if r.strip())]) + "\n")
+    (out / "model-settings.json").write_text(json.dumps(
+        {"name": name, "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": "./model"}}, indent=2))
+    (out / "Dockerfile").write_text(MLSERVER_DOCKERFILE)
+    shutil.copyfile(CA, out / "ca-bundle.crt")
+    return out, out / "model"
+
+
+def image_versions(tag: str, dists: tuple[str, ...]) -> dict:
+    code = ("import importlib.metadata as m, json, sys\n"
+            "def v(d):\n    try:\n        return m.version(d)\n"
+            "    except m.PackageNotFoundError:\n        return None\n"
+            "print(json.dumps({d: v(d) for d in sys.argv[1:]}))")
+    proc = sh("docker", "run", "--rm", "--entrypoint", "python3", tag, "-c", code, *dists, check=False)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+
+
 def mlflow_context(model: Path, out: Path) -> tuple[Path, Path]:
     """``mlflow models generate-dockerfile``, FROM pointed at the local base image, pip given the CA."""
     shutil.rmtree(out, ignore_errors=True)
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     sh(str(mlflow_bin), "models", "generate-dockerfile", "-m", str(model), "-d", str(out))
     text = (out / "Dockerfile").read_text()
-    text = re.sub(r"^FROM \S+", f"FROM {BASE_IMAGE}\nCOPY ca-bundle.crt /etc/pip-ca.crt\nENV PIP_CERT=/etc/pip-ca.crt", text, count=1, flags=re.M)
+    text = re.sub(r"^FROM \S+", f"FROM {BASE_IMAGE}\nCOPY ca-bundle.crt /etc/pip-ca.crt\nENV PIP_CERT=/etc/pip-ca.crt",
+                  text, count=1, flags=re.M)
     (out / "Dockerfile").write_text(text)
     shutil.copyfile(CA, out / "ca-bundle.crt")
     model_copy = next(p for p in (out / "model_dir").iterdir() if p.is_dir())
@@ -385,16 +516,16 @@ def status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
-def start(tag: str, timeout: float = 300) -> tuple[str, str, float]:
+def start(tag: str, timeout: float = 300, ready: str = "/ping") -> tuple[str, str, float]:
     port = free_port()
     started = time.monotonic()
     cid = sh("docker", "run", "-d", "-p", f"127.0.0.1:{port}:8080", tag).stdout.strip()
     url = f"http://127.0.0.1:{port}"
-    while status(url + "/ping", 1.0) != 200:
+    while status(url + ready, 1.0) != 200:
         if time.monotonic() - started > timeout:
             logs = sh("docker", "logs", "--tail", "30", cid, check=False)
             sh("docker", "rm", "-f", cid, check=False)
-            raise SystemExit(f"{tag}: /ping never 200:\n{logs.stdout}{logs.stderr}")
+            raise SystemExit(f"{tag}: {ready} never 200:\n{logs.stdout}{logs.stderr}")
         time.sleep(0.05)
     return cid, url, time.monotonic() - started
 
@@ -420,8 +551,28 @@ def load(url: str, body: bytes, seconds: int) -> dict:
         script = Path(tmp) / "post.lua"
         script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                           f'local f = io.open("{tmp}/body.json", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
-        proc = sh("wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "60s", "--latency", "-s", str(script), url + "/invocations")
+        proc = sh("wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "60s", "--latency", "-s", str(script),
+                  url + "/invocations")
     return parse_wrk(proc.stdout)
+
+
+def check_rows(name: str, model: Path, held: Path | None, n: int = 12) -> tuple[bytes, list] | None:
+    """A JSON body of ``n`` held-out rows and the model's own predictions of them (mlflow.pyfunc in
+    this venv), the rows taken so that every predicted class of the first 200 appears; None for the
+    image model (no held-out table)."""
+    if held is None:
+        return None
+    import mlflow.pyfunc
+    import pandas as pd
+
+    frame = pd.read_csv(held).head(200)
+    frame = frame[["review_text"]].astype(str) if name == "sentiment" else frame
+    preds = pd.Series(list(mlflow.pyfunc.load_model(str(model)).predict(frame)), index=frame.index)
+    per_class = max(1, n // max(1, preds.nunique()))
+    picked = preds.groupby(preds).head(per_class).index.sort_values()
+    frame, expected = frame.loc[picked], [v.item() if hasattr(v, "item") else v for v in preds.loc[picked]]
+    data = frame.to_numpy().tolist()
+    return json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": data}}).encode(), expected
 
 
 def payloads(name: str, model: Path, held: Path | None) -> dict[int, bytes]:
@@ -430,7 +581,8 @@ def payloads(name: str, model: Path, held: Path | None) -> dict[int, bytes]:
 
         texts = pd.read_csv(held)["review_text"].astype(str).tolist()
         rows = lambda n: [[texts[i % len(texts)]] for i in range(n)]  # noqa: E731
-        return {n: json.dumps({"dataframe_split": {"columns": ["review_text"], "data": rows(n)}}).encode() for n in (1, 100)}
+        return {n: json.dumps({"dataframe_split": {"columns": ["review_text"], "data": rows(n)}}).encode()
+                for n in (1, 100)}
     if held is not None:  # a table model: rows of the held-out CSV
         import pandas as pd
 
@@ -445,22 +597,36 @@ def payloads(name: str, model: Path, held: Path | None) -> dict[int, bytes]:
 
 # --- the run -------------------------------------------------------------------------------------
 
-def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dict[int, bytes], args) -> dict:
+def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dict[int, bytes], args,
+            ready: str = "/ping", check: tuple[bytes, list] | None = None) -> dict:
     tag = f"bench-{system}-{name}:latest"
-    res: dict = {}
-    print(f"[{name}/{system}] cold build (--no-cache) ...", flush=True)
-    res["cold_build_s"] = build(context, tag, no_cache=True)
+    res: dict = {"load_avg": {"before": list(os.getloadavg())}, "ready_path": ready}
+    rebuilds: list[float] = []
+    if args.reuse_images and sh("docker", "image", "inspect", tag, check=False).returncode == 0:
+        print(f"[{name}/{system}] reusing the image {tag} (no build measures)", flush=True)
+        res["reused_image"] = True
+    else:
+        print(f"[{name}/{system}] cold build (--no-cache) ...", flush=True)
+        res["cold_build_s"] = build(context, tag, no_cache=True)
+        for _ in range(args.repeats):
+            touch_model(model_copy)
+            rebuilds.append(build(context, tag))
+        res["rebuild_s"] = median(rebuilds)
     res["size_mb"] = image_mb(tag)
-    rebuilds = []
-    for _ in range(args.repeats):
-        touch_model(model_copy)
-        rebuilds.append(build(context, tag))
-    res["rebuild_s"] = median(rebuilds)
     starts, mems = [], []
     for i in range(args.repeats):
-        cid, url, took = start(tag)
+        cid, url, took = start(tag, ready=ready)
         try:
             starts.append(took)
+            if i == 0 and check is not None:
+                got = post(url, check[0])
+                got = got.get("predictions", got) if isinstance(got, dict) else got
+                res["predictions_match"] = same_predictions(got, check[1])
+                print(f"[{name}/{system}] answers to {len(check[1])} held-out rows match the model's: "
+                      f"{res['predictions_match']}", flush=True)
+                if not res["predictions_match"]:
+                    raise SystemExit(f"{name}/{system}: answers {got!r} differ from the model's {check[1]!r}; "
+                                     "not measured")
             post(url, bodies[1])
             time.sleep(3)
             mems.append(memory_mib(cid))
@@ -473,6 +639,7 @@ def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dic
         finally:
             sh("docker", "rm", "-f", cid, check=False)
     res["start_s"], res["rss_mib"] = median(starts), median(mems)
+    res["load_avg"]["after"] = list(os.getloadavg())
     res["raw"] = {"rebuilds": rebuilds, "starts": starts, "mems": mems}
     print(f"[{name}/{system}] {json.dumps({k: v for k, v in res.items() if k != 'raw'})}", flush=True)
     return res
@@ -480,23 +647,36 @@ def measure(name: str, system: str, context: Path, model_copy: Path, bodies: dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="models, contexts, results (reused)")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work",
+                    help="models, contexts, results (reused)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma list of: " + ", ".join(MODELS))
     ap.add_argument("--runtime", default="auto", help="render-dockerfile runtime for our images")
     ap.add_argument("--repeats", type=int, default=3, help="runs of rebuild, start and idle memory (median)")
     ap.add_argument("--seconds", type=int, default=10, help="load duration per throughput point")
-    ap.add_argument("--systems", default="ours,mlflow", help="which images to measure; the others are taken from results.json")
+    ap.add_argument("--systems", default="ours,mlflow",
+                    help=f"which images to measure, comma list of: {', '.join(SYSTEMS)}; "
+                    "the others are taken from results.json")
+    ap.add_argument("--previous-ref", default=PREVIOUS_REF, help="git ref of the server the 'previous' image runs")
+    ap.add_argument("--peer", default="all",
+                    help=f"whose ratios ours/peer the tables print: all (default) or a comma list of: "
+                    f"{', '.join(PEERS)}")
+    ap.add_argument("--reuse-images", action="store_true",
+                    help="measure an existing bench-<system>-<model> image as it is (no cold build, no rebuild): "
+                    "start, req/s, p99 and memory again, e.g. to interleave systems on a loaded machine")
     ap.add_argument("--table-only", action="store_true", help="print the table of the saved results.json")
     args = ap.parse_args(argv)
     saved = args.work / "results.json"
     results: dict = json.loads(saved.read_text()) if saved.is_file() else {}
+    peers = list(PEERS) if args.peer == "all" else args.peer.split(",")
+    for option, given, known in (("--models", args.models.split(","), MODELS),
+                                 ("--systems", args.systems.split(","), SYSTEMS), ("--peer", peers, PEERS)):
+        unknown = [name for name in given if name not in known]
+        if unknown:
+            print(f"{option}: unknown name '{unknown[0]}'; use a comma list of: {', '.join(known)}", file=sys.stderr)
+            return 2
     if args.table_only:
-        print(table(results) + "\n\n" + flavor_table(results))
+        print(tables(results, peers))
         return 0
-    unknown = [name for name in args.models.split(",") if name not in MODELS]
-    if unknown:
-        print(f"--models: unknown model '{unknown[0]}'; use a comma list of: {', '.join(MODELS)}", file=sys.stderr)
-        return 2
     systems = set(args.systems.split(","))
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
@@ -505,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         model, held = MODELS[name][0](args.work)
         bodies = payloads(name, model, held)
+        check = check_rows(name, model, held)
         results.setdefault(name, {})
         ctx_root = args.work / "contexts" / name
         ctx_root.mkdir(parents=True, exist_ok=True)
@@ -512,17 +693,37 @@ def main(argv: list[str] | None = None) -> int:
             ctx, runtime, reason = ours_context(model, ctx_root / "ours", held, args.runtime)
             print(f"[{name}/ours] runtime {runtime}: {reason}", flush=True)
             results[name]["ours"] = {"runtime": runtime, "runtime_reason": reason,
-                                     **measure(name, "ours", ctx, ctx / "model", bodies, args)}
+                                     **measure(name, "ours", ctx, ctx / "model", bodies, args, check=check)}
+            saved.write_text(json.dumps(results, indent=2))
+        if "previous" in systems:
+            pctx, runtime, reason, commit = previous_context(model, ctx_root / "previous", held, args.runtime,
+                                                             args.previous_ref)
+            print(f"[{name}/previous] server of {commit[:12]}, runtime {runtime}", flush=True)
+            results[name]["previous"] = {"ref": commit, "runtime": runtime,
+                                         **measure(name, "previous", pctx, pctx / "model", bodies, args, check=check)}
+            saved.write_text(json.dumps(results, indent=2))
+        if "mlserver" in systems:
+            sctx, smodel = mlserver_context(name, model, ctx_root / "mlserver")
+            res = measure(name, "mlserver", sctx, smodel, bodies, args, ready="/v2/health/ready", check=check)
+            res["versions"] = image_versions(f"bench-mlserver-{name}:latest",
+                                             ("mlserver", "mlserver-mlflow", "mlflow", "fastapi", "uvicorn"))
+            print(f"[{name}/mlserver] versions {res['versions']}", flush=True)
+            results[name]["mlserver"] = res
             saved.write_text(json.dumps(results, indent=2))
         if "mlflow" in systems:
             mctx, mmodel = mlflow_context(model, ctx_root / "mlflow")
-            results[name]["mlflow"] = measure(name, "mlflow", mctx, mmodel, bodies, args)
+            results[name]["mlflow"] = measure(name, "mlflow", mctx, mmodel, bodies, args, check=check)
             saved.write_text(json.dumps(results, indent=2))
     print()
-    print(table(results))
-    print()
-    print(flavor_table(results))
+    print(tables(results, peers))
     return 0
+
+
+def tables(results: dict, peers: list[str]) -> str:
+    """Ours against each chosen peer (with the targets), all systems side by side, the flavor rows."""
+    parts = [f"ours vs {SYSTEMS[p]}:\n\n" + table(results, p) for p in peers if any(s.get(p) for s in results.values())]
+    side = peers_table(results, peers)
+    return "\n\n".join([*parts, *([side] if side else []), flavor_table(results)])
 
 
 if __name__ == "__main__":
