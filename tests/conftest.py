@@ -212,6 +212,17 @@ def git_remote(tmp_path):
     return GitRemote(origin=origin, clone=clone)
 
 
+@contextlib.contextmanager
+def served_locally(model_dir: Path, info: Path, **options):
+    """:func:`serve_locally` as a context: yields the URL, stops the server (SIGTERM) afterwards."""
+    proc, url = serve_locally(model_dir, info, **options)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def serve_locally(model_dir: Path, info: Path, workers: int = 2, env: dict | None = None, timeout: float = 60):
     """The image's scoring server as a local process (``python -m mlops_actions.serving.server``) for
     ``model_dir`` with the rendered model-info.json; (process, url) once /ping answers 200."""

@@ -161,11 +161,12 @@ def slow_request(url: str, rows_body, rows: int, target: float = TARGET_SECONDS)
     """A batch sized so one request takes about ``target`` seconds in this container (measured):
     ``rows_body(n)`` is the body of ``n`` rows, answered with ``n`` predictions."""
     seconds = 0.0
-    for _ in range(5):
+    for _ in range(6):
         body = rows_body(rows)
-        answer = request(url, body=body)
-        assert answer.status == 200 and len(answer.json()["predictions"]) == rows, answer.error or answer.body[:300]
-        seconds = answer.seconds
+        answers = [request(url, body=body) for _ in range(2)]  # the faster of two: the first may be a cold start
+        for answer in answers:
+            assert answer.status == 200 and len(answer.json()["predictions"]) == rows, answer.error or answer.body[:300]
+        seconds = min(a.seconds for a in answers)
         if seconds >= 0.8 * target:
             break
         rows = int(rows * min(8.0, 1.1 * target / max(seconds, 0.01)))
@@ -196,13 +197,14 @@ def check_sigterm_drains(url, slow: Slow, grace: int, concurrency: int = 8) -> N
     waited = time.monotonic() + slow.seconds  # until every request is being processed
     while (busy := metrics(url).get("mlserve_inflight_requests")) != concurrency and time.monotonic() < waited:
         time.sleep(0.05)
+    assert busy == concurrency, f"only {busy} of {concurrency} requests were in flight: make them slower"
     direct = direct_url(box)
     killed = time.monotonic()
     box.kill(signal="SIGTERM")
     # a new connection while the in-flight requests drain: refused or closed, never left hanging
     refused, probes = None, []
     while time.monotonic() - killed < 5 and refused is None:
-        late = request(url, "/ping", timeout=2)
+        late = request(url, "/ping", timeout=6)
         probes.append(
             f"+{late.done_at - late.seconds - killed:.2f}s {late.status or late.error} in {late.seconds:.2f}s"
         )
@@ -233,7 +235,11 @@ def check_sigterm_drains(url, slow: Slow, grace: int, concurrency: int = 8) -> N
     assert exit_code == 0, box.logs(tail=30).decode(errors="replace")
     assert exited < grace + 5
     assert refused is not None, "connections were still accepted 5 s after SIGTERM"
-    assert refused.seconds < 1.5, f"a new connection hung after SIGTERM: {probes} {draining}"
+    # refused (or reset) within seconds and before the drain ends; a worker busy with the model (2 cores,
+    # 8 heavy requests) may take a second or two to act on its SIGTERM and close its listening socket
+    assert refused.error and refused.seconds < 5, f"a new connection hung after SIGTERM: {probes} {draining}"
+    assert refused.done_at - killed < last, f"a new connection waited for the drain: {probes} {draining}"
+    assert last > 0.5, f"the requests were not in flight long enough to test the drain: last answer {last:.2f}s"
 
 
 def ready_pids(box) -> set[str]:
@@ -328,9 +334,11 @@ def check_saturation(url, slow: Slow, small: bytes, max_concurrency: int, burst:
         f"[faults] a small request while saturated: {refused.status} {refused.headers.get('retry-after')} in "
         f"{refused.seconds:.3f}s {refused.body[:160]!r}"
     )
-    assert health.status == 200 and health.seconds < 2, health
+    # answered, not hung: under 3 s though the scoring threads and the refusals (which read the bodies they
+    # refuse) share 2 cores and the interpreter lock with it (0.8 s measured on a quiet machine)
+    assert health.status == 200 and health.seconds < 3, health
     assert refused.status == 503 and refused.headers.get("retry-after", "").isdigit(), refused
-    assert refused.json()["error_code"] == "TEMPORARILY_UNAVAILABLE" and refused.seconds < 2, refused
+    assert refused.json()["error_code"] == "TEMPORARILY_UNAVAILABLE" and refused.seconds < 3, refused
     print(
         "[faults] an 8 MB request while saturated: "
         + "; ".join(f"{where} {a.status or a.error} in {a.seconds:.3f}s" for where, a in large_refused.items())
@@ -344,7 +352,8 @@ def check_saturation(url, slow: Slow, small: bytes, max_concurrency: int, burst:
         assert a.headers.get("retry-after", "").isdigit(), a.headers
         assert a.json()["error_code"] == "TEMPORARILY_UNAVAILABLE" and a.json()["message"], a.body
     for a in answers:
-        assert a.seconds < slow.seconds * 3 + 1, f"{a.status} took {a.seconds:.2f}s (one alone: {slow.seconds:.2f}s)"
+        # no hang: the admitted ones share the CPUs with the refusals (which read the bodies they refuse)
+        assert a.seconds < slow.seconds * 6 + 2, f"{a.status} took {a.seconds:.2f}s (one alone: {slow.seconds:.2f}s)"
     for where, a in large_refused.items():
         assert a.status == 503 and a.headers.get("retry-after", "").isdigit(), (where, a.status, a.error)
 

@@ -178,7 +178,12 @@ def psi(ref: list[float], counts: list[float]) -> float | None:
 
 class DriftMonitor:
     """The sliding window of binned traffic, shared by the workers (one anonymous shared mapping
-    created before the fork, a block per worker slot; a worker writes only its own block)."""
+    created before the fork, a block per worker slot; a worker writes only its own block).
+
+    A worker's block is a ring of ``SUBWINDOWS`` parts of at most ``window / SUBWINDOWS`` rows,
+    and the count of rows it has binned. Each part is stamped with the rows binned by all workers
+    when it was last written; the window is the parts stamped within the last ``window`` rows, so
+    a worker that gets no traffic for a while does not keep old rows in it."""
 
     def __init__(self, profile: dict, workers: int, window: int = 10000):
         self.profile = profile
@@ -190,8 +195,8 @@ class DriftMonitor:
         for f in [*self.features, *([self.pred] if self.pred else [])]:
             self.offsets.append(n)
             n += width(f)
-        self.slots = n + 1  # + rows
-        self.block = self.slots * SUBWINDOWS + 1  # + the index of the current part
+        self.slots = n + 2  # + rows, + stamp
+        self.block = self.slots * SUBWINDOWS + 2  # + the index of the current part, + rows binned
         self._buf = mmap.mmap(-1, 8 * self.block * self.workers)
         self._v = memoryview(self._buf).cast("d")
         self.worker = 0
@@ -199,6 +204,10 @@ class DriftMonitor:
 
     def _part(self, base: int) -> int:
         return base + int(self._v[base + self.slots * SUBWINDOWS]) * self.slots
+
+    def _binned(self) -> float:
+        """Rows binned by all workers so far."""
+        return sum(self._v[w * self.block + self.slots * SUBWINDOWS + 1] for w in range(self.workers))
 
     def add(self, columns: dict | None, tensor, predictions) -> None:
         """Bin one request's rows (``columns`` by name, or a ``tensor``) and its ``predictions``."""
@@ -226,7 +235,7 @@ class DriftMonitor:
         base = self.worker * self.block
         with self._lock:
             part = self._part(base)
-            if self._v[part + self.slots - 1] + rows > self.window / SUBWINDOWS / self.workers:
+            if self._v[part + self.slots - 2] + rows > self.window / SUBWINDOWS:
                 index = (int(self._v[base + self.slots * SUBWINDOWS]) + 1) % SUBWINDOWS
                 self._v[base + self.slots * SUBWINDOWS] = index  # the oldest part becomes the new one
                 part = base + index * self.slots
@@ -234,14 +243,20 @@ class DriftMonitor:
                     self._v[part + k] = 0
             for b in bins:
                 self._v[part + b] += 1
-            self._v[part + self.slots - 1] += rows
+            self._v[part + self.slots - 2] += rows
+            self._v[base + self.slots * SUBWINDOWS + 1] += rows
+            self._v[part + self.slots - 1] = self._binned()
 
     def _counts(self) -> list[float]:
-        total = [0.0] * self.slots
+        """Bin counts and rows (the last item) of the parts in the window."""
+        total = [0.0] * (self.slots - 1)
+        since = self._binned() - self.window
         for w in range(self.workers):
             for s in range(SUBWINDOWS):
                 start = w * self.block + s * self.slots
-                for k in range(self.slots):
+                if self._v[start + self.slots - 1] <= since:
+                    continue  # stamped before the last `window` rows: slid out
+                for k in range(self.slots - 1):
                     total[k] += self._v[start + k]
         return total
 

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_BODY = int(os.environ.get("MAX_REQUEST_BYTES", str(64 * 1024 * 1024)))
+ACCESS_LOG = os.environ.get("ACCESS_LOG", "1") == "1"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 # MLflow column types → numpy dtypes (DataType.to_numpy); datetime is parsed, not cast
 NUMERIC_TYPES = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32"}
@@ -976,6 +977,20 @@ class Metrics:
             return "other"
         return str(self.classes[idx]) if idx < len(self.classes) else str(idx)
 
+    def _histogram(self, name: str, labels: str, counts: list[float], seconds: float) -> list[str]:
+        """Prometheus histogram lines (cumulative buckets, sum, count); none for an empty one."""
+        total = sum(counts)
+        if not total:
+            return []
+        out, running = [], 0.0
+        for b, edge in enumerate(self.BUCKETS):
+            running += counts[b]
+            out.append(f'{name}_bucket{{{labels},le="{edge:g}"}} {running:.0f}')
+        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {total:.0f}')
+        out.append(f"{name}_sum{{{labels}}} {seconds:.6f}")
+        out.append(f"{name}_count{{{labels}}} {total:.0f}")
+        return out
+
     def render(self) -> str:
         out = [
             "# HELP mlserve_requests_total HTTP requests answered, by path and status.",
@@ -993,16 +1008,9 @@ class Metrics:
         ]
         for p, path in enumerate(self.PATHS):
             counts = [self._total(self._hist + p * nb + b) for b in range(nb)]
-            total = sum(counts)
-            if not total:
-                continue
-            running = 0.0
-            for b, edge in enumerate(self.BUCKETS):
-                running += counts[b]
-                out.append(f'mlserve_request_duration_seconds_bucket{{path="{path}",le="{edge:g}"}} {running:.0f}')
-            out.append(f'mlserve_request_duration_seconds_bucket{{path="{path}",le="+Inf"}} {total:.0f}')
-            out.append(f'mlserve_request_duration_seconds_sum{{path="{path}"}} {self._total(self._sum + p):.6f}')
-            out.append(f'mlserve_request_duration_seconds_count{{path="{path}"}} {total:.0f}')
+            out += self._histogram(
+                "mlserve_request_duration_seconds", f'path="{path}"', counts, self._total(self._sum + p)
+            )
         out += [
             "# HELP mlserve_predictions_total Predictions returned by /invocations, by predicted class.",
             "# TYPE mlserve_predictions_total counter",
@@ -1017,15 +1025,9 @@ class Metrics:
         ]
         for m, model in enumerate(self.MODELS):
             counts = [self._total(self._mhist + m * nb + b) for b in range(nb)]
-            if not sum(counts):
-                continue
-            running = 0.0
-            for b, edge in enumerate(self.BUCKETS):
-                running += counts[b]
-                out.append(f'mlserve_model_latency_seconds_bucket{{model="{model}",le="{edge:g}"}} {running:.0f}')
-            out.append(f'mlserve_model_latency_seconds_bucket{{model="{model}",le="+Inf"}} {sum(counts):.0f}')
-            out.append(f'mlserve_model_latency_seconds_sum{{model="{model}"}} {self._total(self._msum + m):.6f}')
-            out.append(f'mlserve_model_latency_seconds_count{{model="{model}"}} {sum(counts):.0f}')
+            out += self._histogram(
+                "mlserve_model_latency_seconds", f'model="{model}"', counts, self._total(self._msum + m)
+            )
         out += [
             "# HELP mlserve_model_answers_total /invocations answered by each model (the challenger: canary share).",
             "# TYPE mlserve_model_answers_total counter",
@@ -1293,7 +1295,12 @@ class App:
             )
             headers.append(("Allow", "GET, HEAD, POST"))
         # counted before the answer leaves: a client that reads /metrics after its answer sees it
-        self.metrics.observe(path, status, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(path, status, seconds)
+        if ACCESS_LOG:  # one line per request on stderr, no bodies
+            sys.stderr.write(
+                f'{environ.get("REMOTE_ADDR", "-")} "{method} {path}" {status} {len(body)} {seconds * 1000:.1f}ms\n'
+            )
         start_response(
             f"{status} {REASONS.get(status, '')}".strip(),
             [("Content-Type", ctype), ("Content-Length", str(len(body))), *headers],

@@ -7,11 +7,18 @@ What gunicorn gives, configured here from the environment (every value checked a
 - SIGTERM (``docker stop``, a rolling update): the master closes the listening socket, every worker
   stops accepting and finishes its in-flight requests within ``GRACE_PERIOD`` seconds (default 25,
   under Kubernetes' 30 s termination grace), then the container exits 0.
-- ``THREADS`` per worker (default ``MAX_CONCURRENCY`` + 4: the spare threads answer probes and
+- ``THREADS`` per worker (default ``MAX_CONCURRENCY`` + 16: the spare threads answer probes and
   refusals while the model is busy), ``KEEPALIVE`` seconds for an idle kept-alive connection,
   ``MAX_CONNECTIONS`` per worker (default 4096, under the file limit).
 
-What this module adds to gunicorn's gthread worker (:class:`Worker`):
+What this module adds to gunicorn's gthread worker (:class:`Worker`), measured against the
+server it replaced (benchmarks/RESULTS.md):
+
+- **A kept-alive client's next request is served by the same thread** when it arrives within 5 ms,
+  and **a response leaves in one send** (headers and body), with the Date header formatted once a
+  second and no forwarding-header checks (the server reads none): stock gthread sends headers and
+  body apart and returns the connection to the poller after each response, and those hops and
+  interpreter-lock handoffs cost more than a fast model's prediction.
 
 - **A new connection costs no thread until it sends bytes.** Stock gthread hands every accepted
   connection to a pool thread, which waits up to 5 s for its first bytes; a few thousand idle
@@ -32,10 +39,12 @@ control socket is off, so a read-only root file system works.
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import functools
 import os
 import resource
+import select
 import selectors
 import socket
 import sys
@@ -43,7 +52,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import wsgi
 from gunicorn.workers import gthread
 
 # name: (default, minimum); WORKERS' default depends on the CPUs, THREADS' on MAX_CONCURRENCY
@@ -55,7 +66,8 @@ SETTINGS = {
     "MAX_CONNECTIONS": (4096, 16),
     "LOAD_TIMEOUT": (300, 10),
 }
-SPARE_THREADS = 4
+SPARE_THREADS = 16  # threads beyond MAX_CONCURRENCY: probes and refusals (which read what they refuse)
+NEXT_REQUEST_WAIT = 0.005  # seconds a thread waits for a kept-alive client's next request
 
 
 class SettingError(ValueError):
@@ -116,10 +128,52 @@ class TimedSocket(socket.socket):
         return self._timed(super().sendall, *args)
 
 
+_DATE: list = [0, ""]
+
+
+def _http_date(timestamp=None) -> str:
+    """gunicorn's util.http_date, formatted once per second."""
+    now = int(time.time() if timestamp is None else timestamp)
+    if _DATE[0] != now:
+        _DATE[:] = [now, email.utils.formatdate(now, usegmt=True)]
+    return _DATE[1]
+
+
+class OneWriteResponse(wsgi.Response):
+    """A response whose body comes in one piece of the announced length (every answer of the
+    scoring server) leaves with its headers in one send: stock gunicorn sends the headers, then
+    the body, and each send lets another thread take the interpreter lock."""
+
+    headers_sent: bool  # gunicorn's, set in its __init__
+    sent: int
+
+    def write(self, arg):
+        if (
+            self.headers_sent
+            or self.chunked
+            or getattr(self, "_omits_body", True)
+            or not isinstance(arg, bytes)
+            or self.response_length != len(arg)
+        ):
+            return super().write(arg)
+        lines = self.default_headers() + [f"{k}: {v}\r\n" for k, v in self.headers]
+        util.write(self.sock, ("".join(lines) + "\r\n").encode("latin-1") + arg)
+        self.headers_sent = True
+        self.sent += len(arg)
+        return None
+
+
 class Worker(gthread.ThreadWorker):
     """gthread, with new connections parked in the poller until they send bytes (see the module
     docstring). Relies on gthread's pending-connection list (gunicorn 23 or later); without it,
     accepts as stock gthread does."""
+
+    def init_process(self):
+        # in this worker process only: every response through OneWriteResponse, and the Date
+        # header formatted once a second, not per response
+        wsgi.Response = OneWriteResponse
+        util.http_date = _http_date
+        super().init_process()
 
     def set_accept_enabled(self, enabled):
         """On SIGTERM, also close this worker's copy of the listening socket (the master has closed
@@ -129,6 +183,23 @@ class Worker(gthread.ThreadWorker):
         if not enabled and not self.alive:
             for listener in self.sockets:
                 listener.close()
+
+    def handle(self, conn):
+        """Serve a kept-alive connection's next request in this thread when the client sends it at
+        once (within ``NEXT_REQUEST_WAIT``): stock gthread hands the connection back to the poller
+        after every response, and the hops (pool thread → main loop → poller → pool thread) cost
+        more than a fast model's prediction."""
+        while True:
+            keep = super().handle(conn)
+            if keep is not True or not self.alive or conn.parser is None:
+                return keep
+            if not conn.parser.unreader.buf.getvalue():
+                try:
+                    ready, _, _ = select.select([conn.sock], [], [], NEXT_REQUEST_WAIT)
+                except (OSError, ValueError):
+                    return keep
+                if not ready:
+                    return keep
 
     def accept(self, listener):
         if not hasattr(self, "pending_conns"):
@@ -197,8 +268,12 @@ def options(port: int, workers: int, env: Mapping[str, str] | None = None) -> di
         "backlog": 2048,
         "worker_tmp_dir": shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None,
         "control_socket_disable": True,
-        "accesslog": "-" if env.get("ACCESS_LOG", "1") == "1" else None,
-        "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+        # the server reads no forwarding header (no scheme, script name or path from a proxy): trust
+        # none, and skip the per-request check of the peer against an allow list
+        "forwarded_allow_ips": "*",
+        "secure_scheme_headers": {},
+        "forwarder_headers": "",
+        "accesslog": None,  # the app writes its own access line (server.App): gunicorn's costs ~20 % of req/s
         "errorlog": "-",
         "loglevel": env.get("LOG_LEVEL", "info"),
         "proc_name": "mlops-serve",

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import serve_locally
+from conftest import served_locally
 from mlops_actions.core.paths import resource
 from mlops_actions.serving import profile
 
@@ -112,8 +112,7 @@ def test_profile_is_bins_and_shares_not_rows(context):
 
 def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_slides(context, tmp_path):
     ctx, _, _ = context
-    proc, url = serve_locally(ctx / "model", ctx / "model-info.json", env={"DRIFT_WINDOW": "2000"})
-    try:
+    with served_locally(ctx / "model", ctx / "model-info.json", env={"DRIFT_WINDOW": "2000"}) as url:
         _send(url, _rows(1000, 7))
         calm = _drift(url, 1000)
         psi = {f["name"]: f["psi"] for f in calm["features"]}
@@ -144,17 +143,13 @@ def test_psi_is_low_for_training_like_traffic_high_for_shifted_and_the_window_sl
         back = _drift(url, 1900)
         assert max(f["psi"] for f in back["features"]) < 0.15 and back["drifted"] == [], back
         print(f"\n[drift] calm {calm['features']}\nshifted {shifted['features']} {shifted['predictions']}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_without_a_profile_drift_is_404_with_the_fix(context, tmp_path):
     ctx, _, _ = context
     info = tmp_path / "info.json"
     info.write_text(json.dumps({"flavor": "sklearn", "runtime": "native"}))
-    proc, url = serve_locally(ctx / "model", info, env={"DRIFT_PROFILE": str(tmp_path / "none.json")})
-    try:
+    with served_locally(ctx / "model", info, env={"DRIFT_PROFILE": str(tmp_path / "none.json")}) as url:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{url}/monitoring/drift", timeout=5)
         assert err.value.code == 404 and "render it with reference-data" in err.value.read().decode()
@@ -162,9 +157,6 @@ def test_without_a_profile_drift_is_404_with_the_fix(context, tmp_path):
         errors = [line for line in stage.stdout.splitlines() + stage.stderr.splitlines() if line.startswith("::error")]
         assert stage.returncode != 0 and len(errors) == 1 and "service-url" in errors[0] and "reference-data" in errors[0]
         assert not (tmp_path / "d").exists()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_bad_drift_setting_is_one_line(context):

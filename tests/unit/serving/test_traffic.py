@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import serve_locally
+from conftest import served_locally
 from mlops_actions.core.paths import resource
 from mlops_actions.serving.server import _quantile, agreement
 
@@ -117,8 +117,7 @@ def test_render_bakes_the_challenger_beside_the_champion(context):
 def test_shadow_answers_from_the_champion_and_counts_agreement_exactly(context, two_models):
     ctx, _, _ = context
     _, held, want = two_models
-    proc, url = serve_locally(ctx / "model", ctx / "model-info.json", env={"SHADOW_RATIO": "1"})
-    try:
+    with served_locally(ctx / "model", ctx / "model-info.json", env={"SHADOW_RATIO": "1"}) as url:
         sends = 6
         for _ in range(sends):
             got, role = _post(url, held)
@@ -141,16 +140,12 @@ def test_shadow_answers_from_the_champion_and_counts_agreement_exactly(context, 
         assert f"mlserve_shadow_agreeing_rows_total {sends * agree}" in metrics
         assert f'mlserve_model_latency_seconds_count{{model="challenger"}} {sends}' in metrics
         print(f"\n[shadow] challenger agrees on {agree}/{len(held)} rows; {report}")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_canary_answers_its_share_from_the_challenger(context, two_models):
     ctx, _, _ = context
     _, held, want = two_models
-    proc, url = serve_locally(ctx / "model", ctx / "model-info.json", env={"CANARY_RATIO": "0.5"})
-    try:
+    with served_locally(ctx / "model", ctx / "model-info.json", env={"CANARY_RATIO": "0.5"}) as url:
         roles = []
         for _ in range(120):
             got, role = _post(url, held.head(5))
@@ -162,9 +157,6 @@ def test_canary_answers_its_share_from_the_challenger(context, two_models):
         assert report["champion"]["answers"] == roles.count("champion")
         assert 0.3 < share < 0.7, share  # binomial(120, 0.5): outside this in 1 run of ~10^4
         assert report["shadow"]["requests"]["scored"] == 0  # canary answers are not shadowed
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize(
