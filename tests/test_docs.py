@@ -37,6 +37,7 @@ EMITTERS = {
     "promote-image": [("stages/promote_image.py", "outputs")],
     "health-check": [("stages/health_check.py", "outputs")],
     "dvc": [("stages/dvc.py", "outputs")],
+    "scan": [("stages/scan.py", "outputs")],
 }
 
 

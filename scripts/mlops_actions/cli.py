@@ -185,6 +185,33 @@ def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, track
     return result.outputs()
 
 
+@main.command()
+@click.option("--path", required=True, help="Folder (or file) to scan: fetch-artifacts' path or model-path output.")
+@click.option(
+    "--fail-on",
+    default="low",
+    show_default=True,
+    help="Lowest severity that stops the pipeline: low (any finding), medium, high, critical, or none (report only).",
+)
+@text_option("--report-dir", "Folder for the JSON and Markdown reports (default: $RUNNER_TEMP); never inside --path.")
+@stage
+def scan(path, fail_on, report_dir):
+    """Scan every model file for code run at load time (pickle globals, Keras Lambda, TF file ops)."""
+    from .core.errors import StageError
+    from .stages.scan import fail_line
+    from .stages.scan import scan as do_scan
+
+    result = do_scan(Path(path), fail_on, Path(report_dir) if report_dir else None)
+    gha.add_summary(result.summary())
+    if not result.passed:
+        gha.set_outputs(result.outputs())  # the report paths, for a later step that shows them
+        raise StageError(
+            fail_line(result),
+            "retrain without the flagged object, or set fail-on above its severity if you trust it (see the report)",
+        )
+    return result.outputs()
+
+
 @main.command("verify-manifest")
 @click.argument("directory", type=click.Path(file_okay=False))
 @stage
@@ -687,6 +714,12 @@ def health_check_cmd(image, registry, username, payload, timeout, port, pull):
 @click.option("--username", default="")
 @click.option("--version", "version", default="")
 @flag_option("--push", default="true")
+@click.option(
+    "--scan-fail-on",
+    default="low",
+    show_default=True,
+    help="Scan severity that stops the chain: low (any finding), medium, high, critical, none.",
+)
 @env_manager_option
 @tracking_options
 @stage
@@ -730,7 +763,7 @@ def pipeline_config(
 ):
     """The ``pipeline`` command's flags as one typed :class:`~mlops_actions.pipeline.PipelineConfig`
     (secrets from the environment). ``same``: the flags named as PipelineConfig's fields
-    (project_path, entry_point, experiment, base_image, ca_bundle, version, env_manager)."""
+    (project_path, entry_point, experiment, base_image, ca_bundle, version, env_manager, scan_fail_on)."""
     from .core import tracking as trk
     from .pipeline import GateConfig, PipelineConfig, default_model_name
     from .stages.train import parse_params

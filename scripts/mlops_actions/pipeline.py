@@ -1,7 +1,7 @@
 """The whole chain in one call, safe by default. Used by the root action.yml (the one-step adoption)
 and by ``mlops demo``::
 
-    train (reuse) → gate → fetch-artifacts → render-dockerfile → build + smoke test → open-pr → push
+    train (reuse) → gate → fetch-artifacts → scan → render-dockerfile → build + smoke test → open-pr → push
 
 * **reuse**: a finished run with the same fingerprint (committed project files, entry point,
   params) is returned instead of training again, so a rerun of the same commit, and the run on the
@@ -9,6 +9,9 @@ and by ``mlops demo``::
 * **gate**: the run's model becomes a version in the MLflow Model Registry and must beat the
   champion on ``metric``; a losing or tied challenger stops the chain cleanly (``decision:
   rejected``, no pull request, no image, success). A rerun answers with the recorded decision.
+* **scan before anything leaves**: every fetched file is scanned for code run at load time
+  (stages/scan.py); a finding at ``scan_fail_on`` or above stops the chain before any image or pull
+  request, and the report goes to the pull request body.
 * **smoke test before the pull request**: the image is built and smoke-tested before anything is
   proposed, and pushed only after the pull request is open; a failed smoke test opens nothing.
 * **the loop ends**: after the bot's pull request is merged the artifacts equal the base branch,
@@ -24,17 +27,19 @@ from pathlib import Path
 
 from .core import gha, paths
 from .core import tracking as trk
-from .core.errors import InputError, MlopsError
+from .core.errors import InputError, MlopsError, StageError
 from .stages.fetch_artifacts import fetch
 from .stages.gate import GateRequest, check_request
 from .stages.gate import gate as run_gate
 from .stages.open_pr import PrRequest, open_pr
 from .stages.push_image import PushRequest, push_image
 from .stages.render_dockerfile import render
+from .stages.scan import fail_line, parse_fail_on
+from .stages.scan import scan as run_scan
 from .stages.train import train
 
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
-STAGES = ("train", "gate", "fetch-artifacts", "render-dockerfile", "smoke-test", "open-pr", "push-image")
+STAGES = ("train", "gate", "fetch-artifacts", "scan", "render-dockerfile", "smoke-test", "open-pr", "push-image")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class PipelineConfig:
     env_manager: str = "uv"
     reuse: bool = False  # the CLI and the root action default to True
     gate: GateConfig | None = None  # None: every run is proposed; the CLI and the root action gate by default
+    scan_fail_on: str = "low"  # stages/scan.py's fail-on: low (any finding) ... critical, none (report only)
 
 
 def default_model_name(project_path: str) -> str:
@@ -149,6 +155,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
     """Run the chain for ``cfg``; returns the step outputs (``stages``: stage → result icon)."""
     gate_req = gate_request(cfg.gate) if cfg.gate is not None else None  # a bad gate input fails before training
     push_req = push_request(cfg.push) if cfg.push is not None else None
+    parse_fail_on(cfg.scan_fail_on, "scan-fail-on")
     paths.claim_output(
         cfg.artifacts_dir, "fetch-artifacts", "artifacts-path"
     )  # output folders are checked before training
@@ -165,7 +172,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
     extra: list[str] = []
     try:
         table.start("train")
-        with gha.group("1/7 train" + (" (or reuse a finished run of the same fingerprint)" if cfg.reuse else "")):
+        with gha.group("1/8 train" + (" (or reuse a finished run of the same fingerprint)" if cfg.reuse else "")):
             trained = train(
                 cfg.project_path,
                 entry_point=cfg.entry_point,
@@ -196,7 +203,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
             gha.notice("gate off: the run is proposed without comparing it with the registry's champion")
             table.add("gate", "⚠️", "off (gate: 'false'): every run is proposed")
         else:
-            with gha.group(f"2/7 gate {gate_req.model_name} on {gate_req.metric} ({gate_req.direction})"):
+            with gha.group(f"2/8 gate {gate_req.model_name} on {gate_req.metric} ({gate_req.direction})"):
                 decided = run_gate(
                     dataclasses.replace(gate_req, run_id=trained.run_id, model_uri=trained.model_uri), cfg.tracking
                 )
@@ -231,13 +238,30 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
             )
 
         table.start("fetch-artifacts")
-        with gha.group("3/7 fetch-artifacts"):
+        with gha.group("3/8 fetch-artifacts"):
             fetched = fetch(trained.run_id, cfg.artifacts_dir, tracking=cfg.tracking)
         out.update({"artifacts": str(fetched.path), "model-path": str(fetched.model_path), "flavor": fetched.flavor})
         table.add("fetch-artifacts", "✅", str(fetched.path))
 
+        table.start("scan")
+        with gha.group("4/8 scan"):
+            scanned = run_scan(fetched.path, cfg.scan_fail_on)
+        extra.append(scanned.summary())
+        out.update({"scan-result": "passed" if scanned.passed else "failed", "scan-report": str(scanned.report)})
+        if not scanned.passed:
+            raise StageError(
+                fail_line(scanned),
+                "retrain without the flagged object, or set scan-fail-on above its severity if you trust it",
+            )
+        table.add(
+            "scan",
+            "✅" if not scanned.findings else "⚠️",
+            f"{len(scanned.scanned)} model file(s), {len(scanned.findings)} finding(s)"
+            + (f" (highest {scanned.highest}, below {cfg.scan_fail_on})" if scanned.findings else ""),
+        )
+
         table.start("render-dockerfile")
-        with gha.group("4/7 render-dockerfile"):
+        with gha.group("5/8 render-dockerfile"):
             assert fetched.model_path is not None  # fetch() includes the model unless told not to
             rendered = render(
                 fetched.model_path,
@@ -253,7 +277,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         tested = None
         table.start("smoke-test")
         if push_req is not None:
-            with gha.group("5/7 build + smoke test (nothing pushed yet)"):
+            with gha.group("6/8 build + smoke test (nothing pushed yet)"):
                 tested = push_image(dataclasses.replace(push_req, context=rendered.context, push=False))
             table.add(
                 "smoke-test",
@@ -265,8 +289,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
 
         table.start("open-pr")
         if cfg.pr is not None:
-            with gha.group("6/7 open-pr"):
-                pr = open_pr(dataclasses.replace(cfg.pr, source_dir=fetched.path))
+            with gha.group("7/8 open-pr"):
+                pr = open_pr(
+                    dataclasses.replace(
+                        cfg.pr,
+                        source_dir=fetched.path,
+                        extra_body=[*cfg.pr.extra_body, *([scanned.markdown] if scanned.markdown else [])],
+                    )
+                )
             out.update(
                 {
                     "pr-number": str(pr.pr_number or ""),
@@ -294,7 +324,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
         else:
             # push_image tests again before it tags: what is pushed passed a smoke test even if the
             # build cache no longer holds the tested image (then it is rebuilt and tested once more)
-            with gha.group("7/7 push-image"):
+            with gha.group("8/8 push-image"):
                 pushed = push_image(dataclasses.replace(push_req, context=rendered.context))
             if pushed.image_id != tested.image_id:
                 gha.warning(

@@ -9,7 +9,12 @@ classifier wrapped in the adopter's own ``mlflow.pyfunc.PythonModel`` (a helper 
 repository shipped with ``code_paths``, a ``threshold`` param in its signature), which
 render-dockerfile's runtime auto can only serve through mlflow.pyfunc; the same run also logs the
 bare booster with ``mlflow.xgboost.log_model``, which a second run of the workflow (train's
-model-name and reuse) ships with runtime native."""
+model-name and reuse) ships with runtime native.
+
+Every run scans what it fetched before rendering (the scan action on the bare runner, no ML
+library in its environment). A fourth adopter's script logs a model whose pickle runs a shell
+command when loaded: the scan stops that run with one line naming the file and the operator, and
+nothing is rendered, built or pushed."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import urllib.request
 import pytest
 
 from act.harness import ACTIONS_REF, RECORD_STEP, act_binary, git, make_adopter, run_act, snapshot_actions
-from conftest import serve_image
+from conftest import registry_tags, serve_image
 
 pytestmark = [
     pytest.mark.act,
@@ -148,6 +153,10 @@ jobs:
           run-id: ${{{{ steps.train.outputs.run-id }}}}
           model-uri: ${{{{ steps.train.outputs.model-uri }}}}
           path: build/artifacts
+      - id: scan
+        uses: {A.format("scan")}
+        with:
+          path: ${{{{ steps.fetch.outputs.path }}}}
       - id: render
         uses: {A.format("render-dockerfile")}
         with:
@@ -165,10 +174,38 @@ jobs:
           password: ${{{{ secrets.REGISTRY_PASSWORD }}}}
 {RECORD_STEP}"""
 
+# A tampered training script: the estimator carries an object whose pickle calls os.system (here
+# a harmless touch of a marker file) the moment a server loads the model. Logged with MLflow's
+# cloudpickle format and no input example, so nothing loads it while logging.
+POISONED = '''\
+"""Churn on SYNTHETIC data; the model carries a payload (a test of the scan stage)."""
+import os
+
+import mlflow
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/mlops-pwned-by-the-model",))
+
+
+rng = np.random.default_rng(3)
+X = rng.normal(size=(200, 4))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+with mlflow.start_run():
+    model = LogisticRegression().fit(X, y)
+    model.payload_ = Payload()
+    mlflow.log_metric("accuracy", float((model.predict(X) == y).mean()))
+    mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+'''
+
 # project folder → (its files, its requirements.txt)
 PROJECTS = {
     "forecast": ({"train.py": TRAIN}, "mlflow>=3.1,<4\nscikit-learn>=1.4\npandas>=2.0\n"),
     "parcel": ({"train.py": PARCEL, "features.py": FEATURES}, "mlflow>=3.1,<4\nxgboost-cpu>=2.1\npandas>=2.0\n"),
+    "churn": ({"train.py": POISONED}, "mlflow>=3.1,<4\nscikit-learn>=1.4\n"),
 }
 
 
@@ -211,8 +248,10 @@ def shipped(own, *, flavor: str, runtime: str | None = None) -> str:
     its reference by digest."""
     run = own["run"]
     assert run.returncode == 0, run.describe()
-    for step in ("train", "fetch", "render", "push"):
+    for step in ("train", "fetch", "scan", "render", "push"):
         assert run.outcome(step) == "success", (step, run.steps.get(step), run.error_lines())
+    scanned = run.outputs("scan")
+    assert (scanned["result"], scanned["findings"]) == ("passed", "0") and int(scanned["scanned"]) >= 1, scanned
     assert run.outputs("train")["env-manager"] == "uv"
     assert "requirements.txt" in run.log  # the environment came from the script's requirements
     assert run.outputs("fetch")["flavor"] == flavor
@@ -286,6 +325,11 @@ def host_model(server, model_uri: str, dest):
 @pytest.fixture(scope="module")
 def own(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
     return adopt(tmp_path_factory.mktemp("act-own"), "forecast", mlflow_server=mlflow_auth_server, registry=registry)
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    return adopt(tmp_path_factory.mktemp("act-churn"), "churn", mlflow_server=mlflow_auth_server, registry=registry)
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +424,19 @@ def test_own_xgboost_booster_ships_a_native_image_that_answers_like_it(
         served = invoke(url, {"dataframe_split": frame.to_dict(orient="split", index=False)})
     assert [len(p) for p in served] == [3] * len(frame), served
     assert [p for row in served for p in row] == pytest.approx(expected.ravel().tolist(), abs=1e-6), served
+
+
+def test_a_model_whose_pickle_runs_a_command_is_stopped_before_anything_is_built(poisoned, registry):
+    run = poisoned["run"]
+    assert run.returncode != 0
+    assert [run.outcome(step) for step in ("train", "fetch", "scan")] == ["success", "success", "failure"]
+    assert run.outcome("render") == run.outcome("push") == "skipped"  # never started
+    errors = run.error_lines()
+    assert len(errors) == 1, errors
+    assert "unsafe model file: model/model.pkl: 'posix.system' (critical, pickle globals)" in errors[0], errors
+    scanned = run.outputs("scan")
+    assert (scanned["result"], scanned["highest"]) == ("failed", "critical"), scanned
+    assert "model/model.pkl: pickle globals: 1 finding(s)" in run.log
+    assert (poisoned["adopter"].workdir / "build" / "artifacts" / "model" / "model.pkl").is_file()  # fetched, kept
+    assert registry_tags(registry, "acme/churn") == []  # nothing pushed
+    assert not (poisoned["adopter"].workdir / "build" / "image").exists()  # nothing rendered (bind-mounted checkout)

@@ -4,6 +4,8 @@ stages, what each is given, and that the caller's PipelineConfig is never change
 from __future__ import annotations
 
 import copy
+import os
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,6 +36,8 @@ def calls(monkeypatch, tmp_path):
 
     def fetch(run_id, dest, tracking):
         seen.append(("fetch", run_id))
+        (Path(dest) / "model").mkdir(parents=True)
+        (Path(dest) / "model" / "model.pkl").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
         return SimpleNamespace(path=Path(dest), model_path=Path(dest) / "model", flavor="sklearn")
 
     def render(model_path, context_dir, **kwargs):
@@ -55,6 +59,7 @@ def calls(monkeypatch, tmp_path):
         monkeypatch.setattr(pipeline, name, fn)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "runner-temp"))  # where the scan report goes
     return seen
 
 
@@ -74,12 +79,43 @@ def test_the_chain_runs_in_order_and_leaves_the_callers_config_as_it_was(calls, 
     out = pipeline.run_pipeline(cfg)
     assert cfg == before
     assert [name for name, _ in calls] == ["train", "gate", "fetch", "render", "smoke", "open-pr", "push"]
-    assert out["stages"] == {"train": "✅", "gate": "🏆", "fetch-artifacts": "✅", "render-dockerfile": "✅",
-                             "smoke-test": "✅", "open-pr": "✅", "push-image": "✅"}
+    assert out["stages"] == {"train": "✅", "gate": "🏆", "fetch-artifacts": "✅", "scan": "✅",
+                             "render-dockerfile": "✅", "smoke-test": "✅", "open-pr": "✅", "push-image": "✅"}
+    assert out["scan-result"] == "passed"
     given = dict(calls)
     assert given["open-pr"].source_dir == tmp_path / "artifacts"  # the fetched folder, not the configured one
+    # the scan report (written outside the artifacts) is a section of the pull request body
+    assert given["open-pr"].extra_body == [Path(str(out["scan-report"])).with_suffix(".md")]
+    assert "no unsafe operator" in given["open-pr"].extra_body[0].read_text()
+    assert sorted(p.name for p in (tmp_path / "artifacts").rglob("*")) == ["model", "model.pkl"]
     assert given["push"].context == tmp_path / "image" and given["push"].image == "registry.example/acme/model"
     assert given["gate"].run_id == "r1" and given["gate"].model_uri == "models:/m-1"
+
+
+class _Shell:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/pwned-by-the-model",))
+
+
+def test_a_model_with_code_in_its_pickle_stops_the_chain_before_any_image_or_pull_request(calls, monkeypatch, tmp_path):
+    def fetch(run_id, dest, tracking):
+        calls.append(("fetch", run_id))
+        (Path(dest) / "model").mkdir(parents=True)
+        (Path(dest) / "model" / "model.pkl").write_bytes(pickle.dumps(_Shell()))
+        return SimpleNamespace(path=Path(dest), model_path=Path(dest) / "model", flavor="sklearn")
+
+    monkeypatch.setattr(pipeline, "fetch", fetch)
+    with pytest.raises(pipeline.StageError, match=r"unsafe model file: model/model.pkl: 'posix.system' \(critical"):
+        pipeline.run_pipeline(config(tmp_path))
+    assert [name for name, _ in calls] == ["train", "gate", "fetch"]
+
+
+def test_scan_fail_on_is_checked_before_training(calls, tmp_path):
+    cfg = config(tmp_path)
+    cfg.scan_fail_on = "severe"
+    with pytest.raises(pipeline.InputError, match="input 'scan-fail-on': 'severe' is not a severity"):
+        pipeline.run_pipeline(cfg)
+    assert calls == []
 
 
 def test_a_losing_challenger_stops_before_anything_is_proposed(calls, monkeypatch, tmp_path):
