@@ -154,6 +154,9 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     assert "model/MLmodel" in listed and "confusion_matrix.png" in listed
     [pull] = [p for p in github.pulls[SLUG] if p.state == "open"]
     assert (pull.head, pull.base) == (BRANCH, "main") and out["run-id"] in pull.body
+    # the propose job scanned what it committed, and its report is a section of the body
+    assert "### 🔎 Model scan\n✅ **passed**: no unsafe operator in 1 model file(s)" in pull.body
+    assert "| `model/model.pkl` | pickle globals |" in pull.body
 
 
 def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry, docker_engine):
