@@ -249,9 +249,25 @@ def verify_manifest(directory):
 @text_option(
     "--extra-body", "Markdown files added to the body (e.g. dvc's metrics-diff-file), comma- or newline-separated."
 )
+@text_option("--assignees", "Comma- or newline-separated logins to assign.")
+@text_option("--author", "Commit author 'Display Name <email>' (default: the committer).")
+@text_option("--committer", "Commit committer 'Display Name <email>' (default: github-actions[bot]).")
+@flag_option("--delete-branch", default="false", help="No diff left: delete the bot branch too (the PR is closed).")
 @stage
 def open_pr_cmd(
-    source_dir, repo_path, labels, open_pull_request, workdir, reviewers, draft, template, body_file, extra_body, **text
+    source_dir,
+    repo_path,
+    labels,
+    open_pull_request,
+    workdir,
+    reviewers,
+    draft,
+    template,
+    body_file,
+    extra_body,
+    assignees,
+    delete_branch,
+    **text,
 ):
     """Commit artifacts on the bot branch and open or update the pull request. Token: GITHUB_TOKEN env."""
     from .core.inputs import split_list
@@ -268,6 +284,8 @@ def open_pr_cmd(
         template=Path(template) if template else None,
         body_file=Path(body_file) if body_file else None,
         extra_body=[Path(p) for p in split_list(extra_body)],
+        assignees=split_list(assignees),
+        delete_branch=_flag(delete_branch, "delete-branch"),
         **text,
     )
     result = open_pr(req)

@@ -67,6 +67,8 @@ jobs:
           repo-path: models/sentiment
           branch: {BRANCH}
           labels: mlops, model-update
+          assignees: octocat
+          author: Jane Doe <jane@example.com>
           token: ${{{{ secrets.GITHUB_TOKEN }}}}
       - id: render
         uses: {A.format("render-dockerfile")}
@@ -256,7 +258,13 @@ def test_open_pr_created_one_pull_request_on_a_pushed_branch(chain, github):
     assert (pull.head, pull.base) == (BRANCH, "main")
     assert out["pr-number"] == str(pull.number)
     assert out["pr-url"] == f"https://github.com/{SLUG}/pull/{pull.number}"
-    assert sorted(pull.labels) == ["mlops", "model-update"]
+    assert sorted(pull.labels) == ["mlops", "model-update"] and pull.assignees == ["octocat"]
+    # create-pull-request's output names, for workflows that switch from it
+    aliases = {k: out[f"pull-request-{k}"] for k in ("number", "url", "operation", "head-sha", "branch")}
+    assert aliases == {"number": out["pr-number"], "url": out["pr-url"], "operation": "created",
+                       "head-sha": out["head-sha"], "branch": BRANCH}, out
+    who = git("log", "-1", "--format=%an <%ae>|%cn", out["head-sha"], cwd=adopter.origin)
+    assert who == "Jane Doe <jane@example.com>|github-actions[bot]", who
     branches = adopter.branches()
     assert branches.get(BRANCH) == out["head-sha"], branches
     files = git("ls-tree", "-r", "--name-only", out["head-sha"], "--", "models/sentiment", cwd=adopter.origin).splitlines()

@@ -7,7 +7,8 @@ fixture and the context manager fail when that list is not empty at the end.
 
 Modelled, with GitHub's semantics and error shapes: repositories (``repos/get``), pull requests
 (``pulls/list``, ``pulls/create``, ``pulls/get``, ``pulls/update``), labels on pull requests
-(``issues/add-labels``, unknown labels are created) and review requests
+(``issues/add-labels``, unknown labels are created), assignees (``issues/add-assignees``: only
+collaborators, others silently ignored as GitHub does) and review requests
 (``pulls/request-reviewers``; team reviewers only for a repository created with ``teams``). Pull
 requests are same-repository only (no forks). Like GitHub, ``GET .../pulls?head=`` filters only when the value is ``owner:branch``.
 """
@@ -74,6 +75,7 @@ class Pull:
     labels: list[str] = field(default_factory=list)
     requested_reviewers: list[str] = field(default_factory=list)
     requested_teams: list[str] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
     created_at: str = ""
     updated_at: str = ""
     closed_at: str | None = None
@@ -170,6 +172,7 @@ class GitHubDouble:
             "pulls/get": self._get_pull,
             "pulls/update": self._update_pull,
             "issues/add-labels": self._add_labels,
+            "issues/add-assignees": self._add_assignees,
             "pulls/request-reviewers": self._request_reviewers,
         }
 
@@ -471,6 +474,38 @@ class GitHubDouble:
         pull.updated_at = _now()
         return 200, [repo.labels[name.lower()] for name in pull.labels], {}
 
+    def _add_assignees(self, repo: Repo, params: dict[str, str], body: Any, op: Operation, **_: Any):
+        """GitHub ignores logins that cannot be assigned (not collaborators) and answers 201 with the issue."""
+        pull = self._find(repo, params["issue_number"], op)
+        allowed = repo.collaborators
+        for login in (body or {}).get("assignees", []) if isinstance(body, dict) else []:
+            if (allowed is None or login in allowed or login == repo.owner) and login not in pull.assignees:
+                pull.assignees.append(login)
+        pull.updated_at = _now()
+        return 201, self._issue(repo, pull), {}
+
+    def _issue(self, repo: Repo, pull: Pull) -> dict[str, Any]:
+        """The issue object of a pull request (what the issues endpoints answer for it)."""
+        n, full = pull.number, repo.full_name
+        value = self._rewrite(
+            self.contract.example("issue"),
+            ("octocat/Hello-World/issues/1347", f"{full}/issues/{n}"),
+            ("octocat/Hello-World/pulls/1347", f"{full}/pulls/{n}"),
+            ("octocat/Hello-World/pull/1347", f"{full}/pull/{n}"),
+            ("octocat/Hello-World", full),
+        )
+        users = [self._user(login) for login in pull.assignees]
+        value.update(
+            id=_stable_id(f"{full}#{n}"), node_id=_node_id("Issue", f"{full}#{n}"), number=n, title=pull.title,
+            body=pull.body, state=pull.state, user=self._user(pull.user),
+            labels=[repo.labels[name.lower()] for name in pull.labels], assignee=users[0] if users else None,
+            assignees=users, milestone=None, locked=False, comments=0, closed_at=pull.closed_at, closed_by=None,
+            created_at=pull.created_at, updated_at=pull.updated_at, state_reason=None,
+            author_association="OWNER" if pull.user == repo.owner else "COLLABORATOR",
+        )  # fmt: skip
+        value.pop("pinned_comment", None)
+        return value
+
     def _request_reviewers(self, repo: Repo, params: dict[str, str], body: Any, op: Operation, **_: Any):
         pull = self._find(repo, params["pull_number"], op)
         body = body if isinstance(body, dict) else {}
@@ -574,7 +609,8 @@ class GitHubDouble:
             active_lock_reason=None, user=self._user(pull.user),
             labels=[repo.labels[name.lower()] for name in pull.labels],
             requested_reviewers=[self._user(login) for login in pull.requested_reviewers], requested_teams=[self._team(repo, slug) for slug in pull.requested_teams],
-            assignee=None, assignees=[], milestone=None, auto_merge=None,
+            assignee=self._user(pull.assignees[0]) if pull.assignees else None,
+            assignees=[self._user(login) for login in pull.assignees], milestone=None, auto_merge=None,
             author_association="OWNER" if pull.user == repo.owner else "COLLABORATOR",
             created_at=pull.created_at, updated_at=pull.updated_at, closed_at=pull.closed_at,
             merged_at=None, merge_commit_sha=None, merged=False, mergeable=None if closed else True,

@@ -205,3 +205,97 @@ def test_missing_extra_body_file_is_refused_before_any_push(gh, git_remote, arti
     with pytest.raises(InputError, match="input 'extra-body': '.*missing.md' not found"):
         open_pr(request(gh, git_remote, artifacts, extra_body=[tmp_path / "missing.md"]))
     assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []
+
+
+# --- create-pull-request parity: aliases, closed, rebase, assignees, identities, body limit ------
+
+
+def person_commits(git_remote, tmp_path, branch, name="note"):
+    """Somebody pushes a commit of their own to ``branch`` (another clone, their identity)."""
+    person = tmp_path / f"person-{branch.replace('/', '-')}-{name}"
+    git("clone", "--quiet", "--branch", branch, str(git_remote.origin), str(person), cwd=tmp_path)
+    (person / f"{name}.md").write_text(f"{name}\n")
+    git("add", ".", cwd=person)
+    git("-c", "user.name=Pat", "-c", "user.email=pat@example.invalid", "commit", "-qm", name, cwd=person)
+    git("push", "-q", "origin", branch, cwd=person)
+    return git("rev-parse", "HEAD", cwd=person)
+
+
+def test_outputs_carry_create_pull_request_names(gh, git_remote, artifacts):
+    out = open_pr(request(gh, git_remote, artifacts)).outputs()
+    assert (out["pull-request-number"], out["pull-request-operation"], out["pull-request-branch"]) == (
+        "1", "created", "mlops/model-update")
+    assert out["pull-request-url"] == out["pr-url"] and out["pull-request-head-sha"] == out["head-sha"]
+    again = open_pr(request(gh, git_remote, artifacts)).outputs()
+    assert (again["operation"], again["pull-request-operation"]) == ("unchanged", "none")
+
+
+def test_a_bot_only_branch_behind_a_moved_base_is_rebuilt_on_it(gh, git_remote, artifacts, tmp_path):
+    first = open_pr(request(gh, git_remote, artifacts))
+    main = person_commits(git_remote, tmp_path, "main", "changelog")  # main moves on
+    bump_metric(artifacts, "test_accuracy", 0.97)
+    second = open_pr(request(gh, git_remote, artifacts))
+    assert (second.operation, second.rebased, second.pr_number) == ("updated", True, first.pr_number)
+    head = git_branches(git_remote.origin)["mlops/model-update"]
+    assert head == second.head_sha and git("rev-parse", f"{head}^", cwd=git_remote.origin) == main
+    assert git("rev-list", "--count", f"main..{head}", cwd=git_remote.origin) == "1"  # one bot commit on main
+    assert "rebuilt on the moved base" in second.summary()
+    third = open_pr(request(gh, git_remote, artifacts))  # nothing moved since: nothing pushed
+    assert (third.operation, third.rebased, third.head_sha) == ("unchanged", False, head)
+    assert len(gh.pulls[REPO]) == 1
+
+
+def test_a_branch_with_somebody_elses_commit_is_never_rewritten(gh, git_remote, artifacts, tmp_path):
+    open_pr(request(gh, git_remote, artifacts))
+    theirs = person_commits(git_remote, tmp_path, "mlops/model-update", "review")
+    person_commits(git_remote, tmp_path, "main", "changelog")
+    bump_metric(artifacts, "test_accuracy", 0.97)
+    second = open_pr(request(gh, git_remote, artifacts))
+    assert (second.operation, second.rebased) == ("updated", False)
+    assert git("merge-base", "--is-ancestor", theirs, second.head_sha, cwd=git_remote.origin) == ""  # kept
+    assert any(f"not the bot's ({theirs[:7]} by Pat)" in note for note in second.notes)
+    assert "⚠️ `mlops/model-update` has commits that are not the bot's" in second.summary()
+
+
+def test_no_diff_left_closes_the_pull_request_and_deletes_the_branch_when_asked(gh, git_remote, artifacts):
+    first = open_pr(request(gh, git_remote, artifacts))
+    git("update-ref", "refs/heads/main", first.head_sha, cwd=git_remote.origin)  # base got them another way
+    kept = open_pr(request(gh, git_remote, artifacts))
+    assert (kept.operation, kept.pr_number, kept.branch_deleted) == ("closed", 1, False)
+    assert kept.outputs()["pull-request-operation"] == "closed" and open_pulls(gh) == []
+    assert "mlops/model-update" in git_branches(git_remote.origin)
+    gone = open_pr(request(gh, git_remote, artifacts, delete_branch=True))  # no open PR left: only the branch
+    assert (gone.operation, gone.branch_deleted) == ("unchanged", True)
+    assert "mlops/model-update" not in git_branches(git_remote.origin)
+    assert len(gh.pulls[REPO]) == 1 and gh.pulls[REPO][0].state == "closed"
+
+
+def test_assignees_author_and_committer(gh, git_remote, artifacts):
+    req = request(gh, git_remote, artifacts, assignees=["alice", "bob"], author="Jane Doe <jane@example.com>",
+                  committer="ML Bot <ml-bot@example.com>")
+    first = open_pr(req)
+    who = git("log", "-1", "--format=%an <%ae>|%cn <%ce>", first.head_sha, cwd=git_remote.origin)
+    assert who == "Jane Doe <jane@example.com>|ML Bot <ml-bot@example.com>"
+    assert open_pulls(gh)[0].assignees == ["alice", "bob"]
+    bump_metric(artifacts, "test_accuracy", 0.97)
+    open_pr(request(gh, git_remote, artifacts, assignees=["alice", "bob"], committer="ML Bot <ml-bot@example.com>"))
+    calls = [r for r in gh.requests if r.operation == "issues/add-assignees"]
+    assert len(calls) == 1  # already assigned: not asked again
+
+
+@pytest.mark.parametrize("field, value", [("author", "Jane Doe"), ("committer", "<bot@example.com>"),
+                                          ("assignees", ["not a login"])])
+def test_bad_identity_or_assignee_pushes_nothing(gh, git_remote, artifacts, field, value):
+    with pytest.raises(InputError, match=f"input '{field}'"):
+        open_pr(request(gh, git_remote, artifacts, **{field: value}))
+    assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []
+
+
+def test_a_body_over_githubs_limit_is_cut_with_a_note(gh, git_remote, artifacts, tmp_path):
+    huge = tmp_path / "huge.md"
+    huge.write_text("### Long report\n" + "".join(f"| row {i} | {'x' * 60} |\n" for i in range(1500)))
+    result = open_pr(request(gh, git_remote, artifacts, extra_body=[huge], body_file=tmp_path / "body.md"))
+    body = open_pulls(gh)[0].body
+    assert len(body) <= 65_536 < len((tmp_path / "body.md").read_text())  # the file keeps it whole
+    assert "✂️ This body was cut to GitHub's 65,536-character limit" in body and body.startswith("<!-- mlops")
+    assert any("cut to GitHub's 65,536-character limit" in note for note in result.notes)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..core import gha, manifest, paths
 from ..core.errors import InputError, StageError, TransientError
-from ..core.git import Git, remote_head, validate_branch
+from ..core.git import BOT_EMAIL, BOT_NAME, Git, remote_head, validate_branch
 from ..core.inputs import safe_relative
 from ..core.markdown import cell, human_size, metric_rows
 from ..core.paths import read_text_input, resource
@@ -66,30 +66,53 @@ class PrRequest:
     extra_body: list[Path] = field(
         default_factory=list
     )  # Markdown files added under the body (e.g. a DVC metrics diff)
+    assignees: list[str] = field(default_factory=list)
+    author: str = ""  # "Display Name <email>"; empty: the committer
+    committer: str = ""  # "Display Name <email>"; empty: github-actions[bot]
+    delete_branch: bool = False  # no diff left: also delete the bot branch (create-pull-request's delete-branch)
+
+
+# create-pull-request's pull-request-operation for each of ours (it has no "unchanged" or "pushed")
+CPR_OPERATION = {"created": "created", "updated": "updated", "closed": "closed", "unchanged": "none", "pushed": "none"}
 
 
 @dataclass
 class PrResult:
-    operation: str
+    operation: str  # created, updated, closed, unchanged, or pushed (open-pull-request: false)
     branch: str
     head_sha: str = ""
     pr_number: int | None = None
     pr_url: str = ""
     body_file: str = ""
+    rebased: bool = False  # the bot branch was rebuilt on the moved base
+    branch_deleted: bool = False
+    notes: list[str] = field(default_factory=list)  # what the job summary must say (kept branch, cut body)
 
     def outputs(self) -> dict[str, object]:
+        number = str(self.pr_number or "")
         return {
-            "pr-number": str(self.pr_number or ""),
+            "pr-number": number,
             "pr-url": self.pr_url,
             "operation": self.operation,
             "head-sha": self.head_sha,
             "branch": self.branch,
             "body-file": self.body_file,
+            # the names peter-evans/create-pull-request users know
+            "pull-request-number": number,
+            "pull-request-url": self.pr_url,
+            "pull-request-operation": CPR_OPERATION.get(self.operation, "none"),
+            "pull-request-head-sha": self.head_sha,
+            "pull-request-branch": self.branch,
         }
 
     def summary(self) -> str:
         where = f"[#{self.pr_number}]({self.pr_url})" if self.pr_url else f"branch `{self.branch}`"
-        return f"### 🔀 open-pr\n{self.operation}: {where} at `{self.head_sha[:7]}`"
+        text = f"### 🔀 open-pr\n{self.operation}: {where} at `{self.head_sha[:7]}`"
+        if self.rebased:
+            text += " (rebuilt on the moved base: it held only bot commits)"
+        if self.branch_deleted:
+            text += f"; branch `{self.branch}` deleted"
+        return text + "".join(f"\n\n⚠️ {note}" for note in self.notes)
 
 
 def validate(req: PrRequest) -> PrRequest:
@@ -141,6 +164,13 @@ def validate(req: PrRequest) -> PrRequest:
             raise InputError(
                 "reviewers", f"'{user}' is not a GitHub login or org/team", "list logins separated by commas"
             )
+    for user in req.assignees:
+        if not re.match(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$", user):
+            raise InputError("assignees", f"'{user}' is not a GitHub login", "list logins separated by commas")
+    for name in ("committer", "author"):
+        value = getattr(req, name)
+        if value:
+            parse_identity(value, name)
     src = Path(req.source_dir)
     if not src.is_dir():
         raise InputError("source-dir", f"'{src}' is not a directory", "pass the path output of fetch-artifacts")
@@ -154,6 +184,47 @@ def validate(req: PrRequest) -> PrRequest:
             "workdir", f"'{req.workdir}' is not a git checkout", "run actions/checkout before this step or set workdir"
         )
     return req
+
+
+_IDENTITY = re.compile(r"^\s*([^<>\n]*?)\s*<([^<>\s@]+@[^<>\s@]+)>\s*$")
+
+
+def parse_identity(value: str, input_name: str) -> tuple[str, str]:
+    """``Display Name <email@address>`` (create-pull-request's format) as (name, email)."""
+    found = _IDENTITY.match(value or "")
+    if not found or not found.group(1):
+        raise InputError(
+            input_name, f"'{value}' is not 'Display Name <email>'", "write e.g. 'Jane Doe <jane@example.com>'"
+        )
+    return found.group(1), found.group(2)
+
+
+def _identities(git: Git, req: PrRequest) -> str:
+    """Set the commit author and committer; returns the committer email, which marks bot commits."""
+    committer = parse_identity(req.committer, "committer") if req.committer else (BOT_NAME, BOT_EMAIL)
+    author = parse_identity(req.author, "author") if req.author else committer
+    git.env.update(
+        GIT_AUTHOR_NAME=author[0], GIT_AUTHOR_EMAIL=author[1], GIT_COMMITTER_NAME=committer[0],
+        GIT_COMMITTER_EMAIL=committer[1],
+    )  # fmt: skip
+    return committer[1]
+
+
+GITHUB_BODY_LIMIT = 65_536  # characters GitHub accepts in a pull request body
+
+
+def cut_body(body: str, where: str) -> tuple[str, bool]:
+    """The body within GitHub's limit: whole lines, then a note saying how much was left out and
+    where the whole body is."""
+    if len(body) <= GITHUB_BODY_LIMIT:
+        return body, False
+    note = (
+        f"\n\n---\n✂️ This body was cut to GitHub's {GITHUB_BODY_LIMIT:,}-character limit; "
+        f"{{left:,}} characters did not fit. The whole body: {where}.\n"
+    )
+    room = GITHUB_BODY_LIMIT - len(note.format(left=len(body))) - 16
+    kept = body[:room].rsplit("\n", 1)[0]
+    return kept + note.format(left=len(body) - len(kept)), True
 
 
 def check_branches(branch: str, base: str, defaults: dict[str, str]) -> None:
@@ -198,6 +269,7 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
     if req.token:
         gha.mask(req.token)
     git = Git(Path(req.workdir), token=req.token or None, remote=req.remote)
+    bot_email = _identities(git, req)
     git.remote_url()
     git.authenticate()
     api = _Api(req, github_factory) if req.open_pull_request else None
@@ -210,14 +282,32 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
     with gha.group(f"commit {req.source_dir} → {req.repo_path} on {req.branch} (base {base})"):
         for attempt in range(3):
             try:
-                head_sha, pushed, differs = _commit_and_push(git, req, base)
+                done = _commit_and_push(git, req, base, bot_email)
                 break
             except _PushRace:
                 if attempt == 2:
                     raise StageError(f"branch {req.branch} kept moving while pushing", "re-run the job") from None
-    result = PrResult(operation="unchanged", branch=req.branch, head_sha=head_sha)
+    head_sha, pushed, differs = done.head, done.pushed, done.differs
+    result = PrResult(operation="unchanged", branch=req.branch, head_sha=head_sha, rebased=done.rebased)
+    if done.foreign:
+        result.notes.append(
+            f"`{req.branch}` has commits that are not the bot's ({done.foreign}): it was not rebased on `{base}`, "
+            "the update went on top; if the pull request conflicts, rebase it by hand or delete the branch"
+        )
+        gha.warning(result.notes[-1])
     if not differs:
         gha.notice(f"{req.repo_path} on {base} already holds these artifacts: no pull request needed")
+        if api is not None:
+            pull = api.find_open(base)
+            if pull is not None:  # create-pull-request's "closed": nothing left to review
+                api.call(lambda: pull.edit(state="closed"), "close pull request")
+                result.operation, result.pr_number, result.pr_url = "closed", pull.number, pull.html_url
+        if req.delete_branch and done.branch_existed:
+            if done.foreign:
+                result.notes.append(f"`{req.branch}` was kept: it has commits that are not the bot's")
+            else:
+                git.network("push", "--porcelain", git.remote, "--delete", f"refs/heads/{req.branch}", what="delete")
+                result.branch_deleted = True
         return result
     body = render_body(req, git, base, head_sha)
     if req.body_file:
@@ -227,6 +317,10 @@ def open_pr(req: PrRequest, github_factory=None) -> PrResult:
     if api is None:
         result.operation = "pushed" if pushed else "unchanged"
         return result
+    run = gha.github_context().get("run_url", "")
+    body, cut = cut_body(body, f"the body-file output of this step ({run})" if run else "this step's body-file")
+    if cut:
+        result.notes.append(f"the pull request body was cut to GitHub's {GITHUB_BODY_LIMIT:,}-character limit")
     with gha.group(f"pull request {req.repository}: {req.branch} → {base}"):
         api.upsert_pull(base, body, pushed, result)
     return result
@@ -243,8 +337,31 @@ def _default_base(git: Git) -> str:
     return remote_head(git) or "main"
 
 
-def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bool]:
-    """Returns (head sha of the bot branch, whether we pushed, whether it differs from base)."""
+@dataclass
+class _Pushed:
+    head: str  # the bot branch's head sha
+    pushed: bool
+    differs: bool  # the repo-path on the branch differs from base
+    branch_existed: bool = False
+    rebased: bool = False
+    foreign: str = ""  # the first commit on the branch that is not the bot's (sha and author), if any
+
+
+def _foreign_commit(git: Git, base_ref: str, branch_ref: str, bot_email: str) -> str:
+    """The first commit on the bot branch (since base) whose committer is not the bot, as
+    "<sha7> by <author>"; empty when every commit is the bot's."""
+    log = git.out("log", "--format=%H%x09%ce%x09%an", f"{base_ref}..{branch_ref}")
+    for line in log.splitlines():
+        sha, email, author = (line.split("\t") + ["", ""])[:3]
+        if email.lower() != bot_email.lower():
+            return f"{sha[:7]} by {author}"
+    return ""
+
+
+def _commit_and_push(git: Git, req: PrRequest, base: str, bot_email: str = BOT_EMAIL) -> _Pushed:
+    """Commit the artifacts on the bot branch and push it. A branch that holds only bot commits
+    and lags behind base is rebuilt on base (one commit, pushed with a lease on its old head), so the
+    pull request stays mergeable; one with anybody else's commit is never rewritten."""
     check_branches(req.branch, base, {})  # the push below targets req.branch only: never the base
     heads = git.remote_branches(base, req.branch)
     if base not in heads:
@@ -256,13 +373,20 @@ def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bo
     if req.branch in heads:
         refs.append(f"+refs/heads/{req.branch}:refs/remotes/{git.remote}/{req.branch}")
     git.network("fetch", "--no-tags", *depth, git.remote, *refs, what="fetch")
-    start = f"refs/remotes/{git.remote}/{req.branch if req.branch in heads else base}"
+    existed = req.branch in heads
+    start = f"refs/remotes/{git.remote}/{req.branch if existed else base}"
     base_ref = f"refs/remotes/{git.remote}/{base}"
+    rebased, foreign, lease = False, "", ""
+    if existed and git.run("merge-base", "--is-ancestor", base_ref, start, check=False).returncode != 0:
+        foreign = _foreign_commit(git, base_ref, start, bot_email)
+        if not foreign:  # base moved on and the branch is all ours: rebuild it on base
+            lease = git.out("rev-parse", start)
+            start, rebased = base_ref, True
     tmp = Path(tempfile.mkdtemp(prefix="mlops-pr-"))
     tree = tmp / "tree"
     try:
         git.run("worktree", "add", "--detach", str(tree), start)
-        where = f"branch {req.branch if req.branch in heads else base}"
+        where = f"branch {req.branch if existed and not rebased else base}"
         paths.refuse_links_under(tree, req.repo_path, "repo-path", where)
         target = tree / req.repo_path
         if target.exists():
@@ -273,21 +397,25 @@ def _commit_and_push(git: Git, req: PrRequest, base: str) -> tuple[str, bool, bo
         paths.copy_files(req.source_dir, target, [*listed, manifest.NAME], "source-dir")
         git.run("add", "--all", "--", req.repo_path, cwd=tree)
         changed = git.run("diff", "--cached", "--quiet", cwd=tree, check=False).returncode != 0
+        differs = changed if rebased else None
         pushed = False
         if changed:
             message = req.commit_message or _default_commit_message(req)
             git.run("commit", "--quiet", "--no-verify", "-m", message, cwd=tree)
             head = git.out("rev-parse", "HEAD", cwd=tree)
-            proc = git.run("push", "--porcelain", git.remote, f"HEAD:refs/heads/{req.branch}", cwd=tree, check=False)
+            refspec = f"HEAD:refs/heads/{req.branch}"
+            force = [f"--force-with-lease=refs/heads/{req.branch}:{lease}"] if lease else []
+            proc = git.run("push", "--porcelain", *force, git.remote, refspec, cwd=tree, check=False)
             if proc.returncode != 0:
                 err = proc.stderr + proc.stdout
-                if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err:
+                if "[rejected]" in err or "non-fast-forward" in err or "fetch first" in err or "stale info" in err:
                     raise _PushRace()
-                git.network("push", git.remote, f"{head}:refs/heads/{req.branch}", what="push")
+                git.network("push", *force, git.remote, f"{head}:refs/heads/{req.branch}", what="push")
             pushed = True
         head = git.out("rev-parse", "HEAD", cwd=tree)
-        differs = _tree_of(git, head, req.repo_path) != _tree_of(git, base_ref, req.repo_path)
-        return head, pushed, differs
+        if differs is None:
+            differs = _tree_of(git, head, req.repo_path) != _tree_of(git, base_ref, req.repo_path)
+        return _Pushed(head, pushed, differs, existed, rebased and pushed, foreign)
     finally:
         git.run("worktree", "remove", "--force", str(tree), check=False)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -500,6 +628,10 @@ class _Api:
         missing = [label for label in req.labels if label not in current]
         if missing:
             self.call(lambda: pull.add_to_labels(*missing), "add labels")
+        assigned = {user.login.lower() for user in (pull.assignees or [])}
+        unassigned = [user for user in req.assignees if user.lower() not in assigned]
+        if unassigned:
+            self.call(lambda: pull.add_to_assignees(*unassigned), "add assignees")
         if req.reviewers and result.operation == "created":
             users = [r for r in req.reviewers if "/" not in r]
             teams = [r.split("/", 1)[1] for r in req.reviewers if "/" in r]
