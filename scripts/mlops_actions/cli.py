@@ -431,7 +431,8 @@ def validate_data(data, spec, output_dir, fail_on_invalid):
         gha.set_outputs(result.outputs())  # the report paths stay usable by later if: failure() steps
         count = len(result.failed)
         raise StageError(
-            f"data invalid: {count} check{'s' if count != 1 else ''} failed", f"see the report {result.report_md}"
+            f"data invalid: {count} check{'s' if count != 1 else ''} failed: {result.failures()}",
+            f"see the report {result.report_md}",
         )
     return result.outputs()
 

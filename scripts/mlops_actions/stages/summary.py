@@ -186,12 +186,8 @@ def build(
     for stage in stages:
         if stage.result in ("skipped", "cancelled") and not stage.reason:
             upstream = by_job.get(after.get(stage.job, ""))
-            if upstream is not None and upstream.result == "skipped":
-                stage.reason = f"{upstream.label} skipped"  # one level up; the root cause is on its row
-            elif upstream is not None and upstream.result != "success":
-                stage.reason = f"{upstream.label} {upstream.result}" + (
-                    f": {upstream.reason}" if upstream.reason else ""
-                )
+            if upstream is not None and upstream.result != "success":
+                stage.reason = f"{upstream.label} {upstream.result}"  # one level up; the cause is on its row, once
             elif stage.result == "skipped":
                 stage.reason = "not requested"
     return stages

@@ -821,7 +821,17 @@ class ValidationResult:
             "report": str(self.report),
             "report-md": str(self.report_md),
             "failed-checks": str(len(self.failed)),
+            "failures": self.failures(),
         }
+
+    def failures(self, shown: int = 3) -> str:
+        """The failed checks by name with their numbers, on one line (the first ``shown``)."""
+        parts = [
+            f"{c.check}{' ' + c.target if c.target else ''}: {c.observed} (expected {c.expected})"
+            for c in self.failed[:shown]
+        ]
+        more = len(self.failed) - shown
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def render_markdown(report: dict) -> str:

@@ -143,7 +143,7 @@ def test_generated_reviews_are_valid_and_reports_written(tmp_path, reviews):
     result, checks = run(tmp_path, reviews, SENTIMENT_SPEC)
     assert result.valid, [c for c in result.failed]
     assert result.outputs() == {"data-valid": "true", "report": str(tmp_path / "out" / "validate-data.json"),
-                                "report-md": str(tmp_path / "out" / "validate-data.md"), "failed-checks": "0"}
+                                "report-md": str(tmp_path / "out" / "validate-data.md"), "failed-checks": "0", "failures": ""}
     report = json.loads(result.report.read_text())
     assert report["valid"] and report["rows"] == 600 and report["columns"] == ["review_text", "rating"]
     assert set(report["classes"]) == {"positive", "negative"} and sum(report["classes"].values()) == 600
@@ -162,6 +162,8 @@ def test_too_few_rows_and_empty_file(tmp_path, reviews):
     small = write_csv(tmp_path / "small.csv", read_rows(reviews)[:50])
     result, checks = run(tmp_path, small, SENTIMENT_SPEC)
     assert failed(result) == {"min-rows:"} and checks["min-rows:"].observed == "50"
+    expected = checks["min-rows:"].expected
+    assert result.outputs()["failures"] == f"min-rows: 50 (expected {expected})"  # the check by name, its numbers
     empty = write_csv(tmp_path / "empty.csv", [])
     result, _ = run(tmp_path, empty, {"columns": ["review_text"]})
     assert failed(result) == {"min-rows:"}  # the header is there, the rows are not
@@ -169,6 +171,7 @@ def test_too_few_rows_and_empty_file(tmp_path, reviews):
     nothing.write_text("")
     result, _ = run(tmp_path, nothing, {"columns": ["review_text"]})
     assert failed(result) == {"min-rows:", "required-column:review_text"}
+    assert result.failures(shown=1).endswith("; and 1 more")
 
 
 def test_missing_required_column(tmp_path, reviews):
