@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import profile, settings
+
 MAX_BODY = int(os.environ.get("MAX_REQUEST_BYTES", str(64 * 1024 * 1024)))
 ACCESS_LOG = os.environ.get("ACCESS_LOG", "1") == "1"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -1080,16 +1082,6 @@ def _quantile(counts: list[float], edges: tuple, q: float) -> float | None:
     return round(1000 * edges[-1], 3)
 
 
-def _label(row):
-    """A row of predictions as one comparable label: the argmax of a probability row, the first
-    scalar of a record, the value itself otherwise."""
-    if isinstance(row, dict):
-        row = next((v for v in row.values() if not isinstance(v, (dict, list))), None)
-    if isinstance(row, list) and row and all(isinstance(v, (int, float)) for v in row):
-        return max(range(len(row)), key=row.__getitem__) if len(row) > 1 else row[0]
-    return row
-
-
 def agreement(champion, challenger) -> tuple[int, int]:
     """(rows compared, rows on which both agree): labels equal, numbers within 1 % (regression)."""
     if isinstance(champion, dict) and isinstance(challenger, dict):
@@ -1100,7 +1092,7 @@ def agreement(champion, challenger) -> tuple[int, int]:
     if not isinstance(challenger, list) or len(challenger) != len(champion):
         return len(champion), 0
     agree = 0
-    for a, b in zip(map(_label, champion), map(_label, challenger), strict=True):
+    for a, b in zip(map(profile.label, champion), map(profile.label, challenger), strict=True):
         if isinstance(a, float) or isinstance(b, float):
             numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
             agree += bool(numbers and abs(a - b) <= 0.01 * max(abs(a), abs(b)))
@@ -1120,23 +1112,14 @@ class Traffic:
         env = os.environ if env is None else env
         self.canary = self._ratio(env, "CANARY_RATIO", has_challenger)
         self.shadow = self._ratio(env, "SHADOW_RATIO", has_challenger)
-        try:
-            self.queue_size = max(1, int(env.get("SHADOW_QUEUE") or 64))
-        except ValueError:
-            raise ValueError("SHADOW_QUEUE must be a whole number; fix: set it to e.g. 64") from None
+        self.queue_size = settings.whole("SHADOW_QUEUE", env, default=64)
 
     @staticmethod
     def _ratio(env, name: str, has_challenger: bool) -> float:
-        text = (env.get(name) or "").strip()
-        try:
-            value = float(text) if text else 0.0
-        except ValueError:
-            value = -1.0
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}={text!r} is not a ratio; fix: set {name} to a number from 0 to 1")
+        value = settings.share(name, env)
         if value and not has_challenger:
-            raise ValueError(
-                f"{name}={text} but this image has no challenger model; "
+            raise settings.SettingError(
+                f"{name}={env.get(name)} but this image has no challenger model; "
                 f"fix: render it with challenger-dir, or unset {name}"
             )
         return value
@@ -1507,22 +1490,15 @@ def _load(holder: dict, key: str, spec: tuple[Path, dict | None, str]) -> Model:
 def _drift_monitor(info: dict, model_dir: Path, workers: int):
     """(DriftMonitor, (sample, threshold)) when the image has a drift profile (DRIFT_PROFILE, else
     drift-profile.json beside the model folder), else (None, ()). Bad settings: one line, exit 2."""
-    from . import profile
-
     path = Path(os.environ.get("DRIFT_PROFILE") or Path(model_dir).parent / "drift-profile.json")
     if not path.is_file():
         return None, ()
     try:
-        window = int(os.environ.get("DRIFT_WINDOW") or 10000)
-        sample = float(os.environ.get("DRIFT_SAMPLE") or 1.0)
-        threshold = float(os.environ.get("DRIFT_THRESHOLD") or 0.2)
-        if window < profile.SUBWINDOWS or not 0 <= sample <= 1 or threshold <= 0:
-            raise ValueError
-    except ValueError:
-        sys.stderr.write(
-            "DRIFT_WINDOW, DRIFT_SAMPLE or DRIFT_THRESHOLD is out of range; fix: DRIFT_WINDOW a whole number >= "
-            f"{profile.SUBWINDOWS} (rows), DRIFT_SAMPLE a share from 0 to 1, DRIFT_THRESHOLD a PSI above 0\n"
-        )
+        window = settings.whole("DRIFT_WINDOW", default=10000, low=profile.SUBWINDOWS)
+        sample = settings.share("DRIFT_SAMPLE", default=1.0)
+        threshold = settings.positive("DRIFT_THRESHOLD", default=0.2)
+    except settings.SettingError as exc:
+        sys.stderr.write(f"{exc}\n")
         sys.exit(2)
     return profile.DriftMonitor(json.loads(path.read_text()), workers, window), (sample, threshold)
 

@@ -57,6 +57,8 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http import wsgi
 from gunicorn.workers import gthread
 
+from .settings import whole
+
 # name: (default, minimum); WORKERS' default depends on the CPUs, THREADS' on MAX_CONCURRENCY
 SETTINGS = {
     "MAX_CONCURRENCY": (16, 1),
@@ -70,24 +72,10 @@ SPARE_THREADS = 16  # threads beyond MAX_CONCURRENCY: probes and refusals (which
 NEXT_REQUEST_WAIT = 0.005  # seconds a thread waits for a kept-alive client's next request
 
 
-class SettingError(ValueError):
-    pass
-
-
 def setting(name: str, env: Mapping[str, str] | None = None, default: int | None = None) -> int:
-    """An integer setting from the environment, or one line naming it and the fix."""
-    values = os.environ if env is None else env
+    """An integer setting of the table above from the environment, or one line naming it and the fix."""
     base, low = SETTINGS.get(name, (0, 1))
-    text = (values.get(name) or "").strip()
-    if not text:
-        return default if default is not None else base
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"{name}={text!r} is not a whole number; fix: set {name} to an integer >= {low}") from None
-    if value < low:
-        raise SettingError(f"{name}={value} is below {low}; fix: set {name} to an integer >= {low}")
-    return value
+    return whole(name, env, default=base if default is None else default, low=low)
 
 
 class StallingClient(ConnectionResetError):
@@ -247,7 +235,7 @@ def file_limit() -> int:
 
 
 def options(port: int, workers: int, env: Mapping[str, str] | None = None) -> dict:
-    """gunicorn's settings from the environment (SettingError on a bad value)."""
+    """gunicorn's settings from the environment (settings.SettingError on a bad value)."""
     env = os.environ if env is None else env
     concurrency = setting("MAX_CONCURRENCY", env)
     threads = setting("THREADS", env, default=concurrency + SPARE_THREADS)

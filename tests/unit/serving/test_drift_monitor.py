@@ -163,8 +163,11 @@ def test_bad_drift_setting_is_one_line(context):
     ctx, _, _ = context
     cmd = [sys.executable, "-m", "mlops_actions.serving.server", "--model", str(ctx / "model"), "--port", "0",
            "--info", str(ctx / "model-info.json")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DRIFT_WINDOW": "3"}, timeout=60)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "fix: DRIFT_WINDOW" in proc.stderr
+    for name, value, line in [("DRIFT_WINDOW", "3", "DRIFT_WINDOW=3 is below 8; fix: set DRIFT_WINDOW to an integer >= 8"),
+                              ("DRIFT_SAMPLE", "2", "DRIFT_SAMPLE='2' is not a ratio; fix: set DRIFT_SAMPLE to a number from 0 to 1"),
+                              ("DRIFT_THRESHOLD", "-1", "DRIFT_THRESHOLD='-1' is not a number above 0; fix: set DRIFT_THRESHOLD to e.g. 0.2")]:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, name: value}, timeout=60)
+        assert (proc.returncode, proc.stderr.strip()) == (2, line)  # one line naming only the bad variable
 
 
 def test_text_and_tensor_features():

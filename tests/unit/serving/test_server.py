@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -313,11 +314,11 @@ assert not [name for name in sys.modules if name.split(".")[0] == "mlflow"], "ml
 
 def _assert_served_without_mlflow(tmp_path: Path, *cases: tuple[Path, dict]) -> None:
     """The native runtimes load and predict with the flavor's library alone, as in the image: the
-    server copied alone as package ``serve``, no mlflow imported."""
+    serving folder copied as package ``serve`` (what render-dockerfile puts in the image), no mlflow imported."""
     image = tmp_path / "image"
-    (image / "serve").mkdir(parents=True, exist_ok=True)
-    (image / "serve" / "__init__.py").write_text("")
-    (image / "serve" / "server.py").write_text(resource("scripts/mlops_actions/serving/server.py").read_text())
+    if not (image / "serve").exists():
+        shutil.copytree(resource("scripts/mlops_actions/serving"), image / "serve",
+                        ignore=shutil.ignore_patterns("__pycache__"))
     arg = json.dumps([[str(d), body] for d, body in cases])
     proc = subprocess.run([sys.executable, "-c", NO_MLFLOW, arg], cwd=image, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
