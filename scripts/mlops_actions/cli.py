@@ -253,6 +253,7 @@ def verify_manifest(directory):
 @text_option("--author", "Commit author 'Display Name <email>' (default: the committer).")
 @text_option("--committer", "Commit committer 'Display Name <email>' (default: github-actions[bot]).")
 @flag_option("--delete-branch", default="false", help="No diff left: delete the bot branch too (the PR is closed).")
+@text_option("--verdict", 'JSON {"gate": {...}, "data": {...}, "scan": {...}, "image": {...}}: the verdict block.')
 @stage
 def open_pr_cmd(
     source_dir,

@@ -155,6 +155,10 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     assert "model/MLmodel" in listed and "confusion_matrix.png" in listed
     [pull] = [p for p in github.pulls[SLUG] if p.state == "open"]
     assert (pull.head, pull.base) == (BRANCH, "main") and out["run-id"] in pull.body
+    # the verdict block first: the gate against the champion with the run link, the data checks, the scan
+    assert pull.body.index("### Verdict") < pull.body.index("### Metrics")
+    assert "| 🏆 | gate | **first champion**: no champion yet · [challenger run](http://127.0.0.1:" in pull.body
+    assert "| ✅ | data | valid" in pull.body and "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in pull.body
     # the propose job scanned what it committed, and its report is a section of the body
     assert "### 🔎 Model scan\n✅ **passed**: no unsafe operator in 1 model file(s)" in pull.body
     assert "| `model/model.pkl` | pickle globals |" in pull.body

@@ -68,8 +68,11 @@ def test_champion_challenger_sequence(make_run, mlflow_server, tmp_path):
     first = make_run(accuracy=0.90)
     proc, out = gate(tmp_path, mlflow_server, first, model, "--metric", "accuracy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_url = out.pop("run-url")
     assert out == {"promoted": "true", "challenger-value": "0.9", "champion-value": "", "model-version": "1",
-                   "champion-version": "", "reason": "no champion yet"}
+                   "champion-version": "", "reason": "no champion yet", "metric": "accuracy", "delta": "",
+                   "champion-run-url": ""}
+    assert run_url.endswith(f"/runs/{first}") and run_url.startswith(mlflow_server.url), run_url
     assert alias(mlflow_server, model, "champion") == "1" and alias(mlflow_server, model, "challenger") is None
 
     # a tie loses: challenger alias, champion stays
@@ -77,7 +80,7 @@ def test_champion_challenger_sequence(make_run, mlflow_server, tmp_path):
     proc, out = gate(tmp_path, mlflow_server, tie, model, "--metric", "accuracy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out["promoted"] == "false" and out["model-version"] == "2" and out["champion-version"] == "1"
-    assert out["reason"] == "accuracy 0.9 ≤ champion 0.9 (v1)"
+    assert out["reason"] == "accuracy 0.9 ≤ champion 0.9 (v1)" and out["delta"] == "0"
     assert (alias(mlflow_server, model, "champion"), alias(mlflow_server, model, "challenger")) == ("1", "2")
 
     # better, but not by the required margin: loses
@@ -91,6 +94,7 @@ def test_champion_challenger_sequence(make_run, mlflow_server, tmp_path):
     proc, out = gate(tmp_path, mlflow_server, win, model, "--metric", "accuracy", "--min-improvement", "0.01")
     assert out["promoted"] == "true" and out["champion-value"] == "0.9" and out["challenger-value"] == "0.93", proc.stdout
     assert out["reason"] == "accuracy 0.93 > champion 0.9 (v1) + 0.01" and out["model-version"] == "4"
+    assert out["delta"] == "+0.03" and out["champion-run-url"].endswith(f"/runs/{first}"), out
     assert alias(mlflow_server, model, "champion") == "4"
     tags = client(mlflow_server).get_model_version(model, "4").tags
     assert tags["mlops.gate.decision"] == "promoted" and tags["mlops.gate.champion-version"] == "1"

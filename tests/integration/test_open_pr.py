@@ -299,3 +299,29 @@ def test_a_body_over_githubs_limit_is_cut_with_a_note(gh, git_remote, artifacts,
     assert len(body) <= 65_536 < len((tmp_path / "body.md").read_text())  # the file keeps it whole
     assert "✂️ This body was cut to GitHub's 65,536-character limit" in body and body.startswith("<!-- mlops")
     assert any("cut to GitHub's 65,536-character limit" in note for note in result.notes)
+
+
+def test_verdict_block_heads_the_body(gh, git_remote, artifacts):
+    verdict = json.dumps({
+        "gate": {"promoted": "true", "reason": "accuracy 0.91 > champion 0.89 (v3)", "challenger-value": "0.91",
+                 "champion-value": "0.89", "champion-version": "3", "metric": "accuracy", "delta": "+0.02",
+                 "run-url": "http://mlflow.example/#/experiments/1/runs/abc",
+                 "champion-run-url": "http://mlflow.example/#/experiments/1/runs/def"},
+        "data": {"data-valid": "true", "failed-checks": "0", "failures": "", "drift-detected": "true"},
+        "scan": {"result": "passed", "findings": "0", "scanned": "1", "highest": ""},
+    })
+    open_pr(request(gh, git_remote, artifacts, verdict=verdict))
+    body = open_pulls(gh)[0].body
+    assert body.index("### Verdict") < body.index("### Metrics")  # the first screen decides
+    assert ("| 🏆 | gate | **beats the champion**: accuracy 0.91 > champion 0.89 (v3) (Δ +0.02) · "
+            "[challenger run](http://mlflow.example/#/experiments/1/runs/abc) · "
+            "[champion v3 run](http://mlflow.example/#/experiments/1/runs/def) |") in body
+    assert "| ⚠️ | data | valid; drift detected |" in body
+    assert "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in body
+
+
+@pytest.mark.parametrize("verdict, problem", [("{not json", "is not JSON"), ('{"gate": "won"}', "is not a JSON object of objects")])
+def test_bad_verdict_pushes_nothing(gh, git_remote, artifacts, verdict, problem):
+    with pytest.raises(InputError, match=f"input 'verdict': {problem}"):
+        open_pr(request(gh, git_remote, artifacts, verdict=verdict))
+    assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []

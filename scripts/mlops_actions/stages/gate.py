@@ -49,8 +49,12 @@ class GateResult:
     metric: str
     model_name: str
     rerun: bool = False
+    run_url: str = ""  # the challenger's run in the MLflow UI
+    champion_run_url: str = ""
 
     def outputs(self) -> dict[str, object]:
+        diff = None if self.champion_value is None else self.challenger_value - self.champion_value
+        delta = "" if diff is None else ("+" if diff > 0 else "") + fmt(diff)
         return {
             "promoted": "true" if self.promoted else "false",
             "challenger-value": fmt(self.challenger_value),
@@ -58,6 +62,10 @@ class GateResult:
             "model-version": self.model_version,
             "champion-version": self.champion_version,
             "reason": self.reason,
+            "metric": self.metric,
+            "delta": delta,
+            "run-url": self.run_url,
+            "champion-run-url": self.champion_run_url,
         }
 
     def summary(self) -> str:
@@ -173,10 +181,11 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
     version = _register(client, req, run, tracking)
     tags = version.tags or {}
     if tags.get(TAG + "decision"):
-        return _recorded(req, version, value)
+        return _recorded(req, version, value, tracking.run_url(run.info.experiment_id, run_id))
 
     champion_value: float | None = None
-    champion_version = ""
+    champion_version = champion_url = ""
+    run_url = tracking.run_url(run.info.experiment_id, run_id)
     try:
         holder = trk.call(
             lambda: client.get_model_version_by_alias(req.model_name, req.champion_alias),
@@ -200,6 +209,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
                 "compare on a metric both runs log",
             )
         champion_value = float(champ_run.data.metrics[req.metric])
+        champion_url = tracking.run_url(champ_run.info.experiment_id, holder.run_id)
         if not math.isfinite(champion_value):
             raise StageError(
                 f"the champion v{champion_version} logged {champion_value} for '{req.metric}'",
@@ -225,6 +235,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         "challenger-value": fmt(value),
         "champion-value": "" if champion_value is None else fmt(champion_value),
         "champion-version": champion_version,
+        "champion-run-url": champion_url,
         "reason": reason,
         "promoted": "true" if promoted else "false",
     }
@@ -247,10 +258,12 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         reason=reason,
         metric=req.metric,
         model_name=name,
+        run_url=run_url,
+        champion_run_url=champion_url,
     )
 
 
-def _recorded(req: GateRequest, version, value: float) -> GateResult:
+def _recorded(req: GateRequest, version, value: float, run_url: str = "") -> GateResult:
     tags = version.tags or {}
     if tags.get(TAG + "metric") not in (None, req.metric) or tags.get(TAG + "direction") not in (None, req.direction):
         raise InputError(
@@ -269,6 +282,8 @@ def _recorded(req: GateRequest, version, value: float) -> GateResult:
         metric=req.metric,
         model_name=req.model_name,
         rerun=True,
+        run_url=run_url,
+        champion_run_url=tags.get(TAG + "champion-run-url", ""),
     )
 
 

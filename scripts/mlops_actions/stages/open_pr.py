@@ -70,6 +70,7 @@ class PrRequest:
     author: str = ""  # "Display Name <email>"; empty: the committer
     committer: str = ""  # "Display Name <email>"; empty: github-actions[bot]
     delete_branch: bool = False  # no diff left: also delete the bot branch (create-pull-request's delete-branch)
+    verdict: str = ""  # JSON {"gate": {...}, "data": {...}, "scan": {...}, "image": {...}}: the other stages' outputs
 
 
 # create-pull-request's pull-request-operation for each of ours (it has no "unchanged" or "pushed")
@@ -167,6 +168,7 @@ def validate(req: PrRequest) -> PrRequest:
     for user in req.assignees:
         if not re.match(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$", user):
             raise InputError("assignees", f"'{user}' is not a GitHub login", "list logins separated by commas")
+    verdict_rows(req.verdict)  # a bad verdict is refused before any push
     for name in ("committer", "author"):
         value = getattr(req, name)
         if value:
@@ -481,6 +483,70 @@ def read_extra(path: Path) -> str:
     ).strip()
 
 
+def _link(text: str, url: str) -> str:
+    return f"[{text}]({url})" if url.startswith(("https://", "http://")) else text
+
+
+def _cells(given: dict, key: str) -> dict[str, str]:
+    return {k: cell(v, 400) for k, v in (given.get(key) or {}).items()}
+
+
+def verdict_rows(text: str) -> list[dict[str, str]]:
+    """The verdict block's rows (icon, check, what it found) from the other stages' outputs, given
+    as one JSON object with any of ``gate`` (the gate action's outputs), ``data`` (validate-data's
+    and drift's), ``scan`` (the scan action's) and ``image`` (push-image's and health-check's)."""
+    if not text.strip():
+        return []
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError("verdict", f"is not JSON ({exc.msg} at {exc.pos})", "pass one JSON object") from None
+    if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+        example = '{"gate": ${{ toJSON(needs.gate.outputs) }}}'
+        raise InputError("verdict", "is not a JSON object of objects", f"pass e.g. {example}")
+    rows = []
+    gate = _cells(given, "gate")
+    if gate.get("promoted"):
+        won = gate["promoted"] == "true"
+        if gate.get("champion-value"):
+            text = f"**{'beats' if won else 'does not beat'} the champion**: {gate.get('reason', '')}"
+            if gate.get("delta"):
+                text += f" (Δ {gate['delta']})"
+        else:
+            text = f"**{'first champion' if won else 'not promoted'}**: {gate.get('reason', '')}"
+        links = [_link("challenger run", gate.get("run-url", ""))]
+        if gate.get("champion-version"):
+            links.append(_link(f"champion v{gate['champion-version']} run", gate.get("champion-run-url", "")))
+        rows.append({"icon": "🏆" if won else "⏸️", "check": "gate", "text": text + " · " + " · ".join(links)})
+    data = _cells(given, "data")
+    if data.get("data-valid"):
+        valid = data["data-valid"] == "true"
+        text = "valid" if valid else f"**invalid**: {data.get('failures') or 'see the validate-data report'}"
+        drift = data.get("drift-detected")
+        if drift in ("true", "false"):
+            text += "; drift detected" if drift == "true" else "; no drift against the reference"
+        rows.append(
+            {"icon": "✅" if valid and drift != "true" else "⚠️" if valid else "❌", "check": "data", "text": text}
+        )
+    scan = _cells(given, "scan")
+    if scan.get("result"):
+        ok = scan["result"] == "passed"
+        found = scan.get("findings", "0")
+        text = f"{scan['result']}: {scan.get('scanned', '?')} model file(s), {found} finding(s)"
+        if found not in ("", "0"):
+            text += f" (highest {scan.get('highest', '?')})"
+        rows.append({"icon": "✅" if ok and found in ("", "0") else "⚠️" if ok else "❌", "check": "scan", "text": text})
+    image = _cells(given, "image")
+    if image.get("image") or image.get("digest"):
+        text = f"`{image.get('image') or image.get('digest')}`"
+        if image.get("healthy"):
+            text += f"; health check {'passed' if image['healthy'] == 'true' else 'failed'}"
+            if image.get("latency-ms"):
+                text += f" ({image['latency-ms']} ms)"
+        rows.append({"icon": "✅" if image.get("healthy", "true") == "true" else "❌", "check": "image", "text": text})
+    return rows
+
+
 def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: bool = True) -> str:
     src = Path(req.source_dir)
     run = RunRecord.read(src) or RunRecord(run_id="")
@@ -518,6 +584,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
         "head_sha": head_sha,
         "diffstat": diffstat,
         "extra_body": [text for text in (read_extra(Path(p)) for p in req.extra_body) if text],
+        "verdict": verdict_rows(req.verdict),
     }
     return render_template(req.template or resource("templates/pr_body.md.j2"), context, "template")
 
