@@ -332,6 +332,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, object]:
                     f"{tested.image_id[:19]}); it passed its own smoke test"
                 )
             out.update({"image": pushed.image, "digest": pushed.digest, "tags": "\n".join(pushed.tags)})
+            out["sbom"] = str(pushed.sbom.path) if pushed.sbom and pushed.sbom.path else ""
             table.add("push-image", "✅", pushed.image)
     except Exception as exc:
         if table.current:

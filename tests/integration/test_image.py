@@ -130,3 +130,50 @@ def test_render_refuses_bad_template_and_ca(fetched, tmp_path):
     with pytest.raises(InputError, match="ca-bundle"):
         render(fetched.model_path, tmp_path / "out", ca_bundle=str(notpem))
     assert not (tmp_path / "out").exists()
+
+
+def test_sbom_lists_exactly_what_the_image_installed(context, docker_engine, tmp_path, monkeypatch):
+    """The image's /sbom.cdx.json, copied out as output sbom, lists the distributions of /opt/venv
+    as the image's own interpreter sees them (what pip list would print; the image has no pip).
+    Runs after the push test above, so its build is all cache."""
+    from mlops_actions.core import sbom
+
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
+    monkeypatch.setenv("GITHUB_REF", "refs/heads/main")
+    monkeypatch.setenv("GITHUB_SHA", "c0ffee0" + "0" * 33)
+    result = push_image(PushRequest(context=context, image="mlops-actions-test/sentiment-sbom", version="1.2.3",
+                                    push=False, smoke_test=False, default_branch="main"))
+    try:
+        out = result.outputs()["sbom"]
+        assert out and os.path.dirname(out) == str(runner_temp.resolve()) and str(context) not in out
+        text = open(out, encoding="utf-8").read()
+        bom = sbom.parse(text)
+        listing = (
+            "import glob, json, importlib.metadata as m\n"
+            "sp = glob.glob('/opt/venv/lib/python*/site-packages')\n"
+            "print(json.dumps({'dists': sorted([d.metadata['Name'], d.version] for d in m.distributions(path=sp)),"
+            " 'sbom': open('/sbom.cdx.json', encoding='utf-8').read()}))\n"
+        )
+        seen = json.loads(docker_engine.containers.run(result.image_id, entrypoint=["python3", "-c", listing],
+                                                       remove=True, network_disabled=True))
+        installed = {(sbom.normalize(name), version) for name, version in seen["dists"]}
+        listed = {(sbom.normalize(name), version) for name, version in sbom.packages(bom)}
+        assert listed == installed and len(installed) == len(seen["dists"]) == len(bom["components"])
+        assert "pip" not in {name for name, _ in installed}
+        assert seen["sbom"] == text  # the output file is the image's own SBOM, byte for byte
+        assert docker_engine.images.get(result.image_id).labels["io.github.mlops-actions.sbom"] == "/sbom.cdx.json"
+        # top level: exactly the names of the context's requirements.txt, as installed
+        wanted = {sbom.normalize(line.split("==")[0].split(">")[0].split("<")[0].split("[")[0].strip())
+                  for line in (context / "requirements.txt").read_text().splitlines() if line.strip()}
+        top = dict((sbom.normalize(n), v) for n, v in sbom.top_level_packages(bom))
+        assert set(top) == wanted and top.items() <= dict(installed).items() and "scikit-learn" in top
+        refs = {c["bom-ref"] for c in bom["components"]} | {bom["metadata"]["component"]["bom-ref"]}
+        assert all(ref in refs for dep in bom["dependencies"] for ref in [dep["ref"], *dep["dependsOn"]])
+        summary = result.summary()
+        assert f"{len(installed)} components" in summary and f"| `scikit-learn` | {top['scikit-learn']} |" in summary
+        print(f"SBOM: {len(installed)} components, {len(top)} top level: {sorted(top.items())}")
+    finally:
+        for t in result.tags:
+            docker_engine.images.remove(t, noprune=True)

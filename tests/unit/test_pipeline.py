@@ -47,7 +47,8 @@ def calls(monkeypatch, tmp_path):
     def push_image(req):
         seen.append(("push" if req.push else "smoke", req))
         return SimpleNamespace(image_id="sha256:" + "a" * 64, tags=[f"{req.image}:v1.0.0"], image=f"{req.image}:v1.0.0",
-                               digest="sha256:" + "b" * 64 if req.push else "")
+                               digest="sha256:" + "b" * 64 if req.push else "",
+                               sbom=SimpleNamespace(path=tmp_path / "sbom.cdx.json"))
 
     def open_pr(req):
         seen.append(("open-pr", req))
@@ -81,7 +82,7 @@ def test_the_chain_runs_in_order_and_leaves_the_callers_config_as_it_was(calls, 
     assert [name for name, _ in calls] == ["train", "gate", "fetch", "render", "smoke", "open-pr", "push"]
     assert out["stages"] == {"train": "✅", "gate": "🏆", "fetch-artifacts": "✅", "scan": "✅",
                              "render-dockerfile": "✅", "smoke-test": "✅", "open-pr": "✅", "push-image": "✅"}
-    assert out["scan-result"] == "passed"
+    assert out["scan-result"] == "passed" and out["sbom"] == str(tmp_path / "sbom.cdx.json")
     given = dict(calls)
     assert given["open-pr"].source_dir == tmp_path / "artifacts"  # the fetched folder, not the configured one
     # the scan report (written outside the artifacts) is a section of the pull request body

@@ -3,14 +3,22 @@ push it. Nothing is tagged under the target name, and nothing pushed, unless the
 
 The build context holds plain files only: a symbolic link anywhere in it is refused naming
 ``context`` (see :mod:`mlops_actions.core.paths`), so no file of the runner can be sent to the engine
-and baked into the image. ``smoke-timeout`` is a finite number of seconds above 0 (at most a day)."""
+and baked into the image. ``smoke-timeout`` is a finite number of seconds above 0 (at most a day).
+
+The built image's SBOM (``/sbom.cdx.json``, or where its ``io.github.mlops-actions.sbom`` label
+points; written by render-dockerfile's template) is copied out of a container that is created but
+never started, to ``$RUNNER_TEMP/mlops-sbom-<image id>.cdx.json`` (never inside the context): output
+``sbom``, its top-level packages in the job summary. An image without one is no error."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
+import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,13 +26,15 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..core import gha, git, images, paths
+from ..core import gha, git, images, paths, sbom
 from ..core.docker import ECR, MAX_WAIT, ecr_password, engine, invoke, login, login_registry, wait_for_endpoint
 from ..core.errors import InputError, StageError, TransientError, positive_number, scrub
 from ..core.images import SEMVER, normalize_version
 from ..core.retry import retry_or_raise
 
 CANDIDATE = "mlops-actions-candidate"
+SBOM_LABEL = "io.github.mlops-actions.sbom"  # the image's SBOM path (render-dockerfile's images: /sbom.cdx.json)
+SBOM_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -55,6 +65,7 @@ class PushResult:
     tags: list[str]
     image_id: str
     smoke: dict
+    sbom: Sbom | None = None
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -63,6 +74,7 @@ class PushResult:
             "tags": "\n".join(self.tags),
             "image-id": self.image_id,
             "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if SEMVER.match(tag)), ""),
+            "sbom": str(self.sbom.path) if self.sbom and self.sbom.path else "",
         }
 
     def summary(self) -> str:
@@ -70,7 +82,30 @@ class PushResult:
         return (
             f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
             + gha.md_table(["tag"], rows)
+            + (self.sbom.summary() if self.sbom else "")
         )
+
+
+@dataclass
+class Sbom:
+    """The image's SBOM, copied out of it: ``path`` (empty when the image has none, ``note`` says
+    why), its top-level packages (name, version) and how many components it lists."""
+
+    path: Path | None
+    in_image: str = ""
+    top_level: list[tuple[str, str]] = field(default_factory=list)
+    components: int = 0
+    note: str = ""
+
+    def summary(self) -> str:
+        if not self.path:
+            return f"\nSBOM: none ({self.note})\n"
+        head = (
+            f"\nSBOM (CycloneDX JSON, `{self.in_image}` in the image, output `sbom`): {self.components} "
+            f"components, {len(self.top_level)} top level\n\n"
+        )
+        rows = [[f"`{name}`", version] for name, version in self.top_level]
+        return head + (gha.md_table(["top-level package", "version"], rows) if rows else "")
 
 
 def branch_tag(branch: str, sha: str = "") -> str:
@@ -175,6 +210,57 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
         raise StageError(f"docker build failed: {str(exc)[:300]}", "read the build log above") from exc
     image = client.images.get(candidate)
     return candidate, image.id
+
+
+def sbom_file(image_id: str, context: Path) -> Path:
+    """Where the SBOM copied out of ``image_id`` goes: RUNNER_TEMP (else the temporary folder),
+    never inside the build context."""
+    name = f"mlops-sbom-{image_id.split(':')[-1][:12]}.cdx.json"
+    for folder in (os.environ.get("RUNNER_TEMP") or "", tempfile.gettempdir()):
+        if not folder:
+            continue
+        where = Path(folder).resolve()
+        if where != context.resolve() and context.resolve() not in where.parents:
+            where.mkdir(parents=True, exist_ok=True)
+            return where / name
+    raise StageError(f"no folder outside the context {context} for the SBOM", "set RUNNER_TEMP or TMPDIR elsewhere")
+
+
+def extract_sbom(client, image_tag: str, image_id: str, context: Path) -> Sbom:
+    """Copy the image's SBOM (the path its io.github.mlops-actions.sbom label names, else
+    /sbom.cdx.json) out of a created, never started, container of it. An image without one (its
+    own Dockerfile, say) gives an Sbom without path and the reason: no failure."""
+    from docker.errors import APIError, NotFound
+
+    image = client.images.get(image_tag)
+    inside = (image.labels or {}).get(SBOM_LABEL) or "/sbom.cdx.json"
+    container = None
+    try:
+        container = client.containers.create(image_tag, entrypoint=["/nonexistent"], command=[], network_disabled=True)
+        stream, stat = container.get_archive(inside)
+        if int(stat.get("size") or 0) > SBOM_MAX_BYTES:
+            return Sbom(None, inside, note=f"{inside} is over {SBOM_MAX_BYTES // 2**20} MiB")
+        raw = b"".join(stream)
+    except NotFound:
+        return Sbom(None, inside, note=f"the image has no {inside}: not built from render-dockerfile's template?")
+    except APIError as exc:
+        return Sbom(None, inside, note=f"{inside} could not be read from the image: {str(exc)[:160]}")
+    finally:
+        if container is not None:
+            with contextlib.suppress(Exception):  # scratch container, never started
+                container.remove(force=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            handle = tar.extractfile(member) if member else None
+            data = handle.read() if handle else b""
+        bom = sbom.parse(data)
+    except (tarfile.TarError, ValueError) as exc:
+        gha.warning(f"push-image: the image's {inside} is not a CycloneDX JSON document ({exc.__class__.__name__})")
+        return Sbom(None, inside, note=f"{inside} is not a CycloneDX JSON document")
+    path = sbom_file(image_id, context)
+    path.write_bytes(data)
+    return Sbom(path, inside, sbom.top_level_packages(bom), len(bom.get("components") or []))
 
 
 def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
@@ -371,6 +457,8 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
     with gha.group(f"docker build {context}"):
         candidate, image_id = build(client, context, req.build_args, req.network)
     try:
+        bom = extract_sbom(client, candidate, image_id, context)
+        print(f"SBOM: {bom.path} ({bom.components} components)" if bom.path else f"SBOM: none ({bom.note})")
         smoke: dict = {}
         if req.smoke_test:
             with gha.group("smoke test"):
@@ -410,4 +498,5 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
         tags=full_tags,
         image_id=image_id,
         smoke=smoke,
+        sbom=bom,
     )

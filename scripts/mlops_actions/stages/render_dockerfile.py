@@ -51,6 +51,8 @@ SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+!-]*")  # a version from MLmodel, safe to pin with ==
 # Build tools of python_env.yaml the builder never needs (its own pip, isolated builds).
 BUILD_TOOLS = {"pip", "setuptools", "wheel"}
+# Where the image holds its SBOM (CycloneDX JSON of /opt/venv, written by core/sbom.py in the builder).
+SBOM_PATH = "/sbom.cdx.json"
 
 
 @dataclass
@@ -561,6 +563,7 @@ def render(
                 "challenger": bool(challenger),
                 "challenger_onnx": ch_section.get("runtime") == "onnx",
                 "drift_profile": reference is not None,
+                "sbom_path": SBOM_PATH,
             },
             "template",
         )
@@ -570,6 +573,8 @@ def render(
         shutil.copytree(
             resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__")
         )
+        # the SBOM generator the builder stage runs with the image's venv (standard library only)
+        shutil.copyfile(resource("scripts/mlops_actions/core/sbom.py"), staging / "sbom.py")
         model_files = [rel for rel in paths.tree_files(info.path, "model-dir") if "__pycache__" not in rel.split("/")]
         (staging / "model").mkdir()
         paths.copy_files(info.path, staging / "model", model_files, "model-dir")
