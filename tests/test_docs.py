@@ -197,3 +197,13 @@ def test_outputs_come_from_the_cli(path):
         command, _ = cli_invocation(ids[step_id]["run"])
         emitted = set().union(*(emitted_keys(module, fn) for module, fn in EMITTERS[command]))
         assert key in emitted, f"output '{name}': mlops {command} writes no '{key}' (it writes {sorted(emitted)})"
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=IDS)
+def test_no_expression_in_metadata_text(path):
+    """The runner refuses an action whose input or output description holds an expression
+    ("expressions are not allowed here"): act failed a whole pipeline on one such description."""
+    action = load(path)
+    for kind in ("inputs", "outputs"):
+        for name, spec in (action.get(kind) or {}).items():
+            assert "${{" not in str(spec.get("description", "")), f"{kind[:-1]} '{name}': expression in its description"
