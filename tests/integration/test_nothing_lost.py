@@ -606,6 +606,8 @@ G = ["gate", "--tracking-uri", "{mlflow}", "--model-name", "nothing-lost", "--me
 I = ["push-image", "--context", "{ctx}", "--image", "127.0.0.1:1/acme/model", "--version", "1.0.0"]
 H = ["health-check", "--image", "127.0.0.1:1/acme/model:v1"]
 V = ["verify-manifest"]
+S = ["scan", "--path"]
+EVIL_PICKLE = b"\x80\x02cposix\nsystem\nq\x00X\x19\x00\x00\x00touch /tmp/mlops-evil.txtq\x01\x85q\x02Rq\x03."
 GOOD_MLMODEL = "flavors:\n  sklearn: {{}}\n  python_function: {{python_version: 3.11.7}}\n"
 
 CASES = [
@@ -753,6 +755,17 @@ CASES = [
     Case("verify-fifo", V + ["{art}"], "directory", setup=fifo("art")),
     Case("verify-manifest-binary", V + ["{art}"], "directory", setup=write("art/MANIFEST.sha256", b"\x00\x01")),
     Case("verify-manifest-absolute-path", V + ["{art}"], "directory", setup=write("art/MANIFEST.sha256", ("0" * 64) + "  /etc/passwd\n")),
+    # scan: reads only, never follows a link, never writes under the scanned folder
+    Case("scan-clean-artifacts", S + ["{art}"], "", code=0, outcome="unchanged"),
+    Case("scan-code-in-a-pickle", S + ["{art}"], "unsafe model file: model/evil.pkl: 'posix.system' (critical", code=1,
+         setup=write("art/model/evil.pkl", EVIL_PICKLE)),
+    Case("scan-link-to-host-file", S + ["{art}"], "path", setup=link("leak.pkl", "{host}/secret.txt", under="art")),
+    Case("scan-dir-loop", S + ["{art}"], "path", setup=up_loop("art")),
+    Case("scan-fifo", S + ["{art}"], "path", setup=fifo("art")),
+    Case("scan-path-is-a-loop", S + ["{inputs}/self"], "path", setup=self_link),
+    Case("scan-path-missing", S + ["{inputs}/missing"], "path"),
+    Case("scan-fail-on-unknown", S + ["{art}", "--fail-on", "severe"], "fail-on"),
+    Case("scan-report-inside-the-folder", S + ["{art}", "--report-dir", "{art}/reports"], "report-dir"),
 ]
 
 VD = ["validate-data", "--data", "{inputs}/data.csv", "--spec", "{inputs}/spec.yaml"]
