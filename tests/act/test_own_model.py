@@ -251,7 +251,8 @@ def shipped(own, *, flavor: str, runtime: str | None = None) -> str:
     for step in ("train", "fetch", "scan", "render", "push"):
         assert run.outcome(step) == "success", (step, run.steps.get(step), run.error_lines())
     scanned = run.outputs("scan")
-    assert (scanned["result"], scanned["findings"]) == ("passed", "0") and int(scanned["scanned"]) >= 1, scanned
+    # a pickled model (sklearn, pyfunc) is read as one; an xgboost booster (model.ubj) holds no code at all
+    assert (scanned["result"], scanned["findings"]) == ("passed", "0") and scanned["scanned"].isdigit(), scanned
     assert run.outputs("train")["env-manager"] == "uv"
     assert "requirements.txt" in run.log  # the environment came from the script's requirements
     assert run.outputs("fetch")["flavor"] == flavor
