@@ -63,6 +63,7 @@ actions/open-pr/README.md:1                   test_open_pr_snippet_opens_a_revie
 actions/promote-image/README.md:1             test_promote_image_snippet                         fragments
 actions/push-image/README.md:1                test_push_image_snippet                            fragments
 actions/render-dockerfile/README.md:1         test_render_dockerfile_snippet                     fragments
+actions/scan/README.md:1                      test_scan_snippet                                  fragments
 actions/summary/README.md:1                   test_summary_snippet                               fragments
 actions/train/README.md:1                     test_train_snippet                                 fragments
 actions/validate-data/README.md:1             test_validate_data_snippet_then_trains             fragments
@@ -72,7 +73,7 @@ actions/validate-data/README.md:2             test_validate_data_images_snippet 
 Jobs of snippets.yml and what each runs: ``train`` = train:1; ``data`` = validate-data:1;
 ``rice`` = checkout + validate-data:2; ``drift`` = drift:1; ``gate`` = checkout, train:1's train
 step with ``reuse: 'true'`` (it reuses the train job's run by fingerprint), gate:1; ``build`` =
-the same two steps, fetch-artifacts:1, render-dockerfile:1, push-image:1, health-check:1 (the
+the same two steps, fetch-artifacts:1, scan:1, render-dockerfile:1, push-image:1, health-check:1 (the
 snippets chain by their step ids); ``image`` = promote-image:1 (its ``needs.build`` is the build
 job); ``propose`` = open-pr:1 with the reused train step and fetch-artifacts:1 where its comment
 stands; ``summary`` = summary:1, which needs data, train, gate, propose and image.
@@ -200,7 +201,8 @@ def fragments_workflow(records: Path) -> str:
         "gate": job(records, "gate", [ckout, train] + steps_of("actions/gate/README.md:1"), needs=["train"],
                     outputs={name: f"${{{{ steps.gate.outputs.{name} }}}}" for name in GATE_OUTPUTS}),
         "build": job(records, "build",
-                     [ckout, train] + fetch + steps_of("actions/render-dockerfile/README.md:1")
+                     [ckout, train] + fetch + steps_of("actions/scan/README.md:1")
+                     + steps_of("actions/render-dockerfile/README.md:1")
                      + steps_of("actions/push-image/README.md:1") + steps_of("actions/health-check/README.md:1"),
                      keys=job_keys("actions/push-image/README.md:1"), needs=["train"],
                      outputs={"image": "${{ steps.push.outputs.image }}"}),
@@ -598,6 +600,13 @@ def test_fetch_artifacts_snippet(snippet_runs):
     out = steps["fetch"]["outputs"]
     assert out["path"] == "artifacts" and out["model-path"] == "artifacts/model", out
     assert out["manifest"] == "artifacts/MANIFEST.sha256" and out["flavor"] == "sklearn", out  # written and verified
+
+
+def test_scan_snippet(snippet_runs):
+    steps = ok_steps(snippet_runs, "build", "scan")
+    out = steps["scan"]["outputs"]
+    assert (out["result"], out["findings"], out["scanned"]) == ("passed", "0", "1"), out  # the model's pickle, read
+    assert out["report"].endswith(".json") and "/build/" not in out["report"], out  # never inside the artifacts
 
 
 def test_render_dockerfile_snippet(snippet_runs):
