@@ -199,8 +199,10 @@ def test_first_run_trains_gates_smoke_tests_proposes_then_pushes(root, github, r
     assert root["first"]["branches"].get(BRANCH), root["first"]["branches"]
     # the order in the log: smoke test passed → pull request → push
     log = run.log
-    smoke, pr, push = log.find("smoke test passed"), log.find("6/7 open-pr"), log.find("7/7 push-image")
+    smoke, pr, push = log.find("smoke test passed"), log.find("7/8 open-pr"), log.find("8/8 push-image")
     assert 0 < smoke < pr < push, (smoke, pr, push)
+    scan, render = log.find("4/8 scan"), log.find("5/8 render-dockerfile")
+    assert 0 < scan < render < smoke and out["scan-result"] == "passed", (scan, render, out.get("scan-result"))
     assert f"is used as '{root['image']}'" in log  # the lowercasing notice
     tags = registry_tags(registry, IMAGE_PATH.lower())
     assert "latest" in tags and any(t.startswith("main-") for t in tags), tags

@@ -38,7 +38,7 @@ CA_IN_CONTAINER = "/etc/ssl/host-ca-certificates.crt"  # not over the container'
 CACHE = Path(os.environ.get("MLOPS_TEST_CACHE", "/var/cache/mlops-tests"))
 TIMEOUT = 1200  # cold cache: mlflow and its dependencies are downloaded twice (the venv, then the project's uv env)
 # the demo runs ungated (every run proposed): the gate row says so, every other stage succeeds
-STAGES = ("train", "fetch-artifacts", "render-dockerfile", "smoke-test", "open-pr", "push-image")
+STAGES = ("train", "fetch-artifacts", "scan", "render-dockerfile", "smoke-test", "open-pr", "push-image")
 BRANCH = "mlops/model-update"
 
 

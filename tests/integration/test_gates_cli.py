@@ -86,7 +86,8 @@ def test_validate_valid_data(tmp_path, data):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not errors(proc)
     out = outputs(tmp_path)
-    assert out == {"data-valid": "true", "report": "reports/validate-data.json", "report-md": "reports/validate-data.md", "failed-checks": "0"}
+    assert out == {"data-valid": "true", "report": "reports/validate-data.json", "report-md": "reports/validate-data.md", "failed-checks": "0",
+                   "failures": ""}
     report = json.loads((tmp_path / out["report"]).read_text())
     assert report["valid"] and report["rows"] == 1200
     summary = (tmp_path / "gh-summary").read_text()
@@ -98,7 +99,10 @@ def test_validate_invalid_data_fails_with_one_error_and_the_report(tmp_path, dat
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = errors(proc)
     assert len(lines) == 1, proc.stdout
-    assert "data invalid: 3 checks failed; fix: see the report reports/validate-data.md" in lines[0]
+    # the failing checks by name with their numbers, then the fix
+    assert "data invalid: 3 checks failed: no-nulls review_text: 1/1200" in lines[0], lines[0]
+    assert "; allowed-values rating: 3 rows with 0 (expected 1, 2, 3, 4, 5)" in lines[0], lines[0]
+    assert lines[0].endswith("; fix: see the report reports/validate-data.md"), lines[0]
     assert "Traceback" not in proc.stderr
     out = outputs(tmp_path)  # written before failing, so an if: failure() step can upload the report
     assert out["data-valid"] == "false" and out["failed-checks"] == "3"
@@ -107,7 +111,8 @@ def test_validate_invalid_data_fails_with_one_error_and_the_report(tmp_path, dat
     assert failed == [("allowed-values", "rating"), ("no-nulls", "review_text"), ("range", "rating")]
     summary = (tmp_path / "gh-summary").read_text()
     assert "❌ **data invalid**: 3 of" in summary and "| ❌ | `range` | rating |" in summary
-    assert summary.rstrip().endswith("❌ **validate-data**: " + lines[0].split("::", 2)[2])
+    shown = lines[0].split("::", 2)[2].replace("%0A", "\n").replace("%0D", "\r").replace("%25", "%")  # the command's escapes
+    assert summary.rstrip().endswith("❌ **validate-data**: " + shown)
 
 
 def test_validate_invalid_data_without_failing(tmp_path, data):
@@ -135,7 +140,7 @@ def test_validate_images_with_a_corrupt_file(tmp_path):
     (tmp_path / "rice" / "val" / "Basmati" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "gh-output").unlink()
     proc = run(["validate-data", "--data", "rice", "--spec", spec], tmp_path)
-    assert proc.returncode == 1 and len(errors(proc)) == 1 and "data invalid: 1 check failed; fix: see the report .mlops/validate-data/validate-data.md" in errors(proc)[0]
+    assert proc.returncode == 1 and len(errors(proc)) == 1 and "data invalid: 1 check failed: " in errors(proc)[0] and errors(proc)[0].endswith("; fix: see the report .mlops/validate-data/validate-data.md")
     report = json.loads((tmp_path / ".mlops" / "validate-data" / "validate-data.json").read_text())
     assert report["corrupt"][0]["file"] == "val/Basmati/1.jpg"
 
