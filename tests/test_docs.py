@@ -38,6 +38,7 @@ EMITTERS = {
     "health-check": [("stages/health_check.py", "outputs")],
     "dvc": [("stages/dvc.py", "outputs")],
     "scan": [("stages/scan.py", "outputs")],
+    "sweep": [("stages/sweep.py", "outputs")],
 }
 
 

@@ -20,7 +20,7 @@ SCRIPT = ROOT / "scripts" / "check_refs.py"
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_refs  # noqa: E402 - scripts/ is not a package
 
-PIPELINE = ".github/workflows/sentiment-pipeline.yml"
+PIPELINE = ".github/workflows/ml-pipeline.yml"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -127,16 +127,19 @@ def test_the_release_rule(tmp_path):
     assert proc.returncode == 1 and "no self-reference" in proc.stdout
 
 
-def test_set_rewrites_every_file_kind_and_the_template_stays_in_step(tmp_path):
-    """The template's references (paths with [[ ]] placeholders) move with the workflows rendered
-    from it, so a release commit still passes gen_pipelines.py --check."""
-    rels = ["scripts/gen_pipelines.py", "templates/workflows/pipeline.yml.j2", PIPELINE, ".github/workflows/rice-pipeline.yml"]
+def test_set_rewrites_every_file_kind_and_the_presets_stay_in_step(tmp_path):
+    """The flagship presets reference ml-pipeline.yml at the ref its stage actions carry, so a
+    release commit (every reference rewritten) still passes gen_pipelines.py --check."""
+    rels = ["scripts/gen_pipelines.py", PIPELINE, ".github/workflows/sentiment-pipeline.yml", ".github/workflows/rice-pipeline.yml"]
     copy(tmp_path, *rels)
     assert run("--root", str(tmp_path), "--set", "v1.2.3").returncode == 0
-    template = (tmp_path / rels[1]).read_text()
-    assert "/.github/workflows/[[ p.name ]]-pipeline.yml@v1.2.3" in template and "@v1\n" not in template
+    preset = (tmp_path / rels[2]).read_text()
+    assert "/.github/workflows/ml-pipeline.yml@v1.2.3" in preset and "@v1\n" not in preset
     proc = subprocess.run([sys.executable, str(tmp_path / rels[0]), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / rels[2]).write_text(preset.replace("ml-pipeline.yml@v1.2.3", "ml-pipeline.yml@v1"))
+    proc = subprocess.run([sys.executable, str(tmp_path / rels[0]), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "sentiment-pipeline.yml" in proc.stdout, proc.stdout
 
 
 def test_a_ref_never_swallows_the_end_of_a_sentence(tmp_path):

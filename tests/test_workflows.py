@@ -3,7 +3,7 @@
 The linters (tests/test_lint.py) catch a lot; these rules are the repository's own and cheap to
 check on every file: no ``${{ }}`` inside any ``run:``, an explicit ``permissions:`` on every job
 of every workflow, third-party actions pinned by full commit SHA with a version comment, and the
-flagship pipelines current with their template."""
+flagship pipelines presets of the one reusable pipeline, ml-pipeline.yml."""
 
 from __future__ import annotations
 
@@ -81,11 +81,43 @@ def test_the_rule_catches_an_expression_in_run(tmp_path):
         test_third_party_actions_are_pinned_by_sha_with_a_version_comment(bad)
 
 
-def test_flagship_pipelines_are_rendered_from_the_template():
+def test_flagship_pipelines_are_rendered_from_the_one_pipeline():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_pipelines.py"), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_both_pipelines_chain_the_same_stages():
-    jobs = {name: list(load(ROOT / f".github/workflows/{name}-pipeline.yml")["jobs"]) for name in ("sentiment", "rice")}
-    assert jobs["sentiment"] == jobs["rice"] == ["data", "train", "gate", "propose", "image", "health", "promote", "summary"]
+def _call(doc: dict) -> dict:
+    return doc.get("on", doc.get(True))["workflow_call"]
+
+
+def test_the_job_graph_exists_once():
+    """ml-pipeline.yml holds the jobs; each flagship is one job calling it with every input passed
+    through, the same secrets and outputs, and only project defaults of its own."""
+    source = load(ROOT / ".github/workflows/ml-pipeline.yml")
+    assert list(source["jobs"]) == ["data", "train", "select", "gate", "propose", "image", "health", "promote", "summary"]
+    for name in ("sentiment", "rice"):
+        doc = load(ROOT / f".github/workflows/{name}-pipeline.yml")
+        [(job_id, job)] = doc["jobs"].items()
+        assert job["uses"].startswith(SELF + ".github/workflows/ml-pipeline.yml@"), job
+        assert job["secrets"] == {key: f"${{{{ secrets.{key} }}}}" for key in _call(source)["secrets"]}, name
+        inputs = _call(doc)["inputs"]
+        assert list(inputs) == list(_call(source)["inputs"]), name
+        assert job["with"] == {key: f"${{{{ inputs.{key} }}}}" for key in inputs}, name
+        assert list(_call(doc)["secrets"]) == list(_call(source)["secrets"])
+        assert {k: v["value"] for k, v in _call(doc)["outputs"].items()} == {
+            k: f"${{{{ jobs.{job_id}.outputs.{k} }}}}" for k in _call(source)["outputs"]}
+        assert not [k for k, v in inputs.items() if v.get("required")], f"{name}: a preset needs no input"
+        assert inputs["name"]["default"] == name and inputs["metric"]["default"]
+
+
+def test_every_pipeline_job_runs_where_the_caller_says():
+    """runs-on of every job comes from an input (a label or a JSON list of labels), none is fixed."""
+    jobs = load(ROOT / ".github/workflows/ml-pipeline.yml")["jobs"]
+    expected = {"train": "train-runs-on", "image": "build-runs-on", "health": "build-runs-on"}
+    for job_id, job in jobs.items():
+        runs_on = job["runs-on"]
+        key = expected.get(job_id)
+        assert "fromJSON(" in runs_on and "inputs.runs-on" in runs_on, (job_id, runs_on)
+        assert (key is None) == ("train-runs-on" not in runs_on and "build-runs-on" not in runs_on), (job_id, runs_on)
+        if key:
+            assert f"inputs.{key}" in runs_on, (job_id, runs_on)

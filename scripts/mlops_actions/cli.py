@@ -109,6 +109,7 @@ def env_manager_option(fn):
 @click.option("--entry-point", default="main", show_default=True, help="MLproject entry point.")
 @text_option("--script", "A plain Python script to run instead of an MLproject entry point.")
 @text_option("--params", "key=value lines passed as parameters.")
+@text_option("--tags", "key=value lines set as tags on the run (the reused run too).")
 @click.option("--experiment", default="mlops-actions", show_default=True)
 @click.option("--run-name", default="")
 @text_option("--model-name", "Name of the logged model to report when the run logs several.")
@@ -124,6 +125,7 @@ def train(
     entry_point,
     script,
     params,
+    tags,
     experiment,
     run_name,
     model_name,
@@ -135,10 +137,11 @@ def train(
 ):
     """Run a model project under MLflow tracking."""
     from .core import tracking as trk
-    from .stages.train import parse_params
+    from .core.inputs import parse_params
     from .stages.train import train as do_train
 
     parsed = parse_params(params)
+    extra_tags = parse_params(tags, "tags")
     tracking = trk.resolve(tracking_uri, dagshub_repo)
     result = do_train(
         project_path,
@@ -152,6 +155,7 @@ def train(
         model_name=model_name or None,
         reuse=_flag(reuse, "reuse"),
         env_manager=env_manager,
+        extra_tags=extra_tags,
     )
     gha.add_summary(result.summary(tracking))
     return result.outputs()
@@ -582,6 +586,50 @@ def summary(needs_json, stages, reasons, after, title, output):
     return result.outputs()
 
 
+@main.command("sweep")
+@click.option("--operation", required=True, help="plan (expand the sweep into matrix points) or select (the best run).")
+@text_option("--sweep", "plan: the sweep as YAML, a grid {C: [0.1, 1]} or a list of points [{C: 0.1}, {C: 1}].")
+@text_option("--sweep-file", "plan: a YAML file of the workspace holding the sweep, instead of --sweep.")
+@text_option("--params", "plan: base key=value parameters every point starts from.")
+@text_option("--sweep-id", "select: the plan's sweep-id output.")
+@text_option("--points", "select: the plan's points output (JSON).")
+@text_option("--metric", "select: the metric that decides the best point.")
+@click.option("--direction", default="maximize", show_default=True, help="select: maximize or minimize.")
+@click.option("--experiment", default="mlops-actions", show_default=True, help="select: the points' experiment.")
+@tracking_options
+@stage
+def sweep_cmd(
+    operation, sweep, sweep_file, params, sweep_id, points, metric, direction, experiment, tracking_uri, dagshub_repo
+):
+    """Hyper-parameter sweeps across runners: plan the matrix of points, then select the best run."""
+    from .core.inputs import parse_params
+    from .stages import sweep as sw
+
+    operation = operation.strip().lower()
+    if operation == "plan":
+        doc = sw.read_sweep(sweep, sweep_file, os.environ.get("GITHUB_WORKSPACE") or ".")
+        result = sw.plan(doc, parse_params(params), sha=sw.head_sha())
+        gha.add_summary(result.summary())
+        gha.log(f"sweep {result.sweep_id}: {len(result.points)} points of {', '.join(result.swept)}")
+        return result.outputs()
+    if operation == "select":
+        from .core import tracking as trk
+
+        tracking = trk.resolve(tracking_uri, dagshub_repo)
+        selection = sw.select(
+            sweep_id=sweep_id.strip(),
+            points=sw.parse_points(points),
+            metric=metric.strip(),
+            direction=direction.strip().lower(),
+            experiment=experiment,
+            tracking=tracking,
+        )
+        gha.add_summary(selection.markdown())
+        gha.log(selection.markdown())
+        return selection.outputs()
+    raise InputError("operation", f"'{operation}' is not plan or select", "write plan or select")
+
+
 @main.command()
 @click.option("--run-id", required=True, help="MLflow run id of the candidate (the train step's run-id output).")
 @click.option("--model-name", required=True, help="Registered model name in the MLflow Model Registry.")
@@ -785,8 +833,8 @@ def pipeline_config(
     (secrets from the environment). ``same``: the flags named as PipelineConfig's fields
     (project_path, entry_point, experiment, base_image, ca_bundle, version, env_manager, scan_fail_on)."""
     from .core import tracking as trk
+    from .core.inputs import parse_params
     from .pipeline import GateConfig, PipelineConfig, default_model_name
-    from .stages.train import parse_params
 
     gate_cfg = None
     if _flag(gate_on, "gate"):

@@ -1,8 +1,9 @@
 """The flagship sentiment pipeline adopted by reference, end to end under act.
 
 A fresh adopter repository holds only ``model_project/sentiment`` and a short workflow that calls
-``mlops-actions/mlops-actions/.github/workflows/sentiment-pipeline.yml@v1`` (resolved by act to
-this checkout). Against real services: MLflow with basic auth, the registry with htpasswd, the
+``mlops-actions/mlops-actions/.github/workflows/ml-pipeline.yml@v1`` (resolved by act to this
+checkout) with the sentiment preset's inputs (what sentiment-pipeline.yml passes; README.md:2 runs
+that preset itself, in tests/act/test_snippets_act.py). Against real services: MLflow with basic auth, the registry with htpasswd, the
 Docker engine, a bare git origin and the OpenAPI-checked GitHub double."""
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ name: model
 on: push
 jobs:
   sentiment:
-    uses: mlops-actions/mlops-actions/.github/workflows/sentiment-pipeline.yml@v1
+    uses: mlops-actions/mlops-actions/.github/workflows/ml-pipeline.yml@v1
     permissions: {contents: write, pull-requests: write, packages: write}
     with:
+      project-path: model_project/sentiment
+      metric: test_accuracy
+      data-path: model_project/sentiment/data/reviews.csv
+      data-spec: model_project/sentiment/data-spec.yaml
       tracking-uri: ${{ vars.TRACKING_URI }}
       image: ${{ vars.IMAGE }}
       prod-image: ${{ vars.PROD_IMAGE }}
@@ -191,8 +196,9 @@ def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipe
     summary = pipeline["first"].summary
     assert summary["status"] == "success"
     results = {s["job"]: s["result"] for s in summary["stages"]}
-    assert results == {"data": "success", "train": "success", "gate": "success", "propose": "success",
+    assert results == {"data": "success", "train": "success", "select": "skipped", "gate": "success", "propose": "success",
                        "image": "success", "health": "success", "promote": "success"}
+    assert {s["job"]: s["reason"] for s in summary["stages"]}["select"] == "no sweep input"
     assert summary["facts"]["digest"] == out["digest"] and summary["facts"]["pr-url"] == out["pr-url"]
     assert summary["context"]["event_name"] == "push"
 

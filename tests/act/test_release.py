@@ -264,11 +264,11 @@ def test_a_release_tags_a_release_commit_and_moves_the_major(releases, tmp_path)
     assert main_rule.returncode == 0
     # the release commit differs from main in the self-references only
     changed = git("diff", "--name-only", releases.commits["M1"], tagged, cwd=releases.origin).splitlines()
-    assert ".github/workflows/sentiment-pipeline.yml" in changed and "templates/workflows/pipeline.yml.j2" in changed
+    assert ".github/workflows/sentiment-pipeline.yml" in changed and ".github/workflows/ml-pipeline.yml" in changed
     diff = git("diff", "-U0", releases.commits["M1"], tagged, cwd=releases.origin)
     removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
     assert removed and all("mlops-actions/mlops-actions" in line and "@v1" in line for line in removed)
-    assert "Pin it by commit" in step.run.log and f"sentiment-pipeline.yml@{tagged} # v1.0.0" in step.run.log
+    assert "Pin it by commit" in step.run.log and f"ml-pipeline.yml@{tagged} # v1.0.0" in step.run.log
 
 
 def test_the_checkout_is_left_as_it_was_and_holds_no_credentials(releases):
@@ -415,8 +415,8 @@ def test_a_caller_pinning_a_release_by_sha_runs_that_commit_only(releases, tag):
     assert {commit for _, commit in visited} == {sha}, sorted(set(visited))
     files = {f for f, _ in visited}
     stages = {f for f in files if f.startswith("actions/")}
-    assert ".github/workflows/sentiment-pipeline.yml" in files and len(stages) >= 12, files
-    # the sentiment pipeline alone reaches its stage actions at this commit
+    assert {".github/workflows/sentiment-pipeline.yml", ".github/workflows/ml-pipeline.yml"} <= files and len(stages) >= 12, files
+    # the sentiment preset alone reaches ml-pipeline.yml and its stage actions at this commit
     from_pipeline = walk(releases.origin, f"{SLUG}/.github/workflows/sentiment-pipeline.yml@{sha}")
     assert len(from_pipeline) > 10 and {c for _, c in from_pipeline} == {sha}
 

@@ -2,7 +2,10 @@
 
 A fresh adopter repository holds ``model_project/rice`` with a small set of SYNTHETIC grain images
 committed in the Kaggle layout, and a short workflow calling
-``mlops-actions/mlops-actions/.github/workflows/rice-pipeline.yml@v1``. Against real services: the
+``mlops-actions/mlops-actions/.github/workflows/ml-pipeline.yml@v1`` with the rice preset's inputs
+(what rice-pipeline.yml passes), training on a self-hosted GPU pool chosen by a JSON list of
+labels (``train-runs-on``; act maps the ``gpu`` label to the runner image) and the image on
+``build-runs-on``. Against real services: the
 image folder is validated, the CNN trains on the runner and logs to MLflow with basic auth, the
 champion alias is set, the artifacts are proposed in a PR on the GitHub double, the TensorFlow
 serving image is built, smoke-tested, pushed with auth and health-checked, then pulled by digest
@@ -16,7 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from act.harness import SLUG, act_binary, git, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
+from act.harness import RUNNER_IMAGE, SLUG, act_binary, ensure_runner_image, git, keep_docs, make_adopter, run_act, snapshot_actions, workflow_outputs
 from conftest import registry_tags, rice_make_data, rice_samples, serve_image
 from github_double.server import GitHubDouble, assert_no_violations, git_branches
 
@@ -31,11 +34,17 @@ name: rice
 on: push
 jobs:
   rice:
-    uses: mlops-actions/mlops-actions/.github/workflows/rice-pipeline.yml@v1
+    uses: mlops-actions/mlops-actions/.github/workflows/ml-pipeline.yml@v1
     permissions: {contents: write, pull-requests: write, packages: write}
     with:
+      project-path: model_project/rice
+      metric: test_accuracy
       tracking-uri: ${{ vars.TRACKING_URI }}
       data-path: model_project/rice/data
+      data-spec: model_project/rice/data-spec.yaml
+      train-runs-on: '["self-hosted", "gpu"]'
+      build-runs-on: '["ubuntu-latest"]'
+      timeout-minutes: 40
       params: ${{ vars.PARAMS }}
       image: ${{ vars.IMAGE }}
       version: 0.3.0
@@ -50,6 +59,7 @@ jobs:
           NEEDS: ${{ toJSON(needs.rice) }}
         run: mkdir -p "$(dirname "$OUT_FILE")" && printf '%s\\n' "$NEEDS" > "$OUT_FILE"
 """
+GPU_IMAGE = RUNNER_IMAGE.split(":")[0] + ":gpu-pool"
 PARAMS = f"data_dir=data\nepochs=10\nimage_size={IMAGE_SIZE}\nseed=7"
 
 
@@ -73,11 +83,14 @@ def rice(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
     variables = {"TRACKING_URI": mlflow_auth_server.url, "IMAGE": image, "PARAMS": PARAMS,
                  "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
     state = {"adopter": adopter, "github": github, "image": image, "secrets": secrets, "counts": counts}
+    # the GPU pool's runner: the bare runner image under its own tag, so the log shows which job ran where
+    docker_engine.images.get(ensure_runner_image()).tag(GPU_IMAGE.split(":")[0], GPU_IMAGE.split(":")[1])
     for name in ("first", "second"):
         for stale in (".mlops/summary.json", ".mlops/summary.md"):
             (adopter.workdir / stale).unlink(missing_ok=True)
         run = run_act(adopter, workflow, actions_dir=actions_dir, scratch=base / name, secrets=secrets,
-                      variables=variables, env={"GITHUB_API_URL": github.url}, timeout=2400)
+                      variables=variables, env={"GITHUB_API_URL": github.url}, timeout=2400,
+                      extra_args=["-P", f"gpu={GPU_IMAGE}"])
         print(f"\nact rice pipeline {name}: {run.seconds:.1f}s, log {run.log_path}")
         state[name] = run
         keep_docs(base / name, adopter.workdir / ".mlops" / "summary.md", github)
@@ -114,6 +127,20 @@ def test_rice_image_pulled_by_digest_classifies_fresh_grains(rice, registry, doc
     assert predictions.shape == (15, 5)
     accuracy = float((predictions.argmax(axis=1) == np.asarray(labels)).mean())
     assert accuracy >= 0.8, (accuracy, predictions.argmax(axis=1).tolist(), labels)
+
+
+def test_training_ran_on_the_runner_the_labels_chose(rice):
+    """train-runs-on '["self-hosted", "gpu"]' put the train job on the gpu pool; every other job
+    stayed on ubuntu-latest (build-runs-on as a one-label JSON list)."""
+    starts = {}
+    for line in rice["first"].log.splitlines():
+        if "Start image=" in line and line.startswith("["):
+            job = line[1:line.index("]")].split("/", 2)[-1].strip()  # [rice/ml-pipeline/<job name>]
+            starts[job] = line.split("Start image=", 1)[1].strip()
+    assert starts.get("train") == GPU_IMAGE, starts
+    others = {job: image for job, image in starts.items() if job not in ("train", "record")}
+    assert {"validate data", "champion / challenger", "serving image", "health check", "summary"} <= set(others), starts
+    assert set(others.values()) == {RUNNER_IMAGE}, starts
 
 
 def test_rice_rerun_changes_nothing(rice):

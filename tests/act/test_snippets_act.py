@@ -34,7 +34,7 @@ Stand-ins for what does not exist offline (the only substitutions):
   the snippet takes the endpoint from ``vars.S3_ENDPOINT_URL`` (empty: AWS) and the keys from
   ``secrets.AWS_*``. That adopter (``acme/dvc``) tracks data/reviews.csv with DVC (not in git),
   was reproduced and pushed to the bucket, then a commit changed ``train.C`` without reproducing.
-- ``<sha of v1.0.0>`` in README.md:3 is a placeholder the reader fills in (the README says how);
+- ``<sha of v1.0.0>`` in README.md:4 is a placeholder the reader fills in (the README says how);
   the test fills it with the commit SHA of a ``v1.0.0`` tag made in a git copy of this checkout,
   which act maps with ``--local-repository mlops-actions/mlops-actions@<sha>``.
 - The runner's environment also has ``MLOPS_CA_BUNDLE`` (this machine's CA bundle, for pip in the
@@ -45,15 +45,16 @@ Stand-ins for what does not exist offline (the only substitutions):
   ``data/new-reviews.csv`` (ratings shifted: drifts), ``data/rice`` (synthetic grains) and
   ``rice.spec.yaml`` (actions/validate-data/README.md:5).
 
-Snippet → test (act runs, two at a time: ``fragments`` = snippets.yml then ``dvc``, beside
-``readme-1``, ``readme-2`` then ``readme-3``):
+Snippet → test (act runs, two at a time: ``fragments`` = snippets.yml, ``dvc``, ``readme-3`` then
+``readme-4``, beside ``readme-1``, ``segments`` then its rerun ``segments-rerun``):
 
 ============================================  =================================================  ========
 snippet                                       test                                               act run
 ============================================  =================================================  ========
 README.md:1 (root action)                     test_readme_1_root_action                          readme-1
-README.md:2 (reusable pipeline)               test_readme_2_reusable_pipeline                    readme-2
-README.md:3 (pipeline pinned by SHA)          test_readme_3_pipeline_pinned_by_sha               readme-3
+README.md:2 (ml-pipeline, a model of theirs)  test_readme_2_any_model_through_ml_pipeline        segments
+README.md:3 (flagship preset)                 test_readme_3_flagship_preset                      readme-3
+README.md:4 (preset pinned by SHA)            test_readme_4_preset_pinned_by_sha                 readme-4
 actions/drift/README.md:1                     test_drift_snippet_retrains_on_drift               fragments
 actions/dvc/README.md:1                       test_dvc_snippet                                   dvc     
 actions/fetch-artifacts/README.md:1           test_fetch_artifacts_snippet                       fragments
@@ -276,6 +277,66 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+# README.md:2's adopter: a model we do not ship. Its own plain script and requirements (no MLproject),
+# a k-means segmentation scored by silhouette, on SYNTHETIC customers (four Gaussian segments).
+SEGMENTS_TRAIN = '''\
+"""Customer segments on SYNTHETIC data: k-means on four named float columns, scored by silhouette."""
+import argparse
+
+import mlflow
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--k", type=int, default=4)
+k = parser.parse_args().k
+customers = pd.read_csv("data/customers.csv")
+with mlflow.start_run():
+    model = make_pipeline(StandardScaler(), KMeans(n_clusters=k, n_init=10, random_state=0)).fit(customers)
+    mlflow.log_metric("silhouette", silhouette_score(model[0].transform(customers), model.predict(customers)))
+    mlflow.sklearn.log_model(model, name="model", input_example=customers.head(3))
+'''
+SEGMENTS_SPEC = """\
+format: csv
+description: one row per customer, four numeric features (synthetic)
+min_rows: 500
+columns:
+  recency_days: {nullable: false, type: number, min: 0, max: 400}
+  orders_per_year: {nullable: false, type: number, min: 0}
+  avg_basket_eur: {nullable: false, type: number, min: 0}
+  tenure_months: {nullable: false, type: number, min: 0}
+"""
+
+
+def make_segments_adopter(base: Path, slug: str):
+    """The adopter of README.md:2: segments/ with train.py, requirements.txt, data-spec.yaml and
+    data/customers.csv (800 synthetic customers in four segments), pushed to its bare origin."""
+    import numpy as np
+
+    adopter = make_adopter(base, slug=slug, project_dir="model_project/sentiment")
+    work = adopter.workdir
+    git("rm", "--quiet", "-r", "model_project", cwd=work)
+    _write(work / ".gitignore", "build/\n.mlops/\n")
+    project = work / "segments"
+    _write(project / "train.py", SEGMENTS_TRAIN)
+    _write(project / "requirements.txt", "mlflow>=3.1,<4\nscikit-learn>=1.4\npandas>=2.0\n")
+    _write(project / "data-spec.yaml", SEGMENTS_SPEC)
+    rng = np.random.default_rng(11)
+    centers = np.array([[10, 24, 35, 60], [60, 8, 80, 30], [200, 2, 25, 12], [30, 50, 140, 90]], dtype=float)
+    spread = np.array([5, 3, 8, 6], dtype=float)
+    rows = np.vstack([c + rng.normal(0, 1, (200, 4)) * spread for c in centers]).clip(min=0)
+    lines = ["recency_days,orders_per_year,avg_basket_eur,tenure_months"]
+    lines += [",".join(f"{v:.2f}" for v in row) for row in rng.permutation(rows)]
+    _write(project / "data" / "customers.csv", "\n".join(lines) + "\n")
+    git("add", "--all", "--force", cwd=work)
+    git("commit", "--quiet", "-m", "segments model, data (synthetic) and spec", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+    return adopter
+
+
 def make_snippet_adopter(base: Path, slug: str):
     """The adopter: the sentiment project at model_project/sentiment with its data committed, and
     the files the snippets name (see the module docstring), pushed to its bare origin."""
@@ -383,7 +444,7 @@ def pinned_snapshot(actions_dir: Path, git_dir: Path) -> str:
 
 
 def readme_workflow(name: str, sha: str) -> str:
-    """A README workflow snippet as it is (README.md:3: the placeholder filled, ``on: push`` added
+    """A README workflow snippet as it is (README.md:4: the placeholder filled, ``on: push`` added
     as tests/test_snippets.py does for a workflow cut down to its jobs)."""
     kind, doc = snippet(name)
     assert kind == "workflow", (name, kind)
@@ -404,12 +465,14 @@ def snippet_runs(tmp_path_factory, docker_engine):
     token = github.token
     registry = local_services.start_registry(base / "registry", ACTOR, token)
     registry_host = registry.url.removeprefix("http://")
-    groups = {"fragments": "acme/snippets", "readme-1": "acme/model", "readme-2": "acme/pipeline", "dvc": "acme/dvc"}
+    groups = {"fragments": "acme/snippets", "readme-1": "acme/model", "segments": "acme/segments", "readme-3": "acme/pipeline",
+              "dvc": "acme/dvc"}
     s3_url, s3 = start_s3(base / "s3")
     adopters, servers = {}, {}
     origin_of = {}
     for group, slug in groups.items():
-        adopters[group] = make_dvc_adopter(base / group, slug, s3_url) if group == "dvc" else make_snippet_adopter(base / group, slug)
+        make = {"dvc": lambda b, sl: make_dvc_adopter(b, sl, s3_url), "segments": make_segments_adopter}.get(group, make_snippet_adopter)
+        adopters[group] = make(base / group, slug)
         origin_of[slug] = adopters[group].origin
         github.add_repo(slug, default_branch="main", teams=["ml-team"])
         if group == "dvc":
@@ -424,9 +487,10 @@ def snippet_runs(tmp_path_factory, docker_engine):
         "readme-1": commit_workflows(adopters["readme-1"], {"model.yml": readme_workflow("README.md:1", sha)})["model.yml"],
     }
     workflows["dvc"] = commit_workflows(adopters["dvc"], {"dvc.yml": dvc_workflow(records)})["dvc.yml"]
-    pipeline_files = commit_workflows(adopters["readme-2"], {"model.yml": readme_workflow("README.md:2", sha),
-                                                             "pinned.yml": readme_workflow("README.md:3", sha)})
-    workflows["readme-2"], workflows["readme-3"] = pipeline_files["model.yml"], pipeline_files["pinned.yml"]
+    workflows["segments"] = workflows["segments-rerun"] = commit_workflows(adopters["segments"], {"segments.yml": readme_workflow("README.md:2", sha)})["segments.yml"]
+    pipeline_files = commit_workflows(adopters["readme-3"], {"model.yml": readme_workflow("README.md:3", sha),
+                                                             "pinned.yml": readme_workflow("README.md:4", sha)})
+    workflows["readme-3"], workflows["readme-4"] = pipeline_files["model.yml"], pipeline_files["pinned.yml"]
 
     def act(group: str, server_group: str, slug: str):
         adopter = adopters[server_group]
@@ -455,13 +519,15 @@ def snippet_runs(tmp_path_factory, docker_engine):
 
     def readmes():
         runs["readme-1"] = act("readme-1", "readme-1", groups["readme-1"])
-        runs["readme-2"] = act("readme-2", "readme-2", groups["readme-2"])
-        runs["readme-3"] = act("readme-3", "readme-2", groups["readme-2"])
+        runs["segments"] = act("segments", "segments", groups["segments"])
+        runs["segments-rerun"] = act("segments-rerun", "segments", groups["segments"])
 
     other = threading.Thread(target=readmes)  # two act runs at a time: about as long as each other
     other.start()
     runs["fragments"] = act("fragments", "fragments", groups["fragments"])
     runs["dvc"] = act("dvc", "dvc", groups["dvc"])
+    runs["readme-3"] = act("readme-3", "readme-3", groups["readme-3"])
+    runs["readme-4"] = act("readme-4", "readme-3", groups["readme-3"])
     other.join()
     state = {"runs": runs, "s3_url": s3_url, "s3_keys_before": s3_keys_before, "records": records, "github": github, "registry": registry, "registry_host": registry_host,
              "servers": servers, "adopters": adopters, "token": token, "sha": sha, "groups": groups}
@@ -711,25 +777,63 @@ def test_readme_1_root_action(snippet_runs):
     assert "smoke test passed" in run.log
 
 
-def test_readme_2_reusable_pipeline(snippet_runs):
-    run_ok(snippet_runs, "readme-2")
-    server = snippet_runs["servers"]["readme-2"]
+def test_readme_2_any_model_through_ml_pipeline(snippet_runs):
+    """A model we do not ship (k-means segments from a plain script, no accuracy metric, named float
+    columns) adopts ml-pipeline.yml in at most 15 lines and gets its validated data, a 4-point
+    sweep as 4 matrix jobs, the best point as champion, its PR and image; MLflow from the
+    repository variable MLFLOW_TRACKING_URI, the usual way."""
+    assert len(TEXT["README.md:2"].strip().splitlines()) <= 15, TEXT["README.md:2"]
+    run = run_ok(snippet_runs, "segments")
+    server = snippet_runs["servers"]["segments"]
+    runs = server.runs("segments")
+    assert len(runs) == 4 and {r["info"]["status"] for r in runs} == {"FINISHED"}, runs
+    by_k = {next(p["value"] for p in r["data"]["params"] if p["key"] == "k"): r for r in runs}
+    score = {k: next(m["value"] for m in r["data"]["metrics"] if m["key"] == "silhouette") for k, r in by_k.items()}
+    assert sorted(by_k) == ["2", "3", "4", "5"] and max(score, key=score.get) == "4", score  # four true segments
+    assert 0.5 < score["4"] <= 1, score
+    # four matrix jobs, each its own runner (act names them by the job's name expression, then -N)
+    starts = set(re.findall(r"^\[[^\]]*/(train p\d \(k=\d\))(?:-\d+)?\s*\] 🚀  Start image", run.log, re.M))
+    assert starts == {"train p1 (k=2)", "train p2 (k=3)", "train p3 (k=4)", "train p4 (k=5)"}, starts
+    assert server.champion("segments")["run_id"] == by_k["4"]["info"]["run_id"]
+    slug = snippet_runs["groups"]["segments"]
+    [pull] = _pulls(snippet_runs, slug)
+    assert pull.head == "mlops/segments-model" and "silhouette" in pull.body, pull
+    assert "| ★ p3 | k=4 |" in pull.body and "```mermaid" in pull.body, pull.body[:3000]
+    files = git("ls-tree", "-r", "--name-only", "mlops/segments-model", cwd=snippet_runs["adopters"]["segments"].origin).split()
+    assert any(f.startswith("models/segments/model/") for f in files), files
+    tags = registry_tags(_registry(snippet_runs), f"{slug}/segments")
+    assert "latest" in tags and any(t.startswith("main-") for t in tags), tags
+    assert "data-valid=true" in run.log.replace(" ", "")
+
+
+def test_readme_2_rerun_trains_nothing(snippet_runs):
+    run = run_ok(snippet_runs, "segments-rerun")
+    server = snippet_runs["servers"]["segments"]
+    assert len(server.runs("segments")) == 4  # every point reused its finished run
+    assert run.log.count("reusing MLflow run") >= 4
+    slug = snippet_runs["groups"]["segments"]
+    assert len(_pulls(snippet_runs, slug)) == 1
+
+
+def test_readme_3_flagship_preset(snippet_runs):
+    run_ok(snippet_runs, "readme-3")
+    server = snippet_runs["servers"]["readme-3"]
     runs = server.runs("sentiment")
     assert len(runs) == 1 and runs[0]["info"]["status"] == "FINISHED", runs
     assert server.champion("sentiment")["run_id"] == runs[0]["info"]["run_id"]
-    slug = snippet_runs["groups"]["readme-2"]
+    slug = snippet_runs["groups"]["readme-3"]
     pulls = _pulls(snippet_runs, slug)
     assert len(pulls) == 1 and pulls[0].head == "mlops/sentiment-model", pulls
     tags = registry_tags(_registry(snippet_runs), f"{slug}/sentiment")
     assert "v1.0.0" in tags, tags
 
 
-def test_readme_3_pipeline_pinned_by_sha(snippet_runs):
-    run = run_ok(snippet_runs, "readme-3")
+def test_readme_4_preset_pinned_by_sha(snippet_runs):
+    run = run_ok(snippet_runs, "readme-4")
     assert f"with ref {snippet_runs['sha']}" in run.log  # act resolved the pinned SHA to the release commit
-    server = snippet_runs["servers"]["readme-2"]
+    server = snippet_runs["servers"]["readme-3"]
     runs = server.runs("sentiment")
-    assert len(runs) == 1, runs  # the pinned pipeline reused the run README.md:2 trained (same commit)
+    assert len(runs) == 1, runs  # the pinned preset reused the run README.md:3 trained (same commit)
     assert "reusing MLflow run" in run.log
 
 

@@ -163,6 +163,10 @@ def test_sbom_lists_exactly_what_the_image_installed(context, docker_engine, tmp
         assert listed == installed and len(installed) == len(seen["dists"]) == len(bom["components"])
         assert "pip" not in {name for name, _ in installed}
         assert seen["sbom"] == text  # the output file is the image's own SBOM, byte for byte
+        from cyclonedx.schema import SchemaVersion
+        from cyclonedx.validation.json import JsonStrictValidator
+
+        assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None  # the official 1.5 schema, strict
         assert docker_engine.images.get(result.image_id).labels["io.github.mlops-actions.sbom"] == "/sbom.cdx.json"
         # top level: exactly the names of the context's requirements.txt, as installed
         wanted = {sbom.normalize(line.split("==")[0].split(">")[0].split("<")[0].split("[")[0].strip())

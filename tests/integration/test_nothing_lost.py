@@ -607,6 +607,7 @@ I = ["push-image", "--context", "{ctx}", "--image", "127.0.0.1:1/acme/model", "-
 H = ["health-check", "--image", "127.0.0.1:1/acme/model:v1"]
 V = ["verify-manifest"]
 S = ["scan", "--path"]
+W = ["sweep", "--operation"]
 EVIL_PICKLE = b"\x80\x02cposix\nsystem\nq\x00X\x19\x00\x00\x00touch /tmp/mlops-evil.txtq\x01\x85q\x02Rq\x03."
 GOOD_MLMODEL = "flavors:\n  sklearn: {{}}\n  python_function: {{python_version: 3.11.7}}\n"
 
@@ -766,6 +767,18 @@ CASES = [
     Case("scan-path-missing", S + ["{inputs}/missing"], "path"),
     Case("scan-fail-on-unknown", S + ["{art}", "--fail-on", "severe"], "fail-on"),
     Case("scan-report-inside-the-folder", S + ["{art}", "--report-dir", "{art}/reports"], "report-dir"),
+    # sweep: the sweep file is read from the workspace only; a plan writes nothing; select only reads
+    Case("sweep-file-link-out-of-workspace", W + ["plan", "--sweep-file", "s.yml"], "sweep-file",
+         setup=ws_link("s.yml", "{host}/secret.txt")),
+    Case("sweep-file-climbs-out", W + ["plan", "--sweep-file", "../s.yml"], "sweep-file"),
+    Case("sweep-file-absolute", W + ["plan", "--sweep-file", "/etc/hostname"], "sweep-file"),
+    Case("sweep-file-is-a-folder", W + ["plan", "--sweep-file", ".git"], "sweep-file"),
+    Case("sweep-grid-wider-than-a-matrix", W + ["plan", "--sweep", "{{a: %s, b: %s}}" % (list(range(17)), list(range(17)))], "sweep"),
+    Case("sweep-operation-unknown", W + ["search"], "operation"),
+    Case("sweep-plan-writes-nothing", W + ["plan", "--sweep", "{{k: [2, 3]}}"], "", code=0, outcome="unchanged"),
+    Case("sweep-select-without-runs", W + ["select", "--sweep-id", "abc123", "--points", '[{{"id":"p1","label":"k=2","params":"k=2"}}]',
+                                          "--metric", "m", "--experiment", "nothing-lost", "--tracking-uri", "{mlflow}"],
+         "experiment 'nothing-lost'", code=1),
 ]
 
 VD = ["validate-data", "--data", "{inputs}/data.csv", "--spec", "{inputs}/spec.yaml"]

@@ -91,3 +91,14 @@ def test_reuse_returns_the_finished_run_of_the_same_fingerprint(trained, mlflow_
     assert again.run_id == trained.run_id and again.model_uri == trained.model_uri
     other = train(str(SENTIMENT), tracking=tracking, experiment="tests-sentiment", params={"rows": "300"}, reuse=True)
     assert other.run_id != trained.run_id
+
+
+
+def test_extra_tags_reach_the_reused_run_too(trained, mlflow_server):
+    """A sweep tags each point's run (train's tags input); a point that reuses a finished run tags it."""
+    tracking = trk.Tracking(uri=mlflow_server.url)
+    again = train(str(SENTIMENT), tracking=tracking, experiment="tests-sentiment", params={"rows": "600"}, reuse=True,
+                  extra_tags={"mlops_actions.sweep.abc123": "p2"})
+    assert again.reused and again.run_id == trained.run_id
+    tags = mlflow.MlflowClient(tracking_uri=mlflow_server.url).get_run(trained.run_id).data.tags
+    assert tags["mlops_actions.sweep.abc123"] == "p2" and tags["mlops_actions.stage"] == "train"

@@ -4,53 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import gha, git, markdown, projectenv
 from ..core import tracking as trk
 from ..core.errors import InputError, StageError
+from ..core.inputs import parse_params
 from ..core.tracking import find_model_uri
 
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+__all__ = ["parse_params", "train", "fingerprint", "TrainResult"]
+
 DEFAULT_EXPERIMENT = "mlops-actions"
-
-
-def parse_params(text: str | None, input_name: str = "params") -> dict[str, str]:
-    """``key=value`` lines (blank lines and ``#`` comments skipped) into a dict, strictly."""
-    params: dict[str, str] = {}
-    for number, raw in enumerate((text or "").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "=" not in line:
-            raise InputError(input_name, f"line {number} '{_clip(line)}' has no '='", "write one key=value per line")
-        key, value = (part.strip() for part in line.split("=", 1))
-        if not key:
-            raise InputError(
-                input_name, f"line {number} '{_clip(line)}' has an empty key", "write one key=value per line"
-            )
-        if not _KEY_RE.match(key):
-            raise InputError(
-                input_name,
-                f"line {number}: '{_clip(key)}' is not a valid parameter name",
-                "use letters, digits, _ . - and start with a letter",
-            )
-        if value == "":
-            raise InputError(
-                input_name,
-                f"line {number}: '{key}' has an empty value",
-                "give a value or remove the line to use the default",
-            )
-        if key in params:
-            raise InputError(input_name, f"line {number}: '{key}' is given twice", "keep one line per parameter")
-        params[key] = value
-    return params
-
-
-def _clip(text: str, n: int = 40) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 @dataclass
@@ -168,10 +133,12 @@ def train(
     model_name: str | None = None,
     reuse: bool = False,
     env_manager: str = projectenv.DEFAULT_ENV_MANAGER,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Run the project and return its run. With ``reuse``, a finished run of the same fingerprint
     (project files as committed, entry point or script, parameters) is returned instead of training
-    again, so a re-run of the same commit proposes the same artifacts and builds the same image."""
+    again, so a re-run of the same commit proposes the same artifacts and builds the same image.
+    ``extra_tags`` (the caller's, e.g. the sweep a run belongs to) are set on the run, the reused one too."""
     project = Path(project_path)
     mode, script_path = _validate_project(project, script)
     env_manager = projectenv.check_env_manager(env_manager)
@@ -191,6 +158,7 @@ def train(
     client = mlflow.MlflowClient()
     tags = run_tags()
     tags[FINGERPRINT_TAG] = fingerprint(project, script or f"entry:{entry_point}", params)
+    extra_tags = extra_tags or {}
 
     previous = _finished_run(client, experiment_id, tags[FINGERPRINT_TAG], tracking) if reuse else None
     if previous is not None:
@@ -198,8 +166,11 @@ def train(
             f"reusing MLflow run {previous.info.run_id}: same project files, entry point and params (fingerprint "
             f"{tags[FINGERPRINT_TAG][:12]})"
         )
+        for key, value in extra_tags.items():
+            trk.call(functools.partial(client.set_tag, previous.info.run_id, key, value), "tag run", tracking)
         return _result(previous, client, tracking, model_name, env_manager, reused=True)
 
+    tags.update(extra_tags)
     with gha.group(f"train {project} ({mode}, env-manager {env_manager}) → {tracking.describe()}"):
         if mode == "mlproject":
             run_id = _run_mlproject(project, entry_point, params, experiment_id, run_name, tracking, env_manager)

@@ -248,3 +248,21 @@ def test_an_image_without_sbom_gives_an_empty_output_and_says_so(tmp_path):
     assert result.outputs()["sbom"] == "" and "SBOM: none (the image has no /sbom.cdx.json" in result.summary()
     broken = push.extract_sbom(_Engine({"/sbom.cdx.json": b"{not json"}, {}), "c:1", "sha256:" + "ab" * 32, tmp_path)
     assert broken.path is None and "not a CycloneDX JSON document" in broken.note
+
+
+def _schema_errors(document: bytes) -> str | None:
+    """What CycloneDX's own library says of the document against the official 1.5 schema, strict
+    (no property the schema does not define); None when it is valid."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(document.decode("utf-8"))
+    return None if error is None else str(error)[:2000]
+
+
+def test_the_document_is_valid_cyclonedx_1_5_by_the_official_schema(env):
+    document = _run(env, "Foo-Bar[fancy]==1.0\nqux\n")
+    assert _schema_errors(document) is None
+    broken = json.loads(document)
+    broken["components"][0]["type"] = "python-package"  # not a component type of the schema
+    assert _schema_errors(json.dumps(broken).encode()) is not None
