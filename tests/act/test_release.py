@@ -439,7 +439,7 @@ def test_every_self_reference_in_a_release_names_that_release(releases, tag):
             count += 1
             want = refs.get(f"refs/tags/{ref.pin_version}") if ref.pinned else sha
             assert resolve(refs, releases.origin, ref.ref) == want, f"{ref} in {tag}"
-    assert count >= 50
+    assert count >= 40  # 45 when ml-pipeline.yml replaced the template: the stage actions' and the presets' refs
     clone = Path(releases.workdir.parent / f"clone-{tag}")
     if not clone.exists():
         git("clone", "--quiet", "--no-checkout", str(releases.origin), str(clone), cwd=releases.workdir.parent)
