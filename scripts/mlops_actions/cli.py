@@ -379,8 +379,10 @@ def render_dockerfile(model_dir, output_dir, template, onnx_check_data, **option
 @click.option("--smoke-timeout", default=180.0, show_default=True, type=float)
 @text_option("--default-branch", "Branch that gets 'latest' (default: the repository's).")
 @text_option("--network", "Network for RUN steps of the build (e.g. host).")
+@text_option("--cache-from", "Registry build cache to read, one per line: type=registry,ref=NAME:TAG.")
+@text_option("--cache-to", "Registry build cache to store, one per line: type=registry,ref=NAME:TAG[,mode=max].")
 @stage
-def push_image_cmd(context, push, tags, smoke_test, smoke_payload, **text):
+def push_image_cmd(context, push, tags, smoke_test, smoke_payload, cache_from, cache_to, **text):
     """Build, smoke-test, tag and push the serving image. Password: REGISTRY_PASSWORD env."""
     from .core.inputs import split_list
     from .stages.push_image import push_image
@@ -391,6 +393,8 @@ def push_image_cmd(context, push, tags, smoke_test, smoke_payload, **text):
         extra_tags=split_list(tags),
         smoke_test=_flag(smoke_test, "smoke-test"),
         smoke_payload=Path(smoke_payload) if smoke_payload else None,
+        cache_from=[line for line in cache_from.splitlines() if line.strip()],  # entries hold commas
+        cache_to=[line for line in cache_to.splitlines() if line.strip()],
         **text,
     )
     result = push_image(req)

@@ -8,11 +8,21 @@ and baked into the image. ``smoke-timeout`` is a finite number of seconds above 
 The built image's SBOM (``/sbom.cdx.json``, or where its ``io.github.mlops-actions.sbom`` label
 points; written by render-dockerfile's template) is copied out of a container that is created but
 never started, to ``$RUNNER_TEMP/mlops-sbom-<image id>.cdx.json`` (never inside the context): output
-``sbom``, its top-level packages in the job summary. An image without one is no error."""
+``sbom``, its top-level packages in the job summary. An image without one is no error.
+
+A build cache that survives the runner: ``cache-from`` / ``cache-to`` in build-push-action's syntax
+(``type=registry,ref=<name>:<tag>[,mode=min|max]``, or a bare ``<name>:<tag>``). The engine's own
+builder, which the Docker SDK drives and every engine has, reads a registry cache as pulled images:
+``ref`` holds the last final image, and with ``mode=max`` every named stage of the Dockerfile is kept
+too, at ``<tag>-<stage>`` (``buildcache-builder`` for render-dockerfile's dependency stage). They are
+pulled before the build (none yet, or unreadable: a notice, and the build runs without) and pushed
+after the image was (a failed cache push is a warning: the image is out). A fresh runner then takes
+the dependency layers from the registry and rebuilds only the model's."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -56,6 +66,8 @@ class PushRequest:
     sha: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
     network: str = ""
+    cache_from: list[str] = field(default_factory=list)
+    cache_to: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +78,7 @@ class PushResult:
     image_id: str
     smoke: dict
     sbom: Sbom | None = None
+    cache: BuildCache | None = None
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -75,6 +88,7 @@ class PushResult:
             "image-id": self.image_id,
             "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if SEMVER.match(tag)), ""),
             "sbom": str(self.sbom.path) if self.sbom and self.sbom.path else "",
+            "cached-steps": str(self.cache.cached) if self.cache else "0",
         }
 
     def summary(self) -> str:
@@ -82,6 +96,7 @@ class PushResult:
         return (
             f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
             + gha.md_table(["tag"], rows)
+            + (self.cache.summary() if self.cache else "")
             + (self.sbom.summary() if self.sbom else "")
         )
 
@@ -106,6 +121,166 @@ class Sbom:
         )
         rows = [[f"`{name}`", version] for name, version in self.top_level]
         return head + (gha.md_table(["top-level package", "version"], rows) if rows else "")
+
+
+CACHE_TYPES = ("registry",)
+CACHE_KEYS = ("type", "ref", "mode")
+
+
+@dataclass(frozen=True)
+class CacheRef:
+    """One cache-from / cache-to entry: ``ref`` (name:tag) holds the final image; with mode=max each
+    named stage too, at ``<ref>-<stage>``."""
+
+    ref: str
+    mode: str = "min"
+
+    def stage(self, name: str) -> str:
+        return f"{self.ref}-{name.lower()}"
+
+
+def parse_cache(entries: list[str], input_name: str) -> list[CacheRef]:
+    """build-push-action's cache syntax, the registry type: ``type=registry,ref=NAME:TAG[,mode=max]``
+    or a bare ``NAME:TAG``. Anything else is refused naming the input and the fix."""
+    fix = "write type=registry,ref=<registry>/<name>:buildcache (add ,mode=max to cache-to)"
+    found: list[CacheRef] = []
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        fields = {"type": "registry", "ref": entry} if "=" not in entry else {}
+        if not fields:
+            for part in entry.split(","):
+                key, sep, value = part.partition("=")
+                key = key.strip().lower()
+                if not sep or key not in CACHE_KEYS:
+                    raise InputError(input_name, f"'{part.strip()}' in '{entry}' is not type, ref or mode", fix)
+                fields[key] = value.strip()
+        if fields.get("type", "") not in CACHE_TYPES:
+            raise InputError(
+                input_name,
+                f"type={fields.get('type', '')} is not a cache the engine's builder can read (registry only)",
+                fix,
+            )
+        ref = images.parse(fields.get("ref", ""), input_name, allow_tag=True)
+        if not ref.tag or ref.digest:
+            raise InputError(input_name, f"ref '{fields.get('ref', '')}' names no tag", fix)
+        mode = fields.get("mode", "min").lower()
+        if mode not in ("min", "max"):
+            raise InputError(input_name, f"mode={mode} is not min or max", fix)
+        found.append(CacheRef(f"{ref.name}:{ref.tag}", mode))
+    return found
+
+
+_STAGE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+([A-Za-z][A-Za-z0-9_.-]*)\s*$", re.I | re.M)
+
+
+def named_stages(dockerfile: Path) -> list[str]:
+    """The Dockerfile's named stages (``FROM ... AS name``), first to last."""
+    return list(dict.fromkeys(m.lower() for m in _STAGE.findall(dockerfile.read_text(encoding="utf-8"))))
+
+
+@dataclass
+class BuildCache:
+    """What the build took from the registry cache and what it stored there."""
+
+    pulled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)
+    steps: int = 0
+    cached: int = 0
+
+    def summary(self) -> str:
+        if not (self.pulled or self.missing or self.pushed):
+            return ""
+        lines = [f"\nBuild cache: {self.cached} of {self.steps} build steps from cache"]
+        if self.pulled:
+            lines.append(f"from {', '.join(f'`{r}`' for r in self.pulled)}")
+        if self.missing:
+            lines.append(f"(not in the registry yet: {', '.join(f'`{r}`' for r in self.missing)})")
+        if self.pushed:
+            lines.append(f"; stored for the next build: {', '.join(f'`{r}`' for r in self.pushed)}")
+        return " ".join(lines) + "\n"
+
+
+def pull_cache(client, caches: list[CacheRef], stages: list[str], secret: str) -> BuildCache:
+    """Pull each cache image (the final one, and each named stage's): the engine's builder reuses a
+    layer only from an image it has. A cache not pushed yet, or unreadable, is a notice: the build
+    runs without it."""
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    cache = BuildCache()
+    for entry in caches:
+        for ref in [entry.ref] + [entry.stage(s) for s in stages]:
+            name, tag = ref.rsplit(":", 1)
+            try:
+                images.check_tag(tag, "cache-from")
+                retry_or_raise(
+                    functools.partial(_pull, client, name, tag, secret),
+                    what=f"pull {ref}",
+                    fix="the build runs without it",
+                )
+                cache.pulled.append(ref)
+            except (NotFound, ImageNotFound):
+                cache.missing.append(ref)
+            except (APIError, StageError, InputError) as exc:
+                text = scrub(str(exc), secret)
+                if "not found" in text.lower() or "manifest unknown" in text.lower():
+                    cache.missing.append(ref)
+                else:
+                    gha.warning(f"push-image: cache-from {ref} could not be pulled ({text[:160]}); building without it")
+    if cache.missing:
+        gha.notice(f"push-image: no build cache at {', '.join(cache.missing)} yet: this build stores it (cache-to)")
+    return cache
+
+
+def _pull(client, name: str, tag: str, secret: str) -> None:
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    try:
+        for chunk in client.api.pull(name, tag=tag, stream=True, decode=True):
+            if "error" in chunk:  # a failure after the pull started comes in the stream, not as a status
+                raise APIError(str((chunk.get("errorDetail") or {}).get("message") or chunk["error"]))
+    except (NotFound, ImageNotFound):
+        raise
+    except APIError as exc:
+        text = scrub(str(exc), secret).lower()
+        if "not found" in text or "manifest unknown" in text or "does not exist" in text:
+            raise NotFound(text) from exc
+        if exc.status_code and exc.status_code < 500 and exc.status_code != 429:
+            raise StageError(f"pull {name}:{tag}: {text[:160]}", "check the cache ref and its pull permission") from exc
+        raise TransientError(f"pull {name}:{tag}: {text[:160]}") from exc
+
+
+def push_cache(
+    client, caches: list[CacheRef], image_id: str, context: Path, req: PushRequest, cache: BuildCache, cache_from: list
+) -> None:
+    """Store the cache: each ref gets the final image, and with mode=max each named stage (built
+    again from the engine's own cache: every step hits). A failure is a warning: the image is out."""
+    stages = named_stages(context / "Dockerfile")
+    for entry in caches:
+        targets = [(entry.ref, None)] + ([(entry.stage(s), s) for s in stages] if entry.mode == "max" else [])
+        for ref, stage in targets:
+            name, tag = ref.rsplit(":", 1)
+            try:
+                images.check_tag(tag, "cache-to")
+                if stage is None:
+                    client.images.get(image_id).tag(name, tag=tag)
+                else:
+                    build(
+                        client,
+                        context,
+                        req.build_args,
+                        req.network,
+                        cache_from=cache_from,
+                        target=stage,
+                        tag=ref,
+                        quiet=True,
+                    )
+                push_tag(client, name, tag, req.password)
+                cache.pushed.append(ref)
+            except (StageError, InputError) as exc:
+                gha.warning(f"push-image: cache-to {ref} was not stored ({exc}); the image itself is pushed")
 
 
 def branch_tag(branch: str, sha: str = "") -> str:
@@ -178,11 +353,26 @@ def existing_versions(ref: images.ImageRef, username: str, password: str, workdi
     return tags + git_tags
 
 
-def build(client, context: Path, build_args: dict[str, str], network: str) -> tuple[str, str]:
+_STEP = re.compile(r"^Step \d+/\d+ : ")
+
+
+def build(
+    client,
+    context: Path,
+    build_args: dict[str, str],
+    network: str,
+    cache_from: list[str] | None = None,
+    target: str = "",
+    tag: str = "",
+    quiet: bool = False,
+    log: list[str] | None = None,
+) -> tuple[str, str]:
+    """Build ``context`` with the engine's builder, tagged ``tag`` (default: a scratch candidate
+    tag); ``cache_from``: pulled images whose layers it may reuse; ``log`` collects the output."""
     from docker.errors import APIError, BuildError
 
-    candidate = f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
-    log: list[str] = []
+    candidate = tag or f"{CANDIDATE}:{uuid.uuid4().hex[:12]}"
+    log = [] if log is None else log
     kwargs = {
         "path": str(context),
         "tag": candidate,
@@ -194,13 +384,18 @@ def build(client, context: Path, build_args: dict[str, str], network: str) -> tu
     }
     if network:
         kwargs["network_mode"] = network
+    if cache_from:
+        kwargs["cache_from"] = cache_from
+    if target:
+        kwargs["target"] = target
     try:
         for chunk in client.api.build(**kwargs):
             if "stream" in chunk:
                 line = chunk["stream"].rstrip()
                 if line:
                     log.append(line)
-                    print(line, flush=True)
+                    if not quiet:
+                        print(line, flush=True)
             if "error" in chunk:
                 detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
                 raise StageError(
@@ -446,7 +641,9 @@ def push_image(req: PushRequest) -> PushResult:
         gha.mask(req.password)
     client = engine()
     registry = login_registry(ref, req.registry)
-    if req.push:
+    parse_cache(req.cache_from, "cache-from")  # bad cache input stops before the login and the build
+    parse_cache(req.cache_to, "cache-to")
+    if req.push or req.cache_from:
         with gha.group(f"login to {registry}"):
             login(client, registry, req.username, req.password)
     with _image_lock(ref.name):
@@ -454,8 +651,18 @@ def push_image(req: PushRequest) -> PushResult:
 
 
 def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str]) -> PushResult:
+    cache_from, cache_to = parse_cache(req.cache_from, "cache-from"), parse_cache(req.cache_to, "cache-to")
+    cache = BuildCache()
+    if cache_from:
+        with gha.group(f"pull the build cache ({', '.join(c.ref for c in cache_from)})"):
+            cache = pull_cache(client, cache_from, named_stages(context / "Dockerfile"), req.password)
+    log: list[str] = []
     with gha.group(f"docker build {context}"):
-        candidate, image_id = build(client, context, req.build_args, req.network)
+        candidate, image_id = build(client, context, req.build_args, req.network, cache_from=cache.pulled, log=log)
+    cache.steps = sum(1 for line in log if _STEP.match(line))
+    cache.cached = sum(1 for line in log if line.strip() == "---> Using cache")
+    if cache_from or cache_to:
+        print(f"build cache: {cache.cached} of {cache.steps} steps from cache", flush=True)
     try:
         bom = extract_sbom(client, candidate, image_id, context)
         print(f"SBOM: {bom.path} ({bom.components} components)" if bom.path else f"SBOM: none ({bom.note})")
@@ -492,6 +699,11 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
             _untag(client, full_tags)  # a failed push leaves no local tag that looks published
             raise
         digest = next(iter(digests.values()))
+        if cache_to:
+            with gha.group(f"store the build cache ({', '.join(c.ref for c in cache_to)})"):
+                push_cache(client, cache_to, image_id, context, req, cache, cache.pulled)
+    elif cache_to:
+        gha.notice("push-image: push is false, so cache-to stores nothing")
     return PushResult(
         image=f"{ref.name}@{digest}" if digest else f"{ref.name}:{tags[0]}",
         digest=digest,
@@ -499,4 +711,5 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
         image_id=image_id,
         smoke=smoke,
         sbom=bom,
+        cache=cache if (cache_from or cache_to) else None,
     )

@@ -47,3 +47,40 @@ def test_next_version_refuses_unknown_bump():
 def test_extra_tag_checked():
     with pytest.raises(InputError, match="'tags'"):
         compute_tags("", "abc1234", "main", "", ["bad tag"])
+
+
+# -- the registry build cache: build-push-action's syntax ------------------------------------------
+
+def test_cache_entries_in_build_push_actions_syntax():
+    from mlops_actions.stages.push_image import CacheRef, parse_cache
+
+    got = parse_cache(["type=registry,ref=ghcr.io/acme/model:buildcache,mode=max", "",
+                       "127.0.0.1:5000/acme/model:cache", " type=registry , ref=acme/m:c "], "cache-to")
+    assert got == [CacheRef("ghcr.io/acme/model:buildcache", "max"), CacheRef("127.0.0.1:5000/acme/model:cache"),
+                   CacheRef("acme/m:c")]
+    assert got[0].stage("Builder") == "ghcr.io/acme/model:buildcache-builder"
+
+
+@pytest.mark.parametrize("entry,problem", [
+    ("type=gha,mode=max", "type=gha is not a cache the engine's builder can read"),
+    ("type=local,src=/tmp/cache", "'src=/tmp/cache'"),
+    ("type=registry,ref=ghcr.io/acme/model", "names no tag"),
+    ("type=registry,ref=ghcr.io/acme/model:c,mode=all", "mode=all is not min or max"),
+    ("type=registry,ref=Ghcr.io/Acme/Model:c", "not a valid image reference"),
+    ("ref=acme/m:c,ignore-error", "'ignore-error'"),
+])
+def test_bad_cache_entry_is_one_line_naming_the_input(entry, problem):
+    from mlops_actions.stages.push_image import parse_cache
+
+    with pytest.raises(InputError) as err:
+        parse_cache([entry], "cache-from")
+    assert err.value.input_name == "cache-from" and problem in str(err.value), str(err.value)
+    assert "type=registry,ref=" in str(err.value) or "lower case" in str(err.value) or "registry/name" in str(err.value)
+
+
+def test_named_stages_of_a_dockerfile(tmp_path):
+    from mlops_actions.stages.push_image import named_stages
+
+    (tmp_path / "Dockerfile").write_text("ARG B=x\nFROM ${B} AS builder\nRUN true\nfrom --platform=$BUILDPLATFORM b AS Deps\n"
+                                         "FROM scratch\nCOPY --from=builder / /\n")
+    assert named_stages(tmp_path / "Dockerfile") == ["builder", "deps"]
