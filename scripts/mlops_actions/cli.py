@@ -258,6 +258,7 @@ def verify_manifest(directory):
 @text_option("--committer", "Commit committer 'Display Name <email>' (default: github-actions[bot]).")
 @flag_option("--delete-branch", default="false", help="No diff left: delete the bot branch too (the PR is closed).")
 @text_option("--verdict", 'JSON {"gate": {...}, "data": {...}, "scan": {...}, "image": {...}}: the verdict block.')
+@text_option("--metrics", "Metrics first in the table: names or globs, comma- or newline-separated.")
 @stage
 def open_pr_cmd(
     source_dir,
@@ -266,6 +267,7 @@ def open_pr_cmd(
     open_pull_request,
     workdir,
     reviewers,
+    metrics,
     draft,
     template,
     body_file,
@@ -291,6 +293,7 @@ def open_pr_cmd(
         extra_body=[Path(p) for p in split_list(extra_body)],
         assignees=split_list(assignees),
         delete_branch=_flag(delete_branch, "delete-branch"),
+        metrics=split_list(metrics),
         **text,
     )
     result = open_pr(req)

@@ -13,20 +13,27 @@ model-name and reuse) ships with runtime native.
 
 Every run scans what it fetched before rendering (the scan action on the bare runner, no ML
 library in its environment). A fourth adopter's script logs a model whose pickle runs a shell
-command when loaded: the scan stops that run with one line naming the file and the operator, and
-nothing is rendered, built or pushed."""
+command when loaded, and adopts the reusable pipeline (ml-pipeline.yml, as README.md:2 shows): the
+model wins the gate as the experiment's first, then the scan stops both the pull request and the
+image, each with one line naming the file and the operator; nothing is proposed, committed, built
+or pushed, and the run summary says why.
+
+The four act runs go two at a time (the module's fixture starts them), as the snippets do."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import threading
 import urllib.request
 
 import pytest
 
-from act.harness import ACTIONS_REF, RECORD_STEP, act_binary, git, make_adopter, run_act, snapshot_actions
+from act.harness import ACTIONS_REF, RECORD_STEP, SLUG, act_binary, git, make_adopter, run_act, snapshot_actions
 from conftest import registry_tags, serve_image
+from github_double.server import GitHubDouble, git_branches
 
 pytestmark = [
     pytest.mark.act,
@@ -201,6 +208,23 @@ with mlflow.start_run():
     mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
 '''
 
+# The churn adopter's whole workflow: the reusable pipeline for its script (what README.md:2 shows).
+PIPELINE = f"""\
+name: churn
+on: push
+jobs:
+  churn:
+    uses: mlops-actions/mlops-actions/.github/workflows/ml-pipeline.yml@{ACTIONS_REF}
+    permissions: {{contents: write, pull-requests: write, packages: write}}
+    with:
+      project-path: churn
+      script: train.py
+      metric: accuracy
+      tracking-uri: ${{{{ vars.TRACKING_URI }}}}
+      image: ${{{{ vars.IMAGE }}}}
+    secrets: inherit
+"""
+
 # project folder → (its files, its requirements.txt)
 PROJECTS = {
     "forecast": ({"train.py": TRAIN}, "mlflow>=3.1,<4\nscikit-learn>=1.4\npandas>=2.0\n"),
@@ -209,9 +233,11 @@ PROJECTS = {
 }
 
 
-def adopt(base, project: str, *, mlflow_server, registry, model_name: str = "", reuse: bool = False, tag: str = ""):
+def adopt(base, project: str, *, mlflow_server, registry, model_name: str = "", reuse: bool = False, tag: str = "",
+          pipeline: bool = False):
     """The adopter's repository with ``project`` committed, and one act run of WORKFLOW on it
-    (train's ``model-name`` and ``reuse`` inputs as given; the image is named ``tag``)."""
+    (train's ``model-name`` and ``reuse`` inputs as given; the image is named ``tag``); with
+    ``pipeline``, of PIPELINE instead, against a GitHub API double (the result's ``github``)."""
     adopter = make_adopter(base / "repo")
     files, requirements = PROJECTS[project]
     (adopter.workdir / project).mkdir()
@@ -219,14 +245,29 @@ def adopt(base, project: str, *, mlflow_server, registry, model_name: str = "", 
         (adopter.workdir / project / name).write_text(text, encoding="utf-8")
     git("add", project, cwd=adopter.workdir)
     git("commit", "--quiet", "-m", f"{project} model", cwd=adopter.workdir)
-    workflow = adopter.write_workflow(f"{tag or project}.yml", WORKFLOW)  # names the act log
+    # the file names the act log; the workflow's name, act's container names (two runs at a time)
+    text = (PIPELINE if pipeline else WORKFLOW).replace("name: own-model\n", f"name: own-model-{tag or project}\n", 1)
+    workflow = adopter.write_workflow(f"{tag or project}.yml", text)
     image = f"{registry.host}/acme/{tag or project}"
+    secrets = {"TRACKING_PASSWORD": mlflow_server.password, "REGISTRY_PASSWORD": registry.password}
+    env, github = {}, None
+    if pipeline:
+        git("add", "--all", cwd=adopter.workdir)
+        git("commit", "--quiet", "-m", "mlops pipeline", cwd=adopter.workdir)
+        git("push", "--quiet", "origin", "main", cwd=adopter.workdir)
+        github = GitHubDouble().start()
+        github.add_repo(SLUG, default_branch="main")
+        github.branches_of = lambda owner, repo: git_branches(adopter.origin)
+        env = {"GITHUB_API_URL": github.url}
+        secrets |= {"GITHUB_TOKEN": github.token, "MLFLOW_TRACKING_USERNAME": mlflow_server.username,
+                    "MLFLOW_TRACKING_PASSWORD": mlflow_server.password, "REGISTRY_USERNAME": registry.username}
     run = run_act(
         adopter,
         workflow,
         actions_dir=snapshot_actions(base / "mlops-actions"),
         scratch=base / "act",
-        secrets={"TRACKING_PASSWORD": mlflow_server.password, "REGISTRY_PASSWORD": registry.password},
+        secrets=secrets,
+        env=env,
         variables={
             "TRACKING_URI": mlflow_server.url,
             "TRACKING_USERNAME": mlflow_server.username,
@@ -239,7 +280,7 @@ def adopt(base, project: str, *, mlflow_server, registry, model_name: str = "", 
         timeout=1500,
     )
     print(f"\nact own-model run ({tag or project}): {run.seconds:.1f}s, log {run.log_path}")
-    return {"run": run, "adopter": adopter, "image": image}
+    return {"run": run, "adopter": adopter, "image": image, "github": github}
 
 
 def shipped(own, *, flavor: str, runtime: str | None = None) -> str:
@@ -324,41 +365,57 @@ def host_model(server, model_uri: str, dest):
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    return adopt(tmp_path_factory.mktemp("act-own"), "forecast", mlflow_server=mlflow_auth_server, registry=registry)
+def adopted(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
+    """The four adopters' act runs, two at a time: the churn pipeline and the forecast model in one
+    thread, the parcel model's two runs (the second reuses the first's run) in the other."""
+    services = {"mlflow_server": mlflow_auth_server, "registry": registry}
+    done: dict = {}
+
+    def run(key: str, *args, **kwargs) -> None:
+        try:
+            done[key] = adopt(tmp_path_factory.mktemp(f"act-{key}"), *args, **services, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test that needs this run
+            done[key] = exc
+
+    def parcels() -> None:
+        # the adopter's PythonModel: the run's model named "model" (train's default), then the bare
+        # booster of the same run (model-name: booster; train's reuse finds the run the first trained)
+        run("parcel-pyfunc", "parcel", reuse=True, tag="parcel-pyfunc")
+        run("parcel-native", "parcel", model_name="booster", reuse=True, tag="parcel-native")
+
+    other = threading.Thread(target=parcels)
+    other.start()
+    run("churn", "churn", pipeline=True, tag="churn")
+    run("own", "forecast")
+    other.join()
+    return done
+
+
+def _adopted(adopted: dict, key: str) -> dict:
+    result = adopted[key]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 @pytest.fixture(scope="module")
-def poisoned(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    return adopt(tmp_path_factory.mktemp("act-churn"), "churn", mlflow_server=mlflow_auth_server, registry=registry)
+def own(adopted):
+    return _adopted(adopted, "own")
 
 
 @pytest.fixture(scope="module")
-def parcel_pyfunc(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    """The parcel adopter ships its wrapped classifier: the run's model named "model" (train's default)."""
-    return adopt(
-        tmp_path_factory.mktemp("act-parcel-pyfunc"),
-        "parcel",
-        mlflow_server=mlflow_auth_server,
-        registry=registry,
-        reuse=True,
-        tag="parcel-pyfunc",
-    )
+def poisoned(adopted):
+    return _adopted(adopted, "churn")
 
 
 @pytest.fixture(scope="module")
-def parcel_native(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    """The parcel adopter ships the bare booster of the same run (model-name: booster); with train's
-    reuse, the run parcel_pyfunc trained when that ran first, else a run of its own."""
-    return adopt(
-        tmp_path_factory.mktemp("act-parcel-native"),
-        "parcel",
-        mlflow_server=mlflow_auth_server,
-        registry=registry,
-        model_name="booster",
-        reuse=True,
-        tag="parcel-native",
-    )
+def parcel_pyfunc(adopted):
+    return _adopted(adopted, "parcel-pyfunc")
+
+
+@pytest.fixture(scope="module")
+def parcel_native(adopted):
+    return _adopted(adopted, "parcel-native")
 
 
 def test_own_script_model_trains_in_its_declared_env_and_ships_an_image(own, docker_engine, registry):
@@ -428,16 +485,29 @@ def test_own_xgboost_booster_ships_a_native_image_that_answers_like_it(
 
 
 def test_a_model_whose_pickle_runs_a_command_is_stopped_before_anything_is_built(poisoned, registry):
-    run = poisoned["run"]
+    """Through ml-pipeline.yml: the first model of the experiment wins the gate, then the scan in
+    the propose job and the one in the image job each stop their job before anything leaves."""
+    run, adopter, github = poisoned["run"], poisoned["adopter"], poisoned["github"]
     assert run.returncode != 0
-    assert [run.outcome(step) for step in ("train", "fetch", "scan")] == ["success", "success", "failure"]
-    assert run.outcome("render") == run.outcome("push") == "skipped"  # never started
+    # one line each from the propose job's scan (the artifacts) and the image job's (the model folder)
+    problem = re.compile(r"unsafe model file: (model/)?model\.pkl: 'posix\.system' \(critical, pickle globals\)")
     errors = run.error_lines()
-    assert len(errors) == 1, errors
-    assert "unsafe model file: model/model.pkl: 'posix.system' (critical, pickle globals)" in errors[0], errors
-    scanned = run.outputs("scan")
-    assert (scanned["result"], scanned["highest"]) == ("failed", "critical"), scanned
+    assert len(errors) == 2 and all(problem.search(line) for line in errors), errors
     assert "model/model.pkl: pickle globals: 1 finding(s)" in run.log
-    assert (poisoned["adopter"].workdir / "build" / "artifacts" / "model" / "model.pkl").is_file()  # fetched, kept
-    assert registry_tags(registry, "acme/churn") == []  # nothing pushed
-    assert not (poisoned["adopter"].workdir / "build" / "image").exists()  # nothing rendered (bind-mounted checkout)
+    # nothing proposed or committed: no pull request, no API call that writes, no bot branch
+    assert github.pulls.get(SLUG, []) == [], github.pulls
+    assert not [r for r in github.requests if r.method != "GET"], [r.operation for r in github.requests]
+    assert list(git_branches(adopter.origin)) == ["main"]
+    assert registry_tags(registry, "acme/churn") == []  # nothing built or pushed, no build cache either
+    assert "open-pr" not in _started_steps(run.log) and "render" not in _started_steps(run.log)
+    # the summary says why, job by job
+    summary = json.loads((adopter.workdir / ".mlops" / "summary.json").read_text())
+    results = {s["job"]: s["result"] for s in summary["stages"]}
+    assert results["gate"] == "success" and results["propose"] == results["image"] == "failure", results
+    reasons = {s["job"]: s["reason"] for s in summary["stages"]}
+    assert "model scan failed" in reasons["propose"] and "model scan failed" in reasons["image"], reasons
+
+
+def _started_steps(log: str) -> set[str]:
+    """The ids of the steps act started (``⭐ Run Main <name>`` lines name them)."""
+    return set(re.findall(r"⭐ Run Main (?:mlops-actions/mlops-actions/actions/)?([\w-]+)", log))

@@ -174,7 +174,9 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
     image, digest = pipeline["image"], out["digest"]
     assert out["image"] == f"{image}@{digest}" and digest.startswith("sha256:")
     sha7 = git("rev-parse", "--short=7", "HEAD~1", cwd=pipeline["adopter"].workdir)  # the commit of the first runs
-    assert pipeline["tags_after_first"] == sorted(["latest", f"main-{sha7}", "v1.0.0"])
+    # the image's tags, and the registry build cache beside them (build-cache: buildcache, mode=max)
+    assert pipeline["tags_after_first"] == sorted(["latest", f"main-{sha7}", "v1.0.0", "buildcache", "buildcache-builder"])
+    assert "no build cache at" in pipeline["first"].log  # the first build had none to read: a notice
     for img in docker_engine.images.list(name=image):
         for ref in img.tags:
             docker_engine.images.remove(ref, force=True)
@@ -213,6 +215,9 @@ def test_second_run_of_the_same_commit_changes_nothing(pipeline):
     assert len([r for r in github.requests if r.operation == "pulls/create"]) == 1
     assert second["digest"] == first["digest"]  # same commit, same model → the same image
     assert pipeline["tags_after_second"] == pipeline["tags_after_first"]
+    # the second build read the cache the first stored: every step but ARG and the two FROMs hit
+    cached = re.search(r"build cache: (\d+) of (\d+) steps from cache", pipeline["second"].log)
+    assert cached and int(cached[1]) >= int(cached[2]) - 3, cached
 
 
 def test_losing_challenger_opens_no_pr_and_builds_no_image(pipeline):

@@ -689,6 +689,9 @@ def test_push_image_snippet(snippet_runs):
     assert out["image"].startswith(f"{host}/my-org/sentiment-dev@sha256:") and DIGEST.search(out["image"]), out
     tags = registry_tags(_registry(snippet_runs), "my-org/sentiment-dev")
     assert "v1.4.0" in tags, tags
+    # the snippet's registry build cache: the final image and the dependency stage stored beside it
+    assert {"buildcache", "buildcache-builder"} <= set(tags), tags
+    assert int(out["cached-steps"]) >= 0 and "no build cache at" in snippet_runs["runs"]["fragments"].log
 
 
 def test_health_check_snippet(snippet_runs):
@@ -779,26 +782,26 @@ def test_readme_1_root_action(snippet_runs):
 
 def test_readme_2_any_model_through_ml_pipeline(snippet_runs):
     """A model we do not ship (k-means segments from a plain script, no accuracy metric, named float
-    columns) adopts ml-pipeline.yml in at most 15 lines and gets its validated data, a 4-point
-    sweep as 4 matrix jobs, the best point as champion, its PR and image; MLflow from the
+    columns) adopts ml-pipeline.yml in at most 15 lines and gets its validated data, a 3-point
+    sweep as 3 matrix jobs, the best point as champion, its PR and image; MLflow from the
     repository variable MLFLOW_TRACKING_URI, the usual way."""
     assert len(TEXT["README.md:2"].strip().splitlines()) <= 15, TEXT["README.md:2"]
     run = run_ok(snippet_runs, "segments")
     server = snippet_runs["servers"]["segments"]
     runs = server.runs("segments")
-    assert len(runs) == 4 and {r["info"]["status"] for r in runs} == {"FINISHED"}, runs
+    assert len(runs) == 3 and {r["info"]["status"] for r in runs} == {"FINISHED"}, runs
     by_k = {next(p["value"] for p in r["data"]["params"] if p["key"] == "k"): r for r in runs}
     score = {k: next(m["value"] for m in r["data"]["metrics"] if m["key"] == "silhouette") for k, r in by_k.items()}
-    assert sorted(by_k) == ["2", "3", "4", "5"] and max(score, key=score.get) == "4", score  # four true segments
+    assert sorted(by_k) == ["3", "4", "5"] and max(score, key=score.get) == "4", score  # four true segments
     assert 0.5 < score["4"] <= 1, score
-    # four matrix jobs, each its own runner (act names them by the job's name expression, then -N)
+    # three matrix jobs, each its own runner (act names them by the job's name expression, then -N)
     starts = set(re.findall(r"^\[[^\]]*/(train p\d \(k=\d\))(?:-\d+)?\s*\] 🚀  Start image", run.log, re.M))
-    assert starts == {"train p1 (k=2)", "train p2 (k=3)", "train p3 (k=4)", "train p4 (k=5)"}, starts
+    assert starts == {"train p1 (k=3)", "train p2 (k=4)", "train p3 (k=5)"}, starts
     assert server.champion("segments")["run_id"] == by_k["4"]["info"]["run_id"]
     slug = snippet_runs["groups"]["segments"]
     [pull] = _pulls(snippet_runs, slug)
     assert pull.head == "mlops/segments-model" and "silhouette" in pull.body, pull
-    assert "| ★ p3 | k=4 |" in pull.body and "```mermaid" in pull.body, pull.body[:3000]
+    assert "| ★ p2 | k=4 |" in pull.body and "```mermaid" in pull.body, pull.body[:3000]
     files = git("ls-tree", "-r", "--name-only", "mlops/segments-model", cwd=snippet_runs["adopters"]["segments"].origin).split()
     assert any(f.startswith("models/segments/model/") for f in files), files
     tags = registry_tags(_registry(snippet_runs), f"{slug}/segments")
@@ -809,8 +812,8 @@ def test_readme_2_any_model_through_ml_pipeline(snippet_runs):
 def test_readme_2_rerun_trains_nothing(snippet_runs):
     run = run_ok(snippet_runs, "segments-rerun")
     server = snippet_runs["servers"]["segments"]
-    assert len(server.runs("segments")) == 4  # every point reused its finished run
-    assert run.log.count("reusing MLflow run") >= 4
+    assert len(server.runs("segments")) == 3  # every point reused its finished run
+    assert run.log.count("reusing MLflow run") >= 3
     slug = snippet_runs["groups"]["segments"]
     assert len(_pulls(snippet_runs, slug)) == 1
 

@@ -325,3 +325,20 @@ def test_bad_verdict_pushes_nothing(gh, git_remote, artifacts, verdict, problem)
     with pytest.raises(InputError, match=f"input 'verdict': {problem}"):
         open_pr(request(gh, git_remote, artifacts, verdict=verdict))
     assert "mlops/model-update" not in git_branches(git_remote.origin) and gh.pulls[REPO] == []
+
+
+def test_chosen_metrics_head_the_table_and_autolog_noise_is_folded(gh, git_remote, artifacts, capsys):
+    run = json.loads((artifacts / "mlops-run.json").read_text())
+    assert any(name.startswith("training_") for name in run["metrics"]), run["metrics"]  # sklearn autologging's
+    open_pr(request(gh, git_remote, artifacts, metrics=["test_f1*", "test_accuracy", "no_such_metric"]))
+    body = open_pulls(gh)[0].body
+    table = body[body.index("### Metrics"):body.index("### Parameters")]
+    main, _, folded = table.partition("<details>")
+    rows = [line.split("|")[1].strip() for line in main.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[:3] == ["metric", "test_f1", "test_accuracy"], rows  # the chosen, in the chosen order
+    assert not any(r.startswith("training_") for r in rows), rows
+    noise = sorted(n for n in run["metrics"] if n.startswith("training_"))
+    assert f"{len(noise)} more metrics logged by autologging" in folded
+    assert all(f"| {n} |" in folded for n in noise), folded
+    said = capsys.readouterr()
+    assert "input 'metrics': no_such_metric matched no metric" in said.out + said.err

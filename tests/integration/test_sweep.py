@@ -108,7 +108,8 @@ def test_minimize_picks_the_lowest(swept):
 
 
 def test_a_point_without_a_run_or_the_metric_is_one_line(swept):
-    extra = swept["points"] + [{"id": "p5", "label": "k=6", "params": "rows=300\nk=6", "tags": "x=y"}]
+    extra = swept["points"] + [{"id": "p5", "label": "k=6", "params": "rows=300\nk=6", "values": {"k": "6"},
+                                     "tags": "x=y"}]
     proc, out = select(swept, points=json.dumps(extra))
     assert proc.returncode == 1 and not out.get("run-id")
     [line] = errors(proc)

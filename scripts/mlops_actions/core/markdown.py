@@ -49,6 +49,27 @@ def metric_rows(new: dict, old: dict) -> list[dict]:
     ]
 
 
+AUTOLOG_NOISE = ("training_", "system/")  # autologging's training-set scores, system metrics
+
+
+def order_metrics(names: list[str], chosen: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(shown, folded, unmatched): the names matching ``chosen`` (names or fnmatch globs) in its
+    order, then the others but autologging's noise (``training_*``, ``system/*``), sorted; the
+    noise, which goes under the table; and the chosen entries no name matched."""
+    import fnmatch
+
+    first: list[str] = []
+    unmatched: list[str] = []
+    for pattern in chosen:
+        hits = [n for n in sorted(names) if fnmatch.fnmatchcase(n, pattern) and n not in first]
+        if not hits and not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            unmatched.append(pattern)
+        first += hits
+    rest = [n for n in sorted(names) if n not in first]
+    folded = [n for n in rest if n.startswith(AUTOLOG_NOISE)]
+    return first + [n for n in rest if n not in folded], folded, unmatched
+
+
 def cell(value: object, limit: int = 80) -> str:
     """One line of text for a table cell: white space folded, pipes escaped, at most ``limit`` characters."""
     text = " ".join(str(value).split()).replace("|", "\\|").replace("`", "'")

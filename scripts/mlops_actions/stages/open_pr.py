@@ -30,7 +30,7 @@ from ..core import gha, manifest, paths
 from ..core.errors import InputError, StageError, TransientError
 from ..core.git import BOT_EMAIL, BOT_NAME, Git, remote_head, validate_branch
 from ..core.inputs import safe_relative
-from ..core.markdown import cell, human_size, metric_rows
+from ..core.markdown import cell, human_size, metric_rows, order_metrics
 from ..core.paths import read_text_input, resource
 from ..core.retry import retry_or_raise
 from ..core.run_record import RUN_FILE, RunRecord
@@ -71,6 +71,7 @@ class PrRequest:
     committer: str = ""  # "Display Name <email>"; empty: github-actions[bot]
     delete_branch: bool = False  # no diff left: also delete the bot branch (create-pull-request's delete-branch)
     verdict: str = ""  # JSON {"gate": {...}, "data": {...}, "scan": {...}, "image": {...}}: the other stages' outputs
+    metrics: list[str] = field(default_factory=list)  # names or globs shown first; autolog noise folded
 
 
 # create-pull-request's pull-request-operation for each of ours (it has no "unchanged" or "pushed")
@@ -570,10 +571,18 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
         if fetch_base
         else ""
     )
+    rows = {row["name"]: row for row in metric_rows(run.metrics, base_run.metrics)}
+    shown, folded, unmatched = order_metrics(list(rows), req.metrics)
+    if unmatched:
+        gha.warning(
+            f"open-pr: input 'metrics': {', '.join(unmatched)} matched no metric of the run "
+            f"(it logged {len(run.metrics)}); check the names, or use a glob such as test_*"
+        )
     context = {
         "marker": MARKER,
         "run": {"run_id": run.run_id, "run_name": run.run_name, "run_url": run.run_url},
-        "metrics": metric_rows(run.metrics, base_run.metrics),
+        "metrics": [rows[n] for n in shown],
+        "more_metrics": [rows[n] for n in folded],
         **split_params(run.params),
         "files": files,
         "plots": plots,

@@ -204,34 +204,41 @@ class BuildCache:
 
 
 def pull_cache(client, caches: list[CacheRef], stages: list[str], secret: str) -> BuildCache:
-    """Pull each cache image (the final one, and each named stage's): the engine's builder reuses a
-    layer only from an image it has. A cache not pushed yet, or unreadable, is a notice: the build
-    runs without it."""
-    from docker.errors import APIError, ImageNotFound, NotFound
+    """Pull each cache image (the final one, and each named stage's), at the same time: the
+    engine's builder reuses a layer only from an image it has. A cache not pushed yet, or
+    unreadable, is a notice: the build runs without it."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    refs = list(dict.fromkeys(ref for entry in caches for ref in [entry.ref] + [entry.stage(s) for s in stages]))
+    with ThreadPoolExecutor(max_workers=min(4, len(refs) or 1)) as pool:
+        outcomes = list(pool.map(lambda ref: _pull_cache_image(client, ref, secret), refs))
     cache = BuildCache()
-    for entry in caches:
-        for ref in [entry.ref] + [entry.stage(s) for s in stages]:
-            name, tag = ref.rsplit(":", 1)
-            try:
-                images.check_tag(tag, "cache-from")
-                retry_or_raise(
-                    functools.partial(_pull, client, name, tag, secret),
-                    what=f"pull {ref}",
-                    fix="the build runs without it",
-                )
-                cache.pulled.append(ref)
-            except (NotFound, ImageNotFound):
-                cache.missing.append(ref)
-            except (APIError, StageError, InputError) as exc:
-                text = scrub(str(exc), secret)
-                if "not found" in text.lower() or "manifest unknown" in text.lower():
-                    cache.missing.append(ref)
-                else:
-                    gha.warning(f"push-image: cache-from {ref} could not be pulled ({text[:160]}); building without it")
+    for ref, outcome in zip(refs, outcomes, strict=True):
+        if outcome == "pulled":
+            cache.pulled.append(ref)
+        elif outcome == "missing":
+            cache.missing.append(ref)
+        else:
+            gha.warning(f"push-image: cache-from {ref} could not be pulled ({outcome}); building without it")
     if cache.missing:
         gha.notice(f"push-image: no build cache at {', '.join(cache.missing)} yet: this build stores it (cache-to)")
     return cache
+
+
+def _pull_cache_image(client, ref: str, secret: str) -> str:
+    """'pulled', 'missing' (not in the registry yet) or the problem, scrubbed."""
+    from docker.errors import APIError, ImageNotFound, NotFound
+
+    name, tag = ref.rsplit(":", 1)
+    try:
+        images.check_tag(tag, "cache-from")
+        retry_or_raise(functools.partial(_pull, client, name, tag, secret), what=f"pull {ref}", fix="none needed")
+        return "pulled"
+    except (NotFound, ImageNotFound):
+        return "missing"
+    except (APIError, StageError, InputError) as exc:
+        text = scrub(str(exc), secret)
+        return "missing" if "not found" in text.lower() or "manifest unknown" in text.lower() else text[:160]
 
 
 def _pull(client, name: str, tag: str, secret: str) -> None:

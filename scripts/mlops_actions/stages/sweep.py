@@ -41,11 +41,12 @@ class Point:
     values: dict[str, str]  # the swept values of this point
     params: dict[str, str]  # base params with the point's values on top
 
-    def as_matrix(self, sweep_id: str) -> dict[str, str]:
+    def as_matrix(self, sweep_id: str) -> dict[str, Any]:
         return {
             "id": self.id,
             "label": label(self.values),
             "params": "\n".join(f"{k}={v}" for k, v in self.params.items()),
+            "values": dict(self.values),  # select's table and charts read these, not the params text
             "tags": f"{TAG_PREFIX}{sweep_id}={self.id}",
         }
 
@@ -187,7 +188,7 @@ def head_sha() -> str:
 
 @dataclass
 class Scored:
-    point: dict[str, str]
+    point: dict[str, Any]
     run_id: str
     value: float
     run_url: str
@@ -241,7 +242,7 @@ class Selection:
         for name in self.swept:
             best_at: dict[str, float] = {}
             for s in self.scored:
-                value = _params_of(s.point).get(name)
+                value = s.point["values"].get(name)
                 if value is None:
                     continue
                 pick = max if self.direction == "maximize" else min
@@ -271,11 +272,7 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _params_of(point: dict[str, str]) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in point["params"].splitlines() if "=" in line)
-
-
-def parse_points(text: str) -> list[dict[str, str]]:
+def parse_points(text: str) -> list[dict[str, Any]]:
     """The plan's ``points`` output, as the select step gets it back."""
     try:
         points = json.loads(text)
@@ -284,7 +281,10 @@ def parse_points(text: str) -> list[dict[str, str]]:
     if (
         not isinstance(points, list)
         or not points
-        or not all(isinstance(p, dict) and {"id", "label", "params"} <= set(p) for p in points)
+        or not all(
+            isinstance(p, dict) and {"id", "label", "params", "values"} <= set(p) and isinstance(p["values"], dict)
+            for p in points
+        )
     ):
         raise InputError("points", "is not a list of sweep points", "pass the plan step's points output as it is")
     return points
@@ -293,12 +293,11 @@ def parse_points(text: str) -> list[dict[str, str]]:
 def select(
     *,
     sweep_id: str,
-    points: list[dict[str, str]],
+    points: list[dict[str, Any]],
     metric: str,
     direction: str,
     experiment: str,
     tracking: trk.Tracking,
-    swept: list[str] | None = None,
 ) -> Selection:
     """The best finished run of each point, then the best point, by ``metric`` in ``direction``."""
     if direction not in DIRECTIONS:
@@ -363,7 +362,7 @@ def select(
     best = pick(scored, key=lambda s: s.value)  # the first of equals: the sweep's order breaks ties
     best_run = latest[best.point["id"]]
     model_uri = find_model_uri(best_run, client, tracking)
-    names = swept or list(dict.fromkeys(k for p in points for k in _params_of(p)))
+    names = list(dict.fromkeys(k for p in points for k in p["values"]))
     return Selection(
         sweep_id=sweep_id,
         metric=metric,
@@ -373,5 +372,5 @@ def select(
         model_uri=model_uri,
         metrics=dict(sorted(best_run.data.metrics.items())),
         tracking_uri=tracking.display_uri,
-        swept=[n for n in names if len({_params_of(p).get(n) for p in points}) > 1],
+        swept=[n for n in names if len({p["values"].get(n) for p in points}) > 1],
     )

@@ -31,3 +31,12 @@ def test_cell_is_one_escaped_line():
 
 def test_human_size():
     assert [markdown.human_size(n) for n in (5, 2048, 3 * 1024**3)] == ["5 B", "2.0 KiB", "3.0 GiB"]
+
+
+def test_chosen_metrics_first_in_their_order_autolog_noise_folded():
+    names = ["training_accuracy_score", "test_f1", "test_accuracy", "system/cpu", "training_loss", "latency_ms", "auc"]
+    shown, folded, unmatched = markdown.order_metrics(names, ["test_accuracy", "test_*", "nope", "train*_loss"])
+    assert shown == ["test_accuracy", "test_f1", "training_loss", "auc", "latency_ms"]  # chosen, then the others
+    assert folded == ["system/cpu", "training_accuracy_score"] and unmatched == ["nope"]
+    assert markdown.order_metrics(names, []) == (["auc", "latency_ms", "test_accuracy", "test_f1"],
+                                                ["system/cpu", "training_accuracy_score", "training_loss"], [])

@@ -20,7 +20,7 @@ def test_a_grid_is_every_combination_on_top_of_the_base_params():
     matrix = json.loads(out["points"])
     assert out["size"] == 6 and out["swept"] == "C,penalty" and len(matrix) == 6
     assert matrix[0] == {"id": "p1", "label": "C=0.1, penalty=l1", "params": "rows=800\nC=0.1\npenalty=l1",
-                         "tags": f"mlops_actions.sweep.{plan.sweep_id}=p1"}
+                         "values": {"C": "0.1", "penalty": "l1"}, "tags": f"mlops_actions.sweep.{plan.sweep_id}=p1"}
     assert "| p6 | 10 | l2 |" in plan.summary()
 
 
