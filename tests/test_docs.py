@@ -208,3 +208,33 @@ def test_no_expression_in_metadata_text(path):
     for kind in ("inputs", "outputs"):
         for name, spec in (action.get(kind) or {}).items():
             assert "${{" not in str(spec.get("description", "")), f"{kind[:-1]} '{name}': expression in its description"
+
+
+def _screenshots():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_screenshots", ROOT / "scripts" / "docs_screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_pr_body_and_summary_in_docs_has_a_screenshot_of_its_current_text():
+    """docs/screenshots/<name>.png is the rendered first screen of docs/<name>.md (headless Chromium,
+    scripts/docs_screenshots.py): each PNG carries the sha256 of the Markdown it shows."""
+    shots = _screenshots()
+    sources = shots.sources()
+    assert {p.name for p in sources} >= {"sentiment-pr-body.md", "rice-pr-body.md", "sentiment-summary.md"}, sources
+    assert shots.stale() == [], "run python scripts/docs_screenshots.py (apt-get install -y chromium)"
+    for md in sources:
+        png = (ROOT / "docs" / "screenshots" / f"{md.stem}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and shots.source_of(png) == shots.digest(md)
+    # the check can fail: a screenshot carrying another text's digest is not of this one
+    bare = png[:8] + png[8:].split(b"tEXt" + shots.KEY)[0][:-4] + png[png.rindex(b"IEND") - 4:]
+    assert shots.source_of(bare) == "" and shots.source_of(shots.with_source(bare, "0" * 64)) == "0" * 64
+
+
+def test_docs_link_their_screenshots():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for md in _screenshots().sources():
+        assert f"docs/screenshots/{md.stem}.png" in readme, md.name

@@ -169,9 +169,13 @@ def train(
 @text_option("--artifact-path", "Only this sub-path of the run's artifacts.")
 @text_option("--model-uri", "Model to download when the run's artifacts hold none (default: the run's logged model).")
 @flag_option("--include-model", default="true")
+@text_option("--trend-metric", "Plot this metric over the experiment's last runs (metric_trend.png); empty: none.")
+@click.option("--trend-runs", default=20, show_default=True, type=int, help="How many runs the trend plot shows.")
 @tracking_options
 @stage
-def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, tracking_uri, dagshub_repo):
+def fetch_artifacts(
+    run_id, dest, artifact_path, model_uri, include_model, trend_metric, trend_runs, tracking_uri, dagshub_repo
+):
     """Download a run's artifacts and model; write and verify a sha256 manifest."""
     from .core import tracking as trk
     from .stages.fetch_artifacts import fetch
@@ -184,6 +188,8 @@ def fetch_artifacts(run_id, dest, artifact_path, model_uri, include_model, track
         artifact_path=artifact_path,
         model_uri=model_uri,
         include_model=_flag(include_model, "include-model"),
+        trend_metric=trend_metric,
+        trend_runs=trend_runs,
     )
     gha.add_summary(result.summary(run_id, tracking))
     return result.outputs()

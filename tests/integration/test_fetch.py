@@ -58,3 +58,42 @@ def test_unknown_artifact_path(trained, mlflow_server, tmp_path):
         fetch(trained.run_id, tmp_path / "a", artifact_path="nope.png", tracking=trk.Tracking(uri=mlflow_server.url))
     with pytest.raises(InputError, match="climbs out"):
         fetch(trained.run_id, tmp_path / "a", artifact_path="../../etc", tracking=trk.Tracking(uri=mlflow_server.url))
+
+
+def test_trend_plot_of_the_deciding_metric_beside_the_artifacts(trained, mlflow_server, tmp_path, capsys):
+    import struct
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
+    experiment = client.get_run(trained.run_id).info.experiment_id
+    for value in (0.71, 0.83, 0.79):  # later runs of the experiment, one unfinished (not plotted)
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "test_accuracy", value)
+        client.set_terminated(run.info.run_id)
+    running = client.create_run(experiment)
+    client.log_metric(running.info.run_id, "test_accuracy", 0.99)
+    tracking = trk.Tracking(uri=mlflow_server.url)
+    res = fetch(trained.run_id, tmp_path / "art", tracking=tracking, trend_metric="test_accuracy")
+    png = (tmp_path / "art" / "metric_trend.png").read_bytes()
+    assert res.trend == tmp_path / "art" / "metric_trend.png" and res.outputs()["trend"] == str(res.trend)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (700, 260)
+    assert "metric_trend.png" in manifest.verify(tmp_path / "art")  # committed with the artifacts
+    finished = client.search_runs([experiment], "attributes.status = 'FINISHED' and metrics.test_accuracy > -1",
+                                  max_results=20)
+    assert res.trend_points == min(20, len(finished)) >= 4
+    assert b"tEXt" not in png.split(b"IDAT")[0] or b"Software" not in png  # no version or date: same runs, same bytes
+    again = fetch(trained.run_id, tmp_path / "art", tracking=tracking, trend_metric="test_accuracy")
+    assert (tmp_path / "art" / "metric_trend.png").read_bytes() == png and again.trend_points == res.trend_points
+    # the proposed run is always on it, even when older than the last N
+    two = fetch(trained.run_id, tmp_path / "two", tracking=tracking, trend_metric="test_accuracy", trend_runs=2)
+    assert two.trend_points == 2
+    # a metric the run did not log: no plot, a warning naming the input
+    capsys.readouterr()
+    none = fetch(trained.run_id, tmp_path / "none", tracking=tracking, trend_metric="no_such_metric")
+    said = capsys.readouterr()
+    assert none.trend is None and not (tmp_path / "none" / "metric_trend.png").exists()
+    assert "input 'trend-metric'" in said.out + said.err
+    with pytest.raises(InputError) as err:
+        fetch(trained.run_id, tmp_path / "bad", tracking=tracking, trend_metric="test_accuracy", trend_runs=1)
+    assert err.value.input_name == "trend-runs" and not (tmp_path / "bad").exists()

@@ -342,3 +342,15 @@ def test_chosen_metrics_head_the_table_and_autolog_noise_is_folded(gh, git_remot
     assert all(f"| {n} |" in folded for n in noise), folded
     said = capsys.readouterr()
     assert "input 'metrics': no_such_metric matched no metric" in said.out + said.err
+
+
+def test_the_trend_plot_sits_under_the_verdict_not_among_the_plots(gh, git_remote, artifacts):
+    shutil.copyfile(artifacts / "confusion_matrix.png", artifacts / "metric_trend.png")  # fetch-artifacts' file name
+    manifest.write(artifacts)
+    verdict = json.dumps({"gate": {"promoted": "true", "reason": "first champion"}})
+    result = open_pr(request(gh, git_remote, artifacts, verdict=verdict))
+    body = open_pulls(gh)[0].body
+    trend = f"![the deciding metric over the experiment's last runs](https://github.com/{REPO}/blob/{result.head_sha}/models/sentiment/metric_trend.png?raw=true)"
+    assert body.index("### Verdict") < body.index(trend) < body.index("### Metrics"), body[:1500]
+    plots = body[body.index("### Plots"):body.index("<details><summary>Files")]
+    assert "metric_trend.png" not in plots and "confusion_matrix.png" in plots

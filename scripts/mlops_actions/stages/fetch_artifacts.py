@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core import manifest, modelinfo, paths
+from ..core import gha, manifest, modelinfo, paths, trend
 from ..core import tracking as trk
 from ..core.errors import InputError, StageError
 from ..core.inputs import safe_relative
@@ -45,6 +45,8 @@ class FetchResult:
     flavor: str
     python_version: str
     manifest: Path
+    trend: Path | None = None
+    trend_points: int = 0
 
     def outputs(self) -> dict[str, object]:
         return {
@@ -53,6 +55,7 @@ class FetchResult:
             "flavor": self.flavor,
             "python-version": self.python_version,
             "manifest": str(self.manifest),
+            "trend": str(self.trend or ""),
         }
 
     def summary(self, run_id: str, tracking: trk.Tracking) -> str:
@@ -60,8 +63,9 @@ class FetchResult:
         return (
             f"### 📦 fetch-artifacts\n{count} files from run `{run_id}` in `{self.path}` (verified against "
             f"`{self.manifest.name}`); "
-            f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}\n\nTracking store: "
-            f"{tracking.describe()}"
+            f"model flavor `{self.flavor or '—'}`, Python {self.python_version or '—'}"
+            + (f"; trend plot `{trend.FILE}` of {self.trend_points} runs" if self.trend else "")
+            + f"\n\nTracking store: {tracking.describe()}"
         )
 
 
@@ -73,10 +77,17 @@ def fetch(
     artifact_path: str = "",
     model_uri: str = "",
     include_model: bool = True,
+    trend_metric: str = "",
+    trend_runs: int = 20,
 ) -> FetchResult:
     run_id = (run_id or "").strip()
     if not run_id:
         raise InputError("run-id", "is empty", "pass the run-id output of the train step")
+    trend_metric = trend_metric.strip()
+    if not 2 <= trend_runs <= trend.MAX_RUNS:
+        raise InputError(
+            "trend-runs", f"{trend_runs} is not between 2 and {trend.MAX_RUNS}", "give how many runs the plot shows"
+        )
     sub = safe_relative(artifact_path, "artifact-path")
     model_uri = check_model_uri(model_uri, "model-uri")
     dest = paths.claim_output(dest, STAGE, "path")  # refused before any call to the server
@@ -111,6 +122,9 @@ def fetch(
         _check_sizes(staging, expected)
         info = modelinfo.read(model_dir, "run-id") if model_dir else None
         _write_run_file(staging, run, tracking, resolved_model_uri, info)
+        trend_points = 0
+        if trend_metric:
+            trend_points = _write_trend(client, run, trend_metric, trend_runs, staging, tracking)
         manifest.write(staging, "run-id")
         relative_model = model_dir.relative_to(staging) if model_dir else None
     final_model = dest / relative_model if relative_model is not None else None
@@ -121,7 +135,26 @@ def fetch(
         flavor=info.flavor if info else "",
         python_version=info.python_version if info else "",
         manifest=dest / manifest.NAME,
+        trend=dest / trend.FILE if trend_points else None,
+        trend_points=trend_points,
     )
+
+
+def _write_trend(client, run, metric: str, runs: int, staging: Path, tracking: trk.Tracking) -> int:
+    """``metric_trend.png``: ``metric`` over the experiment's last ``runs`` finished runs. A run
+    that did not log it gets no plot and a warning (the gate names the metric it needs)."""
+    if metric not in run.data.metrics:
+        gha.warning(f"fetch-artifacts: input 'trend-metric': run {run.info.run_id} logged no '{metric}': no trend plot")
+        return 0
+    if (staging / trend.FILE).exists():
+        raise StageError(
+            f"the run's artifacts hold a {trend.FILE} already", "rename that artifact, or leave trend-metric empty"
+        )
+    points = mlflow_call(
+        lambda: trend.history(client, run.info.experiment_id, metric, run, runs), "search the experiment", tracking
+    )
+    trend.plot(points, metric, run.info.run_id, staging / trend.FILE)
+    return len(points)
 
 
 def _safe_listed(path: str, run_id: str, tracking: trk.Tracking) -> str:

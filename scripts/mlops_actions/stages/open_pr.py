@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import gha, manifest, paths
+from ..core import gha, manifest, paths, trend
 from ..core.errors import InputError, StageError, TransientError
 from ..core.git import BOT_EMAIL, BOT_NAME, Git, remote_head, validate_branch
 from ..core.inputs import safe_relative
@@ -558,12 +558,15 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
         for rel, digest in entries.items()
     ]
     repo_url = f"{req.server_url.rstrip('/')}/{req.repository}" if req.repository else ""
-    plots = []
+    plots, trend_plot = [], None
     for rel in entries:
         if rel.lower().endswith(_PLOT_EXT):
             path = f"{req.repo_path}/{rel}"
             url = f"{repo_url}/blob/{head_sha}/{path}?raw=true" if repo_url else path
-            plots.append({"name": rel, "url": url})
+            if rel == trend.FILE:  # fetch-artifacts' plot of the deciding metric: under the verdict
+                trend_plot = {"name": rel, "url": url}
+            else:
+                plots.append({"name": rel, "url": url})
     diffstat = (
         git.run(
             "diff", "--stat=100", f"refs/remotes/{git.remote}/{base}", head_sha, "--", req.repo_path, check=False
@@ -586,6 +589,7 @@ def render_body(req: PrRequest, git: Git, base: str, head_sha: str, fetch_base: 
         **split_params(run.params),
         "files": files,
         "plots": plots,
+        "trend": trend_plot,
         "base": base,
         "branch": req.branch,
         "repo_path": req.repo_path,

@@ -31,6 +31,7 @@ HEADLINE = (
     "run-url",
     "model-uri",
     "metrics",
+    "metric",  # the gate's deciding metric: first in the metrics table
     "data-valid",
     "drift-detected",
     "promoted",
@@ -263,7 +264,16 @@ def render(stages: list[Stage], facts: dict[str, object], context: dict[str, str
         lines.append(gha.md_table(["", ""], rows))
     metrics = facts.get("metrics")
     if isinstance(metrics, dict) and metrics:
-        lines.append(gha.md_table(["metric", "value"], [[k, markdown.number(v)] for k, v in sorted(metrics.items())]))
+        deciding = str(facts.get("metric") or "")
+        shown, folded, _ = markdown.order_metrics(list(metrics), [deciding] if deciding else [])
+        rows = [[f"**{k}**" if k == deciding else k, markdown.number(metrics[k])] for k in shown]
+        lines.append(gha.md_table(["metric", "value"], rows))
+        if folded:
+            lines.append(
+                f"<details><summary>{len(folded)} more metrics logged by autologging</summary>\n\n"
+                + gha.md_table(["metric", "value"], [[k, markdown.number(metrics[k])] for k in folded])
+                + "\n</details>\n"
+            )
     return "\n".join(lines)
 
 

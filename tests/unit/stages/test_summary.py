@@ -109,3 +109,15 @@ def test_unevaluated_expressions_of_skipped_jobs_are_ignored(tmp_path):
                        output=str(tmp_path / "s.json"))
     gate = {s.job: s for s in result.stages}["gate"]
     assert gate.reason == "train failure" and "${{" not in result.markdown
+
+
+def test_the_deciding_metric_heads_the_metrics_and_autolog_noise_is_folded(tmp_path):
+    metrics = {"training_score": 1.0, "n_test": 300, "test_accuracy": 0.91234, "training_log_loss": 0.1, "auc": 0.97}
+    needs = dict(NEEDS, train={"result": "success", "outputs": {"run-id": "abc", "metrics": json.dumps(metrics)}},
+                 gate={"result": "success", "outputs": {"promoted": "true", "metric": "test_accuracy"}})
+    md = summarize(json.dumps(needs), output=str(tmp_path / "s.json")).markdown
+    table, _, folded = md.partition("<details>")
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "value" in table]
+    names = [r for r in rows if r in {"**test_accuracy**", "auc", "n_test", "training_score", "training_log_loss"}]
+    assert names == ["**test_accuracy**", "auc", "n_test"], rows
+    assert "2 more metrics logged by autologging" in folded and "| training_log_loss | 0.1 |" in folded
