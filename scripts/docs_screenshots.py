@@ -4,7 +4,9 @@ Each Markdown file that a real run wrote (docs/*-pr-body.md, docs/*-summary*.md,
 act tests' output) is rendered the way GitHub renders Markdown (CommonMark with tables, raw HTML for
 ``<details>``, GitHub's light colours and fonts) and shot in headless Chromium at the size of a first
 screen: 1012 px wide (a pull request's body column) and 900 px high. Images that live on GitHub
-(the committed plots) cannot load here and show as a labelled box; Mermaid blocks show as code.
+(the committed plots) cannot load here: one kept beside the Markdown as ``docs/<model>-<file name>``
+(the trend plot the same run committed) is shown, any other is a labelled box. Mermaid blocks show
+as code.
 
     python scripts/docs_screenshots.py          # writes docs/screenshots/<name>.png
     python scripts/docs_screenshots.py --check  # exit 1 when a screenshot is not of the current Markdown
@@ -62,15 +64,27 @@ def sources() -> list[Path]:
 
 
 def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The Markdown's sha256, and that of each image kept beside it for the page."""
+    h = hashlib.sha256(path.read_bytes())
+    for kept in sorted(path.parent.glob(f"{path.stem.split('-', 1)[0]}-*.png")):
+        if f"/{kept.name.split('-', 1)[1]}" in path.read_text(encoding="utf-8"):
+            h.update(kept.read_bytes())
+    return h.hexdigest()
 
 
-def to_html(text: str, title: str) -> str:
+def to_html(text: str, title: str, local: Path | None = None) -> str:
+    """The page for ``text``; a remote image whose file is kept as ``local/<title's model>-<name>``
+    is shown from there."""
     from markdown_it import MarkdownIt
+
+    model = title.split("-", 1)[0]
 
     def image(match: re.Match) -> str:
         alt, url = match.group(1), match.group(2)
         name = url.split("?", 1)[0].rsplit("/", 1)[-1]
+        kept = local / f"{model}-{name}" if local else None
+        if kept and kept.is_file():
+            return f'<img alt="{html.escape(alt)}" src="{kept.as_uri()}">'
         return f'<span class="img">🖼 {html.escape(alt or name)} <code>{html.escape(name)}</code> (on GitHub)</span>'
 
     text = re.sub(r"!\[([^\]]*)\]\((https?://[^)\s]+)\)", image, text)  # remote images cannot load here
@@ -103,7 +117,7 @@ def source_of(png: bytes) -> str:
 
 def shoot(md: Path, chromium: str, scratch: Path) -> Path:
     page = scratch / f"{md.stem}.html"
-    page.write_text(to_html(md.read_text(encoding="utf-8"), md.stem), encoding="utf-8")
+    page.write_text(to_html(md.read_text(encoding="utf-8"), md.stem, md.parent), encoding="utf-8")
     shot = scratch / f"{md.stem}.png"
     subprocess.run(
         [

@@ -11,4 +11,4 @@ echo "== local images (python:3.11-slim stand-in, act runner)"
 bash scripts/local/base-image.sh
 bash tests/infra/runner-image.sh
 echo "== pytest"
-exec .venv/bin/python -m pytest -q --durations=15 "$@"
+exec .venv/bin/python -m pytest -q --durations=40 "$@"

@@ -157,13 +157,20 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     archive = subprocess.run(["git", "archive", head, "models/sentiment"], cwd=adopter.origin, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     listed = manifest.verify(tree / "models" / "sentiment")
-    assert "model/MLmodel" in listed and "confusion_matrix.png" in listed
+    assert "model/MLmodel" in listed and "confusion_matrix.png" in listed and "metric_trend.png" in listed
+    assert (tree / "models" / "sentiment" / "metric_trend.png").read_bytes()[:4] == b"\x89PNG"
     [pull] = [p for p in github.pulls[SLUG] if p.state == "open"]
     assert (pull.head, pull.base) == (BRANCH, "main") and out["run-id"] in pull.body
     # the verdict block first: the gate against the champion with the run link, the data checks, the scan
     assert pull.body.index("### Verdict") < pull.body.index("### Metrics")
     assert "| 🏆 | gate | **first champion**: no champion yet · [challenger run](http://127.0.0.1:" in pull.body
     assert "| ✅ | data | valid" in pull.body and "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in pull.body
+    # then the deciding metric's trend, then the metrics with it first and autologging's folded away
+    trend = pull.body.index("models/sentiment/metric_trend.png?raw=true)")
+    assert pull.body.index("### Verdict") < trend < pull.body.index("### Metrics")
+    metrics = pull.body[pull.body.index("### Metrics"):pull.body.index("### Parameters")]
+    assert metrics.split("\n")[3].startswith("| test_accuracy |"), metrics
+    assert "more metrics logged by autologging" in metrics and metrics.index("| training_score |") > metrics.index("<details>")
     # the propose job scanned what it committed, and its report is a section of the body
     assert "### 🔎 Model scan\n✅ **passed**: no unsafe operator in 1 model file(s)" in pull.body
     assert "| `model/model.pkl` | pickle globals |" in pull.body

@@ -71,7 +71,8 @@ def plot(points: list[Point], metric: str, this_run: str, path: Path) -> Path:
                 color="#1a7f37",
             )
         ax.margins(x=0.04, y=0.25)
-        ax.set_title(f"{metric}, last {len(points)} finished runs of the experiment", fontsize=10)
+        runs = f"{len(points)} finished run" + ("s" if len(points) != 1 else "")
+        ax.set_title(f"{metric}, last {runs} of the experiment", fontsize=10)
         ax.set_xlabel("run (oldest → newest)", fontsize=8)
         ax.set_ylabel(metric, fontsize=8)
         ax.tick_params(labelsize=8)

@@ -84,6 +84,10 @@ def fetch(
     if not run_id:
         raise InputError("run-id", "is empty", "pass the run-id output of the train step")
     trend_metric = trend_metric.strip()
+    if "`" in trend_metric or "\n" in trend_metric:
+        raise InputError(
+            "trend-metric", f"'{trend_metric}' is not a metric name", "give the metric the gate decides on"
+        )
     if not 2 <= trend_runs <= trend.MAX_RUNS:
         raise InputError(
             "trend-runs", f"{trend_runs} is not between 2 and {trend.MAX_RUNS}", "give how many runs the plot shows"
@@ -146,10 +150,9 @@ def _write_trend(client, run, metric: str, runs: int, staging: Path, tracking: t
     if metric not in run.data.metrics:
         gha.warning(f"fetch-artifacts: input 'trend-metric': run {run.info.run_id} logged no '{metric}': no trend plot")
         return 0
-    if (staging / trend.FILE).exists():
-        raise StageError(
-            f"the run's artifacts hold a {trend.FILE} already", "rename that artifact, or leave trend-metric empty"
-        )
+    if (staging / trend.FILE).exists():  # the run's own file of that name is kept, never replaced
+        gha.warning(f"fetch-artifacts: the run's artifacts hold a {trend.FILE} already: it is kept, no trend plot")
+        return 0
     points = mlflow_call(
         lambda: trend.history(client, run.info.experiment_id, metric, run, runs), "search the experiment", tracking
     )
