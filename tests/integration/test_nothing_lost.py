@@ -776,7 +776,7 @@ CASES = [
     Case("sweep-grid-wider-than-a-matrix", W + ["plan", "--sweep", "{{a: %s, b: %s}}" % (list(range(17)), list(range(17)))], "sweep"),
     Case("sweep-operation-unknown", W + ["search"], "operation"),
     Case("sweep-plan-writes-nothing", W + ["plan", "--sweep", "{{k: [2, 3]}}"], "", code=0, outcome="unchanged"),
-    Case("sweep-select-without-runs", W + ["select", "--sweep-id", "abc123", "--points", '[{{"id":"p1","label":"k=2","params":"k=2"}}]',
+    Case("sweep-select-without-runs", W + ["select", "--sweep-id", "abc123", "--points", '[{{"id":"p1","label":"k=2","params":"k=2","values":{{"k":"2"}}}}]',
                                           "--metric", "m", "--experiment", "nothing-lost", "--tracking-uri", "{mlflow}"],
          "experiment 'nothing-lost'", code=1),
 ]
