@@ -260,10 +260,12 @@ def _pull(client, name: str, tag: str, secret: str) -> None:
 
 
 def push_cache(
-    client, caches: list[CacheRef], image_id: str, context: Path, req: PushRequest, cache: BuildCache, cache_from: list
+    client, caches: list[CacheRef], image_id: str, context: Path, req: PushRequest, cache: BuildCache
 ) -> None:
     """Store the cache: each ref gets the final image, and with mode=max each named stage (built
     again from the engine's own cache: every step hits). A failure is a warning: the image is out."""
+    from docker.errors import APIError
+
     stages = named_stages(context / "Dockerfile")
     for entry in caches:
         targets = [(entry.ref, None)] + ([(entry.stage(s), s) for s in stages] if entry.mode == "max" else [])
@@ -279,15 +281,16 @@ def push_cache(
                         context,
                         req.build_args,
                         req.network,
-                        cache_from=cache_from,
+                        cache_from=cache.pulled,
                         target=stage,
                         tag=ref,
                         quiet=True,
                     )
                 push_tag(client, name, tag, req.password)
                 cache.pushed.append(ref)
-            except (StageError, InputError) as exc:
-                gha.warning(f"push-image: cache-to {ref} was not stored ({exc}); the image itself is pushed")
+            except (StageError, InputError, APIError) as exc:
+                text = scrub(str(exc), req.password)[:200]
+                gha.warning(f"push-image: cache-to {ref} was not stored ({text}); the image itself is pushed")
 
 
 def branch_tag(branch: str, sha: str = "") -> str:
@@ -648,17 +651,18 @@ def push_image(req: PushRequest) -> PushResult:
         gha.mask(req.password)
     client = engine()
     registry = login_registry(ref, req.registry)
-    parse_cache(req.cache_from, "cache-from")  # bad cache input stops before the login and the build
-    parse_cache(req.cache_to, "cache-to")
+    # bad cache input stops before the login and the build
+    caches = parse_cache(req.cache_from, "cache-from"), parse_cache(req.cache_to, "cache-to")
     if req.push or req.cache_from:
         with gha.group(f"login to {registry}"):
             login(client, registry, req.username, req.password)
     with _image_lock(ref.name):
-        return _build_tag_push(client, req, context, ref, tags)
+        return _build_tag_push(client, req, context, ref, tags, *caches)
 
 
-def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str]) -> PushResult:
-    cache_from, cache_to = parse_cache(req.cache_from, "cache-from"), parse_cache(req.cache_to, "cache-to")
+def _build_tag_push(
+    client, req: PushRequest, context: Path, ref, tags: list[str], cache_from: list[CacheRef], cache_to: list[CacheRef]
+) -> PushResult:
     cache = BuildCache()
     if cache_from:
         with gha.group(f"pull the build cache ({', '.join(c.ref for c in cache_from)})"):
@@ -708,7 +712,7 @@ def _build_tag_push(client, req: PushRequest, context: Path, ref, tags: list[str
         digest = next(iter(digests.values()))
         if cache_to:
             with gha.group(f"store the build cache ({', '.join(c.ref for c in cache_to)})"):
-                push_cache(client, cache_to, image_id, context, req, cache, cache.pulled)
+                push_cache(client, cache_to, image_id, context, req, cache)
     elif cache_to:
         gha.notice("push-image: push is false, so cache-to stores nothing")
     return PushResult(
