@@ -14,6 +14,10 @@ supervising master with gthread workers.
    rest 503 at once with ``Retry-After`` and ``error_code`` TEMPORARILY_UNAVAILABLE (the client
    reads that answer, even while still sending its large body); none hangs; /health answers, and
    a small request and an 8 MB one get the same 503 during the burst.
+5. A prediction past PREDICT_TIMEOUT (2 s; a batch of 500,000 reviews): its client gets 504
+   DEADLINE_EXCEEDED within seconds, ``mlserve_prediction_timeouts_total`` counts it, the worker
+   holding it is replaced (``mlserve_worker_restarts_total`` 1, ``mlserve_workers`` back to 2, a
+   new pid), and small requests before and after answer 200.
 
 "Slow" requests are large batches of synthetic reviews, sized at run time so one takes about a
 second in the container. The measured figures are printed (``-s``). The checks are functions
@@ -510,3 +514,43 @@ def test_saturation_answers_503_with_retry_after_at_once(image, docker_engine, t
         check_saturation(url, slow, body_of(texts[:100]), max_concurrency=2)
         m = metrics(url)
         assert m.get('mlserve_requests_total{path="/invocations",status="503"}', 0) >= 1, m
+
+
+def test_a_prediction_past_predict_timeout_answers_504_and_its_worker_is_replaced(image, docker_engine, texts):
+    """The watchdog in the image (tests/unit/serving/test_watchdog.py has the details, without Docker)."""
+    small, big_rows = body_of(texts[:50]), 500_000
+    big = reviews_body(texts)(big_rows)
+    with serve_image(docker_engine, image, environment={"WORKERS": "2", "PREDICT_TIMEOUT": "2"}) as url:
+        box = url.container
+        deadline = time.monotonic() + 30
+        while len(before := worker_pids(box)) != 2 or not before <= ready_pids(box):
+            assert time.monotonic() < deadline, f"{before} running, {ready_pids(box)} ready"
+            time.sleep(0.1)
+        for _ in range(6):  # both workers answer once (their first request imports what parsing needs)
+            assert request(url, body=small).status == 200
+        late = request(url, body=big, timeout=60)
+        answered = time.monotonic()
+        assert late.status == 504, f"{big_rows} rows answered {late.status} in {late.seconds:.2f}s: make it slower"
+        assert late.json()["error_code"] == "DEADLINE_EXCEEDED" and "PREDICT_TIMEOUT=2 s" in late.json()["message"]
+        assert late.seconds < 6, f"the client waited {late.seconds:.2f}s (PREDICT_TIMEOUT 2 s, {len(big) >> 20} MB)"
+        seen: dict = {}
+        while time.monotonic() - answered < 15:
+            m, pids = metrics(url), worker_pids(box)
+            seen = {k: m.get(k) for k in ("mlserve_workers", "mlserve_worker_restarts_total")} | {"pids": pids}
+            if seen["mlserve_workers"] == 2 and seen["mlserve_worker_restarts_total"] == 1 and len(pids - before) == 1:
+                break
+            time.sleep(0.1)
+        replaced = time.monotonic() - answered
+        assert len(seen["pids"]) == 2 and len(seen["pids"] - before) == 1, seen
+        assert seen["mlserve_workers"] == 2 and seen["mlserve_worker_restarts_total"] == 1, seen
+        m = metrics(url)
+        assert m.get("mlserve_prediction_timeouts_total") == 1 and m.get("mlserve_stuck_predictions") == 0, m
+        answers = [request(url, body=small, timeout=30) for _ in range(10)]
+        assert [a.status for a in answers] == [200] * 10, [(a.status, a.error, a.body[:200]) for a in answers]
+        logs = box.logs().decode(errors="replace")
+        assert "prediction past PREDICT_TIMEOUT=2s" in logs and "recycling" in logs, logs[-2000:]
+        print(
+            f"\n[faults] {big_rows} rows ({len(big) >> 20} MB) with PREDICT_TIMEOUT 2 s: {late.status} in "
+            f"{late.seconds:.2f}s; worker {sorted(before - seen['pids'])} replaced by {sorted(seen['pids'] - before)} "
+            f"{replaced:.2f}s later; then 10 requests 200, slowest {max(a.seconds for a in answers):.2f}s"
+        )

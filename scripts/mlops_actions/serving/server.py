@@ -1,7 +1,8 @@
 """A lean scoring server for the MLflow protocol: any MLflow model, mlflow itself only where needed.
 
 Endpoints: ``GET /ping`` and ``GET /health`` (200 once the model is loaded; /health names the flavor
-and runtime), ``GET /version`` (model and build facts), ``GET /metrics`` (Prometheus text: requests by
+and runtime, and says ``degraded`` while a worker holding a prediction stuck past PREDICT_TIMEOUT is
+replaced), ``GET /version`` (model and build facts), ``GET /metrics`` (Prometheus text: requests by
 path and status, latency histogram, predicted classes; summed over all workers), ``POST
 /invocations`` (JSON with exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``,
 ``inputs``, plus optional ``params``; or CSV with a header row) answering ``{"predictions": ...}``
@@ -30,7 +31,8 @@ first flavor other than python_function):
 
 Run: ``python -m serve.server --model /app/model --port 8080``. gunicorn supervises the worker
 processes (supervisor.py: replaced when they die, drained on SIGTERM, bounded threads, connections
-and concurrency, with 503 and ``Retry-After`` past ``MAX_CONCURRENCY``); they default to the CPUs
+and concurrency, with 503 and ``Retry-After`` past ``MAX_CONCURRENCY``; a prediction running past
+``PREDICT_TIMEOUT`` is answered 504 at once and its worker replaced, watchdog.py); they default to the CPUs
 this container may use (affinity and cgroup quota), at most 4; ``WORKERS`` overrides. A native
 sklearn model is loaded once before the fork; every other
 model is loaded by each worker after it (their libraries start thread pools). xgboost, LightGBM and
@@ -44,6 +46,7 @@ import argparse
 import base64
 import csv
 import datetime
+import errno
 import importlib
 import inspect
 import io
@@ -58,7 +61,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import profile, settings
+from . import profile, settings, watchdog
 
 MAX_BODY = int(os.environ.get("MAX_REQUEST_BYTES", str(64 * 1024 * 1024)))
 ACCESS_LOG = os.environ.get("ACCESS_LOG", "1") == "1"
@@ -583,6 +586,10 @@ class Model:
             arr = self.tensor(payload)
             if self._tensor_rank and arr.ndim == self._tensor_rank - 1:
                 arr = arr[None, ...]
+            # a shape the graph cannot take is the client's fault (400, as the native runtimes say), not a 500
+            want = [d if isinstance(d, int) else -1 for d in self._session.get_inputs()[0].shape or []]
+            if want and (arr.ndim != len(want) or any(w not in (-1, g) for w, g in zip(want, arr.shape, strict=True))):
+                raise BadRequest(f"input: shape {list(arr.shape)} does not match the model's {want}")
             return self._session.run([self._onnx_out], {self._onnx_inputs[0]["name"]: arr})[0]
         cols = self.columns_of(payload)
         feed = {}
@@ -824,7 +831,7 @@ class Metrics:
     """
 
     PATHS = ("/invocations", "/ping", "/health", "/version", "/metrics", "other")
-    STATUSES = ("200", "400", "404", "405", "408", "413", "415", "500", "503", "other")
+    STATUSES = ("200", "400", "404", "405", "408", "413", "415", "500", "503", "504", "other")
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
     MAX_CLASSES = 64  # class slots; predictions beyond them count as "other"
     MODELS = ("champion", "challenger")
@@ -845,7 +852,9 @@ class Metrics:
         self._msum = self._mhist + len(self.MODELS) * nb
         self._manswers = self._msum + len(self.MODELS)
         self._shadow = self._manswers + len(self.MODELS)  # SHADOW counters
-        self.block = self._shadow + len(self.SHADOW)
+        self._timeouts = self._shadow + len(self.SHADOW)  # predictions answered 504 past PREDICT_TIMEOUT
+        self._stuck = self._timeouts + 1  # of those, the ones still holding a thread (0 once the worker is gone)
+        self.block = self._stuck + 1
         self._restarts = self.block * self.workers  # global block: workers spawned into a used slot
         self._buf = mmap.mmap(-1, 8 * (self._restarts + 1))
         self._slots = memoryview(self._buf).cast("d")
@@ -865,6 +874,7 @@ class Metrics:
     def release(self, slot: int) -> None:
         self._slots[slot * self.block + self._pid] = 0
         self._slots[slot * self.block + self._busy] = 0
+        self._slots[slot * self.block + self._stuck] = 0
 
     def started(self, slot: int, pid: int) -> None:
         """A worker has loaded its model and accepts: it counts in mlserve_workers from now on."""
@@ -877,6 +887,17 @@ class Metrics:
     def busy(self, delta: int) -> None:
         with self._lock:
             self._slots[self.worker * self.block + self._busy] += delta
+
+    def timed_out(self) -> None:
+        """A prediction ran past PREDICT_TIMEOUT: answered 504, its thread stuck until the worker exits."""
+        base = self.worker * self.block
+        with self._lock:
+            self._slots[base + self._timeouts] += 1
+            self._slots[base + self._stuck] += 1
+
+    def stuck(self) -> int:
+        """Predictions past PREDICT_TIMEOUT whose worker has not exited yet (all workers)."""
+        return int(self._total(self._stuck))
 
     def _bucket(self, seconds: float) -> int:
         return next((i for i, edge in enumerate(self.BUCKETS) if seconds <= edge), len(self.BUCKETS))
@@ -1058,6 +1079,12 @@ class Metrics:
             "# HELP mlserve_inflight_requests /invocations requests being processed now.",
             "# TYPE mlserve_inflight_requests gauge",
             f"mlserve_inflight_requests {self._total(self._busy):.0f}",
+            "# HELP mlserve_prediction_timeouts_total Predictions answered 504 past PREDICT_TIMEOUT (worker recycled).",
+            "# TYPE mlserve_prediction_timeouts_total counter",
+            f"mlserve_prediction_timeouts_total {self._total(self._timeouts):.0f}",
+            "# HELP mlserve_stuck_predictions Predictions past PREDICT_TIMEOUT still holding a thread in a worker.",
+            "# TYPE mlserve_stuck_predictions gauge",
+            f"mlserve_stuck_predictions {self.stuck()}",
         ]
         return "\n".join(out) + "\n"
 
@@ -1233,6 +1260,7 @@ REASONS = {
     415: "Unsupported Media Type",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 Answer = tuple[int, bytes, str, list]  # status, body, content type, extra headers
 
@@ -1242,7 +1270,9 @@ class App:
 
     ``max_concurrency`` bounds the /invocations requests a worker processes at once; one more is
     refused at once with 503 and ``Retry-After`` (a load balancer or client retries elsewhere or
-    later), never queued into a hang. Probes (/ping, /health) and /metrics are never refused."""
+    later), never queued into a hang. Probes (/ping, /health) and /metrics are never refused.
+    A prediction running past ``predict_timeout`` seconds (0: no limit) is answered 504 by the
+    watchdog (watchdog.py), and its worker replaced."""
 
     def __init__(
         self,
@@ -1252,6 +1282,7 @@ class App:
         max_concurrency: int = 16,
         traffic: Traffic | None = None,
         drift: Drift | None = None,
+        predict_timeout: int = 0,
     ):
         self.holder, self.info, self.metrics = holder, info, metrics
         self.max_concurrency = max_concurrency
@@ -1261,9 +1292,10 @@ class App:
         self.shadow = Shadow(challenger, metrics, self.traffic.queue_size) if challenger is not None else None
         self._random = random.Random()
         self.drift = drift
+        self.watchdog = watchdog.Watchdog(predict_timeout, self._late)
 
     def __call__(self, environ, start_response):
-        started = time.perf_counter()
+        started = environ["mlserve.started"] = time.perf_counter()
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if method in ("GET", "HEAD"):
@@ -1277,6 +1309,8 @@ class App:
                 405, "BAD_REQUEST", f"method {method} not allowed; use GET or POST"
             )
             headers.append(("Allow", "GET, HEAD, POST"))
+        if environ.get(watchdog.ABANDONED):  # the watchdog answered 504, counted it and closed the connection
+            raise BrokenPipeError(errno.EPIPE, "answered by the predict watchdog")
         # counted before the answer leaves: a client that reads /metrics after its answer sees it
         seconds = time.perf_counter() - started
         self.metrics.observe(path, status, seconds)
@@ -1298,19 +1332,51 @@ class App:
     def _error(cls, status: int, code: str, message: str) -> Answer:
         return cls._json(status, {"error_code": code, "message": message})
 
+    def _late(self, environ: dict, thread: int) -> None:
+        """The watchdog's answer to a prediction past PREDICT_TIMEOUT, from its thread (watchdog.py):
+        504 DEADLINE_EXCEEDED, counted, one line naming where the prediction is stuck."""
+        limit = self.watchdog.seconds
+        status, body, ctype, _ = self._error(
+            504,
+            "DEADLINE_EXCEEDED",
+            f"the prediction did not finish within PREDICT_TIMEOUT={limit} s; the worker holding it is being "
+            "replaced. Fix: a faster model or a smaller request, or a larger PREDICT_TIMEOUT",
+        )
+        seconds = time.perf_counter() - environ.get("mlserve.started", time.perf_counter())
+        self.metrics.timed_out()
+        self.metrics.observe("/invocations", status, seconds)
+        sent = str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1") and watchdog.respond(
+            environ.get("gunicorn.socket"), f"{status} {REASONS[status]}", body, ctype
+        )
+        sys.stderr.write(
+            f"prediction past PREDICT_TIMEOUT={limit}s in worker {self.metrics.worker + 1}, pid {os.getpid()}, stuck "
+            f"at {watchdog.where(thread)}: answered {status}{'' if sent else ' (the client had gone)'}; "
+            "recycling the worker\n"
+        )
+        if ACCESS_LOG:
+            sys.stderr.write(
+                f'{environ.get("REMOTE_ADDR", "-")} "POST /invocations" {status} {len(body)} {seconds * 1000:.1f}ms\n'
+            )
+        sys.stderr.flush()
+
     def get(self, path: str) -> Answer:
         loaded = self.holder.get("model") is not None
         if path == "/ping":
             return 200 if loaded else 503, b"\n", "text/plain", []
         if path == "/health":
-            return self._json(
-                200 if loaded else 503,
-                {
-                    "status": "ok" if loaded else "loading",
-                    "flavor": self.info.get("flavor", ""),
-                    "runtime": self.info.get("runtime", "native"),
-                },
-            )
+            health: dict[str, Any] = {
+                "status": "ok" if loaded else "loading",
+                "flavor": self.info.get("flavor", ""),
+                "runtime": self.info.get("runtime", "native"),
+            }
+            stuck = self.metrics.stuck() if loaded else 0
+            if stuck:  # still serving (other workers, a fresh one soon): 200, so no probe restarts the container
+                health["status"] = "degraded"
+                health["stuck_predictions"] = stuck
+                health["message"] = (
+                    f"{stuck} prediction(s) ran past PREDICT_TIMEOUT; the worker(s) holding them are being replaced"
+                )
+            return self._json(200 if loaded else 503, health)
         if path == "/version":
             return self._json(200, self.info)
         if path == "/metrics":
@@ -1419,7 +1485,13 @@ class App:
             if self.shadow is not None and self._random.random() < self.traffic.canary:
                 model, role = self.shadow.challenger, "challenger"
             started = time.perf_counter()
-            answer, predictions = model.answer(payload)
+            token = self.watchdog.start(environ)
+            try:
+                answer, predictions = model.answer(payload)
+            finally:
+                late = not self.watchdog.finish(token)
+            if late:  # the watchdog has answered it (504); __call__ sends nothing more
+                return self._error(504, "DEADLINE_EXCEEDED", "answered by the watchdog")
             self.metrics.scored(role, time.perf_counter() - started, answered=True)
         except (BadRequest, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
             return self._error(400, "BAD_REQUEST", one_line(exc))
@@ -1513,6 +1585,7 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
     try:
         settings = supervisor.options(port, workers)
         concurrency = supervisor.setting("MAX_CONCURRENCY")
+        predict_timeout = supervisor.setting("PREDICT_TIMEOUT")
         traffic = Traffic(has_challenger=ch_info is not None)
     except ValueError as exc:
         sys.stderr.write(f"{exc}\n")
@@ -1549,7 +1622,7 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
             if ch_info is not None:
                 ch_info["engine"] = holder["challenger"].engine
         drift = Drift(holder["model"], monitor, *drift_settings) if monitor is not None else None
-        return App(holder, info, metrics, concurrency, traffic, drift)
+        return App(holder, info, metrics, concurrency, traffic, drift, predict_timeout)
 
     def pre_fork(server, worker):  # master
         worker.slot = metrics.claim({getattr(w, "slot", 0) for w in server.WORKERS.values()})
@@ -1561,6 +1634,7 @@ def serve(model_dir: Path, port: int, workers: int, info: dict) -> None:
 
     def post_worker_init(worker):  # worker, model loaded, about to accept
         metrics.started(worker.slot, os.getpid())
+        worker.wsgi.watchdog.abandon = worker.abandon  # a prediction past PREDICT_TIMEOUT recycles this worker
         model, challenger = holder["model"], holder.get("challenger")
         beside = ""
         if challenger is not None:

@@ -30,6 +30,12 @@ server it replaced (benchmarks/RESULTS.md):
 - **A stalled client gives its thread back.** Sockets block with a timeout, ``REQUEST_TIMEOUT``
   seconds (default 30) between bytes while a request is read or an answer written; stock gthread
   blocks without one, so a client that sends half a request holds a thread forever.
+- **A stuck prediction costs its worker, never the client.** A prediction running past
+  ``PREDICT_TIMEOUT`` seconds (default 60, 0 = off) is answered 504 by the worker's watchdog
+  (watchdog.py), which recycles the worker (:meth:`Worker.abandon`): it stops accepting, finishes its
+  other requests within ``GRACE_PERIOD`` (not waiting for the stuck one) and exits, leaving the
+  stuck thread behind (a Python thread cannot be stopped); the master starts a fresh worker, as
+  for one that died. Stock gthread would wait for it until the master's heartbeat check killed it.
 
 The model is loaded before a worker accepts (in the master before the fork for a native sklearn
 model, whose pages are then shared). A model that cannot load stops the server with exit code 3
@@ -67,6 +73,7 @@ SETTINGS = {
     "GRACE_PERIOD": (25, 0),
     "MAX_CONNECTIONS": (4096, 16),
     "LOAD_TIMEOUT": (300, 10),
+    "PREDICT_TIMEOUT": (60, 0),  # 0: off
 }
 SPARE_THREADS = 16  # threads beyond MAX_CONCURRENCY: probes and refusals (which read what they refuse)
 NEXT_REQUEST_WAIT = 0.005  # seconds a thread waits for a kept-alive client's next request
@@ -156,6 +163,10 @@ class Worker(gthread.ThreadWorker):
     docstring). Relies on gthread's pending-connection list (gunicorn 23 or later); without it,
     accepts as stock gthread does."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stuck: set[socket.socket] = set()  # connections whose prediction the watchdog gave up on
+
     def init_process(self):
         # in this worker process only: every response through OneWriteResponse, and the Date
         # header formatted once a second, not per response
@@ -171,6 +182,46 @@ class Worker(gthread.ThreadWorker):
         if not enabled and not self.alive:
             for listener in self.sockets:
                 listener.close()
+
+    def abandon(self, sock: socket.socket | None, answer: Callable[[], object]) -> None:
+        """The predict watchdog gave up on the request on ``sock`` (its thread is stuck): recycle this
+        worker (see the module docstring). Called from the watchdog's thread, under the lock the
+        request's own thread takes to learn that it was answered. In this order: the worker stops
+        (a request the client sends after the 504 is answered with ``Connection: close``); ``answer()``
+        sends the 504; then the connection is counted out in the main loop (queued before that
+        connection can end, so counted once), which lets the drain end, never before the 504 left."""
+        recycling = bool(self.alive)
+        self.handle_exit(None, None)  # gunicorn's graceful stop, as on SIGTERM
+        try:
+            answer()
+        finally:
+            self.method_queue.defer(self._abandoned, sock, recycling)
+
+    def _abandoned(self, sock: socket.socket | None, recycling: bool) -> None:  # main loop
+        if sock is not None and sock not in self.stuck:
+            self.stuck.add(sock)
+            self.nr_conns -= 1  # the drain does not wait for it
+        if recycling:
+            self.log.warning(
+                "Worker (pid:%s) recycling: a prediction is stuck past PREDICT_TIMEOUT; it accepts no more "
+                "connections, finishes the others within GRACE_PERIOD (%ss) and exits",
+                self.pid,
+                self.cfg.graceful_timeout,
+            )
+
+    def finish_request(self, conn, fs):
+        if conn.sock in self.stuck:  # the stuck prediction returned after all: count it out once
+            self.stuck.discard(conn.sock)
+            self.nr_conns += 1
+        super().finish_request(conn, fs)
+
+    def run(self):
+        super().run()
+        if self.stuck:
+            # the stuck threads are the thread pool's, which the interpreter joins at exit: leave now
+            self.log.info("Worker exiting (pid: %s), leaving %d stuck prediction(s)", self.pid, len(self.stuck))
+            sys.stderr.flush()
+            os._exit(0)
 
     def handle(self, conn):
         """Serve a kept-alive connection's next request in this thread when the client sends it at
