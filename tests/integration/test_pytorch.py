@@ -1,20 +1,28 @@
-"""A PyTorch model through the generic ``pyfunc`` runtime: marked ``pytorch``, outside the default
-suite's reach (it skips where torch is not installed, as in CI).
+"""PyTorch models through ``runtime: auto``: marked ``pytorch``, outside the default suite's reach (it
+skips where torch is not installed, as in CI; tests/unit/stages/test_render_torch.py covers what
+needs no torch: the ``+cpu`` pins and the fallback when torch is absent).
 
-Why not an image: PyPI's torch wheel pulls the CUDA libraries (several GB), the CPU index
-(download.pytorch.org) is not reachable from this machine, and the only CPU wheel here is a local
-file (``torch==…+cpu``, a version no index of the image's pip can resolve). So this test proves what
-can be proven here: render-dockerfile picks ``pyfunc`` for a pytorch model and says why, writes
-``mlflow-skinny`` at the model's mlflow version beside the model's torch pin, and the server that the
-image runs (the same file, ``python -m mlops_actions.serving.server`` with the rendered
-model-info.json) answers a tensor model like ``mlflow.pyfunc`` does, params refused as MLflow does.
+auto exports a pytorch model with a float32 tensor signature through torch.onnx (torch.export's
+exporter where onnxscript is installed, else the TorchScript one), checks it against
+``mlflow.pyfunc`` on the input example and 500 seeded noisy copies of it (core/onnx_export.py) and
+serves the ONNX file with onnxruntime: no torch, no mlflow in the image. A model that cannot be
+exported (data-dependent control flow) or disagrees falls back to the generic pyfunc path, with the
+reason. Both are served here by the image's own server (``python -m mlops_actions.serving.server``
+with the rendered model-info.json), compared with ``mlflow.pyfunc`` on held-out rows.
 
-Run: ``pip install torch`` (CPU wheel), then ``pytest -m pytorch tests/integration/test_pytorch.py``.
+Why no image: PyPI's torch wheel pulls the CUDA libraries (several GB) and PyTorch's CPU index is not
+reachable from this machine (the pyfunc image's ``torch==…+cpu`` pin resolves from that index, which
+the rendered requirements.txt names); the ONNX image needs no torch, and its build is the Keras/sklearn
+ONNX path that tests/integration/test_flavors.py builds.
+
+Run: install a CPU torch wheel (``pip install torch --index-url https://download.pytorch.org/whl/cpu``),
+then ``pytest -m pytorch tests/integration/test_pytorch.py``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,17 +31,18 @@ import numpy as np
 import pytest
 
 from conftest import serve_locally
-from mlops_actions.stages.render_dockerfile import render
+from mlops_actions.core.errors import InputError
+from mlops_actions.stages.render_dockerfile import TORCH_CPU_INDEX, render
 
 pytestmark = pytest.mark.pytorch
 torch = pytest.importorskip("torch")
 
+# served answers vs mlflow.pyfunc on held-out rows: the same float32 arithmetic in onnxruntime and
+# torch (render's own check allows 1e-4, onnx_export.TOLERANCE)
+SERVED_ATOL = 1e-5
 
-@pytest.fixture(scope="module")
-def torch_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """A 4 → 16 → 3 MLP trained on SYNTHETIC data, saved by mlflow.pytorch with a tensor signature."""
-    import mlflow.pytorch
 
+def _train_mlp():
     torch.manual_seed(0)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 4)).astype("float32")
@@ -47,10 +56,63 @@ def torch_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
         loss.backward()
         opt.step()
     net.eval()
-    path = tmp_path_factory.mktemp("pytorch") / "model"
-    mlflow.pytorch.save_model(net, str(path), input_example=x[:3])
     held = rng.normal(size=(40, 4)).astype("float32")
+    return net, x, held
+
+
+@pytest.fixture(scope="module", params=["pt2", "pickle"])
+def torch_model(request, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A 4 → 16 → 3 MLP trained on SYNTHETIC data, saved by mlflow.pytorch with a tensor signature, as
+    a torch.export program (model.pt2, mlflow's default) or a pickled module (model.pth)."""
+    import mlflow.pytorch
+
+    net, x, held = _train_mlp()
+    path = tmp_path_factory.mktemp(f"pytorch-{request.param}") / "model"
+    mlflow.pytorch.save_model(net, str(path), input_example=x[:3], serialization_format=request.param)
+    assert (path / "data" / ("model.pt2" if request.param == "pt2" else "model.pth")).is_file()
     return path, held
+
+
+# Data-dependent control flow: each row takes one of two layers by the sign of its sum. A module of
+# its own, logged with code_paths, so that the server process can unpickle it.
+ROW_BRANCH = """import torch
+
+
+class RowBranch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pos, self.neg = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return torch.stack([self.pos(r) if r.sum() > 0 else self.neg(r) for r in x])
+"""
+
+
+@pytest.fixture(scope="module")
+def branchy_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    import importlib.util
+
+    import mlflow.pytorch
+
+    code = tmp_path_factory.mktemp("code") / "row_branch_for_test.py"
+    code.write_text(ROW_BRANCH)
+    spec = importlib.util.spec_from_file_location("row_branch_for_test", code)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["row_branch_for_test"] = module
+    spec.loader.exec_module(module)
+    torch.manual_seed(1)
+    rng = np.random.default_rng(5)
+    path = tmp_path_factory.mktemp("branchy") / "model"
+    example = rng.normal(size=(3, 4)).astype("float32")
+    # pickled: torch.export (mlflow's pt2 format) refuses the data-dependent branch already
+    mlflow.pytorch.save_model(
+        module.RowBranch().eval(),
+        str(path),
+        input_example=example,
+        serialization_format="pickle",
+        code_paths=[str(code)],
+    )
+    return path, rng.normal(size=(20, 4)).astype("float32")
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:
@@ -64,29 +126,89 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def test_pytorch_model_renders_pyfunc_and_the_server_answers_like_mlflow(torch_model, tmp_path):
+def _served_like_pyfunc(res, model_dir: Path, held: np.ndarray, runtime: str) -> None:
+    """The image's server on the rendered context answers held-out rows as mlflow.pyfunc does and
+    refuses a wrong shape with 400."""
     import mlflow.pyfunc
 
-    model_dir, held = torch_model
-    res = render(model_dir, tmp_path / "ctx", runtime="auto")
-    assert res.runtime == "pyfunc" and "no lean loader for flavor 'pytorch'" in res.runtime_reason
-    reqs = (res.context / "requirements.txt").read_text().split()
-    assert f"mlflow-skinny=={mlflow.__version__}" in reqs and not any(r.startswith("mlflow==") for r in reqs)
-    assert any(r.startswith("torch==") for r in reqs), reqs
-    info = json.loads((res.context / "model-info.json").read_text())
-    assert info["runtime"] == "pyfunc" and info["flavor"] == "pytorch"
-
     want = np.asarray(mlflow.pyfunc.load_model(str(model_dir)).predict(held))
-    proc, url = serve_locally(res.context / "model", res.context / "model-info.json", workers=1, timeout=120)
+    env = {"ONNX_MODEL": str(res.context / "model.onnx")} if runtime == "onnx" else {}
+    proc, url = serve_locally(res.context / "model", res.context / "model-info.json", workers=1, env=env, timeout=120)
     try:
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
-        assert health["runtime"] == "pyfunc" and health["flavor"] == "pytorch"
+        assert health["runtime"] == runtime and health["flavor"] == "pytorch"
         for payload in ({"inputs": held.tolist()}, {"instances": held.tolist()}):
             status, got = _post(url, payload)
             assert status == 200, got
-            np.testing.assert_allclose(np.asarray(got["predictions"]), want, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(got["predictions"]), want, rtol=0, atol=SERVED_ATOL)
         status, got = _post(url, {"inputs": held[:2, :3].tolist()})  # 3 columns for a [-1, 4] tensor
         assert status == 400 and got["error_code"] == "BAD_REQUEST", got
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("exporter", ["torch.export", "TorchScript"])
+def test_auto_picks_onnx_for_a_tensor_model_and_the_server_answers_like_mlflow(
+    torch_model, tmp_path, monkeypatch, exporter
+):
+    model_dir, held = torch_model
+    if exporter == "TorchScript":
+        monkeypatch.setitem(sys.modules, "onnxscript", None)  # as where onnxscript is not installed
+    elif "onnxscript" not in sys.modules:
+        pytest.importorskip("onnxscript")
+    res = render(model_dir, tmp_path / "ctx", runtime="auto")
+    assert res.runtime == "onnx", res.runtime_reason
+    reason = res.runtime_reason
+    assert reason.startswith("ONNX equivalent to the native model on 503 rows (3 example, 500 seeded noisy copies")
+    assert f"{exporter} exporter" in reason and f"torch {torch.__version__}" in reason and "\n" not in reason
+    info = json.loads((res.context / "model-info.json").read_text())
+    check = info["onnx_check"]
+    assert check["rows"] == 503 and check["rows_by_source"] == {"example": 3, "synthesized": 500}
+    assert check["labels_compared"] and check["max_abs_diff"] <= check["tolerance"] == 1e-4
+    print(f"\n{exporter}: {check['rows']} rows, max |Δ| {check['max_abs_diff']:.2e} at {check['max_diff_at']}")
+    assert info["onnx"]["kind"] == "tensor" and info["onnx"]["path"] == "/app/model.onnx"
+    # the ONNX image: onnxruntime and numpy, no torch, no mlflow, no PyTorch index
+    reqs = (res.context / "requirements.txt").read_text().split()
+    assert any(r.startswith("onnxruntime==") for r in reqs)
+    assert not any(r.startswith(("torch", "mlflow", "--")) for r in reqs), reqs
+    _served_like_pyfunc(res, model_dir, held, "onnx")
+
+
+def test_pyfunc_runtime_serves_it_through_mlflow_with_the_cpu_index(torch_model, tmp_path):
+    model_dir, held = torch_model
+    res = render(model_dir, tmp_path / "ctx", runtime="pyfunc")
+    assert res.runtime == "pyfunc" and "runtime 'pyfunc' asked for" in res.runtime_reason
+    import mlflow
+
+    lines = (res.context / "requirements.txt").read_text().splitlines()
+    assert f"mlflow-skinny=={mlflow.__version__}" in lines and not any(r.startswith("mlflow==") for r in lines)
+    torch_pins = [r for r in lines if r.startswith("torch==")]
+    assert len(torch_pins) == 1, lines
+    # mlflow logs this machine's CPU wheel as torch==X+cpu: the image's pip finds it on PyTorch's CPU index
+    assert (f"--extra-index-url {TORCH_CPU_INDEX}" in lines) == torch_pins[0].endswith("+cpu")
+    _served_like_pyfunc(res, model_dir, held, "pyfunc")
+
+
+@pytest.mark.parametrize("exporter", ["torch.export", "TorchScript"])
+def test_a_model_that_cannot_be_exported_falls_back_to_pyfunc_with_the_reason(
+    branchy_model, tmp_path, monkeypatch, exporter
+):
+    model_dir, held = branchy_model
+    if exporter == "TorchScript":
+        monkeypatch.setitem(sys.modules, "onnxscript", None)
+    elif "onnxscript" not in sys.modules:
+        pytest.importorskip("onnxscript")
+    res = render(model_dir, tmp_path / "ctx", runtime="auto")
+    reason = res.runtime_reason
+    print(f"\n{exporter}: {reason}")
+    assert res.runtime == "pyfunc" and reason.startswith("ONNX not used: ") and "\n" not in reason
+    assert reason.endswith("; mlflow.pyfunc with mlflow-skinny " + reason.rsplit(" ", 1)[1])
+    # torch.export refuses the data-dependent branch; the tracer bakes in the example's path, which the
+    # check on the noisy copies (or the fixed batch of the unrolled loop) catches
+    assert "torch.onnx cannot export it" in reason or "ONNX output" in reason or "onnxruntime fails" in reason
+    assert not (res.context / "model.onnx").exists()
+    assert json.loads((res.context / "model-info.json").read_text())["runtime"] == "pyfunc"
+    with pytest.raises(InputError, match="'onnx' is not possible for this model: "):
+        render(model_dir, tmp_path / "onnx", runtime="onnx")
+    _served_like_pyfunc(res, model_dir, held, "pyfunc")

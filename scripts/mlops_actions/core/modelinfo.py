@@ -13,8 +13,9 @@ from .errors import InputError
 # Flavors the serving image loads with the flavor's own library, without mlflow (runtime "native";
 # "onnx" models are served as they are by onnxruntime).
 NATIVE_FLAVORS = ("sklearn", "tensorflow", "keras", "xgboost", "lightgbm", "onnx")
-# Flavors render-dockerfile can convert to ONNX (runtime "onnx", core/onnx_export.py).
-ONNX_CONVERTIBLE = ("sklearn", "tensorflow", "keras")
+# Flavors render-dockerfile can convert to ONNX (runtime "onnx", core/onnx_export.py); pytorch
+# models that do not convert are served by mlflow.pyfunc (they have no native loader).
+ONNX_CONVERTIBLE = ("sklearn", "tensorflow", "keras", "pytorch")
 # Any other model is served through mlflow.pyfunc (runtime "pyfunc") when it has that flavor section.
 PYFUNC = "python_function"
 

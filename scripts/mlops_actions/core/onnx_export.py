@@ -2,8 +2,11 @@
 equivalent to the native model.
 
 sklearn models (pipelines included, TF-IDF on a text column too) go through skl2onnx, Keras models
-through tf2onnx. The check runs both models on three samples and requires equal class labels (argmax
-for probability outputs) and probabilities/outputs within ``tolerance`` (absolute) on every row:
+through tf2onnx, pytorch models with one float32 tensor input through torch.onnx (torch.export's
+exporter where onnxscript is installed, else the TorchScript one; torch must be installed where
+render-dockerfile runs), checked against ``mlflow.pyfunc``, which serves them otherwise. The check
+runs both models on three samples and requires equal class labels (argmax for probability outputs)
+and probabilities/outputs within ``tolerance`` (absolute) on every row:
 
 - the model's input example (``serving_input_example.json`` or ``input_example.json``);
 - :data:`SYNTHESIZED_ROWS` rows synthesized around it, seeded (the same sample in every run): for a
@@ -25,6 +28,8 @@ which the caller turns into a fallback to the native runtime (``auto``) or an er
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +93,8 @@ def convert(
         raise NotConvertible(
             "onnxruntime is not installed where render-dockerfile runs (pip install 'mlops-actions[onnx]')"
         ) from exc
+    if info.flavor == "pytorch":  # no native loader in the server: checked against mlflow.pyfunc
+        return _convert_pytorch(info, Path(onnx_path), check_data, tolerance)
     from ..serving.server import Model
 
     try:
@@ -145,6 +152,7 @@ def _session(path: Path):
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    opts.log_severity_level = 4  # a failing check input is the NotConvertible line, not an onnxruntime log
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -376,21 +384,7 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     except Exception as exc:
         raise _cannot_convert("tf2onnx", exc) from exc
     sess = _save(proto, onnx_path)
-    example = example.astype("float32")
-    per_row = int(np.prod(example.shape[1:], dtype="int64")) or 1
-    synth = synthesize_tensor(example, max(16, min(SYNTHESIZED_ROWS, _MAX_TENSOR_VALUES // per_row)))
-    samples = [
-        _Sample(EXAMPLE, example, [f"example row {i}" for i in range(len(example))]),
-        _Sample(SYNTHESIZED, synth, [f"synthesized row {i}" for i in range(len(synth))]),
-    ]
-    if check_data is not None:
-        held = np.load(check_data)[:MAX_CHECK_ROWS].astype("float32")
-        if held.shape[1:] != example.shape[1:]:
-            raise NotConvertible(
-                f"check data '{check_data}' has shape {held.shape}, the model takes (n, "
-                f"{', '.join(map(str, shape[1:]))})"
-            )
-        samples.append(_Sample(CHECK_DATA, held, [f"{Path(check_data).name} row {i}" for i in range(len(held))]))
+    samples = _tensor_samples(example.astype("float32"), check_data, shape)
     x = np.concatenate([s.rows for s in samples])
     want = np.asarray(model.predict(x, verbose=0), dtype="float64")
     got = np.asarray(_run(sess, {sess.get_inputs()[0].name: x})[0], dtype="float64")
@@ -410,6 +404,175 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
         check_source=_describe(samples, "seeded noisy copies of it", check_data),
         **check.result(),
     )
+
+
+def _tensor_samples(example, check_data: Path | None, shape) -> list[_Sample]:
+    """The check samples of a one-tensor model (float32): the example, seeded noisy copies of it
+    (:data:`SYNTHESIZED_ROWS`, fewer for large tensors) and the held-out ``.npy`` rows, if given."""
+    import numpy as np
+
+    per_row = int(np.prod(example.shape[1:], dtype="int64")) or 1
+    synth = synthesize_tensor(example, max(16, min(SYNTHESIZED_ROWS, _MAX_TENSOR_VALUES // per_row)))
+    samples = [
+        _Sample(EXAMPLE, example, [f"example row {i}" for i in range(len(example))]),
+        _Sample(SYNTHESIZED, synth, [f"synthesized row {i}" for i in range(len(synth))]),
+    ]
+    if check_data is not None:
+        held = np.load(check_data)[:MAX_CHECK_ROWS].astype("float32")
+        if held.shape[1:] != example.shape[1:]:
+            raise NotConvertible(
+                f"check data '{check_data}' has shape {held.shape}, the model takes (n, "
+                f"{', '.join(map(str, shape[1:]))})"
+            )
+        samples.append(_Sample(CHECK_DATA, held, [f"{Path(check_data).name} row {i}" for i in range(len(held))]))
+    return samples
+
+
+# --- PyTorch -------------------------------------------------------------------------------------
+
+
+def _tensor_signature(info: ModelInfo) -> list:
+    """The shape of the model's one float32 input tensor (``[-1, 4]``), or NotConvertible: the ONNX
+    path serves one unnamed-or-named float32 tensor in, one tensor out, no params."""
+    try:
+        spec = json.loads((info.signature or {}).get("inputs") or "null")
+    except (TypeError, ValueError):
+        spec = None
+    if not isinstance(spec, list) or not spec:
+        raise NotConvertible("the model has no input signature (log it with input_example= or signature=)")
+    if len(spec) != 1 or not isinstance(spec[0], dict) or spec[0].get("type") != "tensor":
+        what = "columns" if all(isinstance(s, dict) and s.get("type") != "tensor" for s in spec) else "several tensors"
+        raise NotConvertible(f"the ONNX path exports pytorch models with one tensor input; the signature has {what}")
+    tensor = spec[0].get("tensor-spec") or {}
+    shape = tensor.get("shape")
+    if tensor.get("dtype") != "float32":
+        raise NotConvertible(f"the input tensor is {tensor.get('dtype')}; the ONNX path serves float32 tensors")
+    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) for d in shape):
+        raise NotConvertible(f"the input tensor's shape {shape} is not (batch, ...)")
+    if (info.signature or {}).get("params"):
+        raise NotConvertible("the signature declares params (forward() arguments), which an ONNX graph cannot take")
+    return shape
+
+
+def _convert_pytorch(info: ModelInfo, onnx_path: Path, check_data: Path | None, tolerance: float) -> Conversion:
+    """torch.onnx export of a pytorch-flavor model, checked against ``mlflow.pyfunc`` (what the
+    generic path would serve) on the same samples as a Keras model."""
+    import numpy as np
+
+    shape = _tensor_signature(info)
+    try:
+        torch = importlib.import_module("torch")  # optional, untyped here: CI's mypy runs without it
+    except ImportError as exc:
+        raise NotConvertible(
+            "torch is not installed where render-dockerfile runs (the export needs it: pip install torch "
+            "--index-url https://download.pytorch.org/whl/cpu)"
+        ) from exc
+    try:
+        import mlflow.pyfunc
+
+        with _quiet():
+            pyfunc = mlflow.pyfunc.load_model(str(info.path))
+        module = pyfunc.get_raw_model()
+    except Exception as exc:  # any load failure is a reason to stay on the generic path
+        raise NotConvertible(
+            f"the pytorch model does not load here for the export ({exc.__class__.__name__}: "
+            f"{' '.join(str(exc).split())[:120]})"
+        ) from exc
+    payload = _example_payload(info)
+    data = payload.get("inputs", payload.get("instances")) if isinstance(payload, dict) else None
+    if isinstance(data, dict) and len(data) == 1:
+        data = next(iter(data.values()))
+    try:
+        example = np.asarray(data, dtype="float32")
+    except (TypeError, ValueError) as exc:
+        raise NotConvertible(f"the input example is not a float32 tensor ({exc.__class__.__name__})") from exc
+    if example.ndim == len(shape) - 1:
+        example = example[None, ...]
+    if example.ndim != len(shape) or any(d not in (-1, n) for d, n in zip(shape[1:], example.shape[1:], strict=True)):
+        raise NotConvertible(f"the input example has shape {list(example.shape)}, the signature {shape}")
+    proto, how = _torch_export(torch, module, example, shape)
+    sess = _save(proto, onnx_path)
+    if len(sess.get_inputs()) != 1 or len(sess.get_outputs()) != 1:
+        raise NotConvertible(
+            f"the exported graph has {len(sess.get_inputs())} inputs and {len(sess.get_outputs())} outputs; "
+            "the ONNX path serves one tensor in, one out"
+        )
+    samples = _tensor_samples(example, check_data, shape)
+    x = np.concatenate([s.rows for s in samples])
+    try:
+        with _quiet():
+            want = np.asarray(pyfunc.predict(x), dtype="float64")
+    except Exception as exc:  # the example or check data the native model refuses
+        raise NotConvertible(
+            f"mlflow.pyfunc fails on the check rows ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from exc
+    got = np.asarray(_run(sess, {sess.get_inputs()[0].name: x})[0], dtype="float64")
+    if want.shape != got.shape:
+        raise NotConvertible(f"ONNX output shape {list(got.shape)} differs from the native {list(want.shape)}")
+    check = _Check(samples, lambda i: _tensor_values(x[i]), tolerance)
+    if want.ndim == 2 and want.shape[1] > 1:
+        check.labels(want.argmax(axis=1), got.argmax(axis=1), what="top class")
+    check.outputs(want, got, [])
+    return Conversion(
+        kind="tensor",
+        inputs=[{"name": sess.get_inputs()[0].name, "column": "", "dtype": "float32"}],
+        output=sess.get_outputs()[0].name,
+        checked_rows=len(x),
+        check_source=_describe(samples, "seeded noisy copies of it", check_data) + f"; {how}",
+        **check.result(),
+    )
+
+
+def _torch_export(torch, module, example, shape: list):
+    """(ONNX ModelProto, which exporter): torch.export's exporter (``dynamo=True``) where onnxscript
+    is installed, else the TorchScript one; every dimension the signature leaves at -1 stays dynamic.
+    Their console output (graph dumps, deprecation notes) is kept out of the log; a failure is one
+    NotConvertible line."""
+    import io
+    import logging
+    import re
+    import warnings
+
+    import numpy as np
+
+    # two rows at least: torch.export specializes a dimension of size 1
+    tensor = torch.from_numpy(example[np.arange(max(2, len(example))) % len(example)])
+    dynamic = [i for i, d in enumerate(shape) if d == -1] or [0]
+    names = {"input_names": ["input"], "output_names": ["output"]}
+    dynamo = importlib.util.find_spec("onnxscript") is not None
+    log = logging.getLogger("torch")
+    level, sink = log.level, io.StringIO()
+    log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if dynamo:
+                dims = dict.fromkeys(dynamic, torch.export.Dim.DYNAMIC)
+                program = torch.onnx.export(module, (tensor,), None, dynamic_shapes=(dims,), dynamo=True, **names)
+                proto = program.model_proto
+            else:
+                buf = io.BytesIO()
+                axes = {"input": {i: f"d{i}" for i in dynamic}, "output": {0: "d0"}}
+                # PRESERVE: mlflow loaded it in eval mode, and a torch.export program (model.pt2) refuses train()
+                mode = torch.onnx.TrainingMode.PRESERVE
+                torch.onnx.export(
+                    module, (tensor,), buf, dynamic_axes=axes, opset_version=17, dynamo=False, training=mode, **names
+                )
+                import onnx
+
+                proto = onnx.load_from_string(buf.getvalue())
+    except Exception as exc:  # torch.export and the tracer raise many kinds (data-dependent control flow, ...)
+        root: BaseException = exc
+        while root.__cause__ is not None and root.__cause__ is not root:
+            root = root.__cause__  # torch.export's own reason (data-dependent control flow, ...)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).split(" Next steps:")[0]  # no colours, no doc links
+        raise NotConvertible(
+            f"torch.onnx cannot export it ({root.__class__.__name__}: {' '.join(text.split())[:160]})"
+        ) from exc
+    finally:
+        log.setLevel(level)
+    how = "torch.export exporter" if dynamo else "TorchScript exporter (no onnxscript here)"
+    return proto, f"{how}, torch {torch.__version__}"
 
 
 # --- the equivalence check -----------------------------------------------------------------------

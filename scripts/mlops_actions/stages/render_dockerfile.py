@@ -4,10 +4,16 @@ The output folder follows the stage rules of :mod:`mlops_actions.core.paths`: it
 earlier render-dockerfile output (marker ``.mlops-output``), never the workspace or checkout root,
 never inside the model folder (nor the model folder inside it); it is replaced atomically. The
 model folder is copied without following links: a symbolic link in it is refused, so no file of
-the runner can reach the build context, and from there the pushed image."""
+the runner can reach the build context, and from there the pushed image.
+
+A requirement pinning PyTorch's CPU build (``torch==2.5.1+cpu``, as mlflow logs a CPU install) is
+only on PyTorch's own index: the rendered requirements.txt then starts with ``--extra-index-url
+https://download.pytorch.org/whl/cpu`` (``MLOPS_TORCH_CPU_INDEX`` names a mirror instead), as
+PyTorch's install guide tells pip users; without such a pin no index is added."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,6 +59,12 @@ _VERSION = re.compile(r"[0-9][0-9A-Za-z.+!-]*")  # a version from MLmodel, safe 
 BUILD_TOOLS = {"pip", "setuptools", "wheel"}
 # Where the image holds its SBOM (CycloneDX JSON of /opt/venv, written by core/sbom.py in the builder).
 SBOM_PATH = "/sbom.cdx.json"
+# PyTorch's CPU wheels carry the local version +cpu (torch==2.5.1+cpu, torchvision==0.20.1+cpu, as
+# mlflow logs them from a CPU install) and live on PyTorch's own index, not on PyPI: a pin like that
+# puts the index in the rendered requirements.txt as an extra index (what PyTorch's install guide
+# and pip users do). TORCH_CPU_INDEX_ENV names a mirror of it instead (an http(s) URL).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_CPU_INDEX_ENV = "MLOPS_TORCH_CPU_INDEX"
 
 
 @dataclass
@@ -257,6 +269,37 @@ def image_requirements(info: modelinfo.ModelInfo, chosen: str, input_name: str =
     return onnx_requirements(requirements) if chosen == "onnx" else requirements
 
 
+def cpu_local_pins(requirements: list[str]) -> list[str]:
+    """The lines pinning a ``+cpu`` local version (``torch==2.5.1+cpu``, ``+cpu.cxx11.abi``)."""
+    from packaging.version import InvalidVersion, Version
+
+    found = []
+    for line in requirements:
+        for spec in Requirement(line).specifier:
+            with contextlib.suppress(InvalidVersion):
+                local = Version(spec.version).local if spec.operator in ("==", "===") else None
+                if local == "cpu" or str(local or "").startswith("cpu."):
+                    found.append(line)
+                    break
+    return found
+
+
+def pip_options(requirements: list[str]) -> list[str]:
+    """The option lines the rendered requirements.txt starts with: PyTorch's CPU index as an extra
+    index when a requirement pins a ``+cpu`` build (no index otherwise); ``MLOPS_TORCH_CPU_INDEX``
+    replaces the URL (a mirror)."""
+    if not cpu_local_pins(requirements):
+        return []
+    url = os.environ.get(TORCH_CPU_INDEX_ENV, "").strip() or TORCH_CPU_INDEX
+    if not re.fullmatch(r"https?://[^\s'\"\\]+", url):
+        raise InputError(
+            TORCH_CPU_INDEX_ENV,
+            f"'{url[:80]}' is not an http(s) URL",
+            f"give the URL of PyTorch's CPU wheel index or a mirror of it, or unset it ({TORCH_CPU_INDEX})",
+        )
+    return [f"--extra-index-url {url}"]
+
+
 def merge_requirements(champion: list[str], challenger: list[str]) -> list[str]:
     """One list serving both models: a pinned line wins over a bare name; two different pins of
     one package are an InputError on challenger-dir (one environment cannot hold both)."""
@@ -304,8 +347,10 @@ def choose_runtime(info: modelinfo.ModelInfo, runtime: str, staging: Path, check
     """(runtime, reason, model-info additions) for ``runtime`` auto, native, onnx or pyfunc.
 
     auto: sklearn/Keras/TensorFlow → ONNX when the conversion passes the equivalence check, else
-    native; xgboost/lightgbm → native (ONNX for boosters is not attempted); onnx flavor → native
-    (onnxruntime, as it is); any other model with a python_function flavor → pyfunc. A runtime the
+    native; pytorch with a float32 tensor signature → ONNX (torch.onnx, where torch is installed)
+    when it passes that check, else pyfunc; xgboost/lightgbm → native (ONNX for boosters is not
+    attempted); onnx flavor → native (onnxruntime, as it is); any other model with a
+    python_function flavor → pyfunc. A runtime the
     model cannot have is an InputError on ``runtime``; ``onnx`` that cannot be proven equivalent too."""
     flavor = info.flavor
     if runtime == "pyfunc":
@@ -373,7 +418,8 @@ def _skinny(info: modelinfo.ModelInfo) -> str:
 
 
 def _try_onnx(info: modelinfo.ModelInfo, runtime: str, staging: Path, check_data: str) -> tuple[str, str, dict]:
-    """``onnx`` that cannot be proven equivalent raises; ``auto`` falls back to ``native`` with the reason."""
+    """``onnx`` that cannot be proven equivalent raises; ``auto`` falls back to ``native`` (pyfunc for
+    a flavor without a native loader, pytorch) with the reason."""
     from ..core import onnx_export
 
     check = Path(check_data) if check_data else None
@@ -389,12 +435,15 @@ def _try_onnx(info: modelinfo.ModelInfo, runtime: str, staging: Path, check_data
         conv = onnx_export.convert(info, staging / "model.onnx", check)
     except onnx_export.NotConvertible as exc:
         (staging / "model.onnx").unlink(missing_ok=True)
+        fallback = "native" if info.flavor in modelinfo.NATIVE_FLAVORS else "pyfunc"
         if runtime == "onnx":
             raise InputError(
                 "runtime",
                 f"'onnx' is not possible for this model: {exc}",
-                "use runtime 'auto' (falls back to native) or 'native'",
+                f"use runtime 'auto' (falls back to {fallback}) or '{fallback}'",
             ) from exc
+        if fallback == "pyfunc":
+            return "pyfunc", f"ONNX not used: {exc}; mlflow.pyfunc with {_skinny(info)}", {}
         return "native", f"ONNX not used: {exc}", {}
     extra = {
         "onnx": {**conv.server_config(), "path": "/app/model.onnx"},
@@ -568,7 +617,8 @@ def render(
             "template",
         )
         (staging / "Dockerfile").write_text(text, encoding="utf-8")
-        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        lines = pip_options(requirements) + requirements
+        (staging / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (staging / ".dockerignore").write_text(f"**/__pycache__\n**/*.pyc\n{paths.MARKER}\n", encoding="utf-8")
         shutil.copytree(
             resource("scripts/mlops_actions/serving"), staging / "serve", ignore=shutil.ignore_patterns("__pycache__")
