@@ -165,6 +165,10 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     assert pull.body.index("### Verdict") < pull.body.index("### Metrics")
     assert "| 🏆 | gate | **first champion**: no champion yet · [challenger run](http://127.0.0.1:" in pull.body
     assert "| ✅ | data | valid" in pull.body and "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in pull.body
+    # the propose job waited for the image: the pushed digest, its smoke test and the health check
+    image_row = re.search(r"^\| ✅ \| image \| `([^`]+)`; smoke test passed: (\d+) example row\(s\) predicted; "
+                          r"health check passed \|$", pull.body, re.M)
+    assert image_row and image_row[1] == out["image"] and int(image_row[2]) >= 1, pull.body[:3000]
     # then the deciding metric's trend, then the metrics with it first and autologging's folded away
     trend = pull.body.index("models/sentiment/metric_trend.png?raw=true)")
     assert pull.body.index("### Verdict") < trend < pull.body.index("### Metrics")
@@ -194,6 +198,11 @@ def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry,
         req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         assert json.loads(urllib.request.urlopen(req, timeout=10).read()) == {"predictions": [1, 0]}
+        # the pipeline baked data-path's profile into the image (drift-profile-data empty: data-path)
+        drift = json.loads(urllib.request.urlopen(f"{url}/monitoring/drift", timeout=10).read())
+    assert drift["reference"]["source"].startswith("reviews.csv, ") and drift["reference"]["rows"] > 100, drift
+    assert [f["name"] for f in drift["features"]] == ["review_text"] and drift["window"]["rows"] == 2, drift
+    assert set(drift["predictions"]["reference"]) >= {"0", "1"}, drift
 
 
 def test_first_model_becomes_champion_passes_health_and_is_promoted_to_prod(pipeline, registry):

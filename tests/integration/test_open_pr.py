@@ -309,6 +309,9 @@ def test_verdict_block_heads_the_body(gh, git_remote, artifacts):
                  "champion-run-url": "http://mlflow.example/#/experiments/1/runs/def"},
         "data": {"data-valid": "true", "failed-checks": "0", "failures": "", "drift-detected": "true"},
         "scan": {"result": "passed", "findings": "0", "scanned": "1", "highest": ""},
+        "image": {"image": "ghcr.io/acme/sentiment@sha256:" + "ab" * 32, "digest": "sha256:" + "ab" * 32,
+                  "smoke": "passed: 2 example row(s) predicted"},
+        "health": {"healthy": "true", "latency-ms": "12", "challenger-agreement": ""},
     })
     open_pr(request(gh, git_remote, artifacts, verdict=verdict))
     body = open_pulls(gh)[0].body
@@ -318,6 +321,22 @@ def test_verdict_block_heads_the_body(gh, git_remote, artifacts):
             "[champion v3 run](http://mlflow.example/#/experiments/1/runs/def) |") in body
     assert "| ⚠️ | data | valid; drift detected |" in body
     assert "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in body
+    # the image by digest, its smoke test and the health check of the pushed image, on one row
+    assert (f"| ✅ | image | `ghcr.io/acme/sentiment@sha256:{'ab' * 32}`; smoke test passed: 2 example row(s) "
+            "predicted; health check passed |") in body
+    rows = body[body.index("### Verdict"):body.index("### Metrics")]
+    assert [line.split(" | ")[1] for line in rows.splitlines() if line.startswith("| ") and " | " in line][1:] == \
+        ["gate", "data", "scan", "image"]
+
+
+def test_a_failed_health_check_is_the_image_rows_verdict():
+    from mlops_actions.stages.open_pr import verdict_rows
+
+    [row] = verdict_rows(json.dumps({"image": {"image": "r/m@sha256:00", "smoke": "passed: 1 example row(s) predicted"},
+                                     "health": {"healthy": "false", "latency-ms": ""}}))
+    assert row == {"icon": "❌", "check": "image",
+                   "text": "`r/m@sha256:00`; smoke test passed: 1 example row(s) predicted; health check **failed**"}
+    assert verdict_rows(json.dumps({"image": {}, "health": {"healthy": "true"}})) == []  # no image built: no row
 
 
 @pytest.mark.parametrize("verdict, problem", [("{not json", "is not JSON"), ('{"gate": "won"}', "is not a JSON object of objects")])

@@ -70,7 +70,7 @@ class PrRequest:
     author: str = ""  # "Display Name <email>"; empty: the committer
     committer: str = ""  # "Display Name <email>"; empty: github-actions[bot]
     delete_branch: bool = False  # no diff left: also delete the bot branch (create-pull-request's delete-branch)
-    verdict: str = ""  # JSON {"gate": {...}, "data": {...}, "scan": {...}, "image": {...}}: the other stages' outputs
+    verdict: str = ""  # JSON {"gate": {...}, "data", "scan", "image", "health"}: the other stages' outputs
     metrics: list[str] = field(default_factory=list)  # names or globs shown first; autolog noise folded
 
 
@@ -495,7 +495,8 @@ def _cells(given: dict, key: str) -> dict[str, str]:
 def verdict_rows(text: str) -> list[dict[str, str]]:
     """The verdict block's rows (icon, check, what it found) from the other stages' outputs, given
     as one JSON object with any of ``gate`` (the gate action's outputs), ``data`` (validate-data's
-    and drift's), ``scan`` (the scan action's) and ``image`` (push-image's and health-check's)."""
+    and drift's), ``scan`` (the scan action's), ``image`` (push-image's) and ``health``
+    (health-check's, shown on the image's row)."""
     if not text.strip():
         return []
     try:
@@ -537,14 +538,18 @@ def verdict_rows(text: str) -> list[dict[str, str]]:
         if found not in ("", "0"):
             text += f" (highest {scan.get('highest', '?')})"
         rows.append({"icon": "✅" if ok and found in ("", "0") else "⚠️" if ok else "❌", "check": "scan", "text": text})
-    image = _cells(given, "image")
+    image = {**_cells(given, "image"), **_cells(given, "health")}
     if image.get("image") or image.get("digest"):
         text = f"`{image.get('image') or image.get('digest')}`"
-        if image.get("healthy"):
-            text += f"; health check {'passed' if image['healthy'] == 'true' else 'failed'}"
-            if image.get("latency-ms"):
-                text += f" ({image['latency-ms']} ms)"
-        rows.append({"icon": "✅" if image.get("healthy", "true") == "true" else "❌", "check": "image", "text": text})
+        smoke = image.get("smoke", "")
+        if smoke:
+            text += f"; smoke test {smoke}"
+        if image.get("healthy"):  # no latency: a rerun of the same image must propose the same body
+            text += f"; health check {'passed' if image['healthy'] == 'true' else '**failed**'}"
+        if image.get("challenger-agreement"):
+            text += f"; challenger agreement {image['challenger-agreement']}"
+        good = image.get("healthy", "true") == "true" and not smoke.startswith("failed")
+        rows.append({"icon": "✅" if good else "❌", "check": "image", "text": text})
     return rows
 
 

@@ -89,6 +89,7 @@ class PushResult:
             "version": next((tag for tag in (full.rsplit(":", 1)[1] for full in self.tags) if SEMVER.match(tag)), ""),
             "sbom": str(self.sbom.path) if self.sbom and self.sbom.path else "",
             "cached-steps": str(self.cache.cached) if self.cache else "0",
+            "smoke": smoke_line(self.smoke),
         }
 
     def summary(self) -> str:
@@ -96,6 +97,7 @@ class PushResult:
         return (
             f"### 🚀 push-image\n{'pushed' if self.digest else 'built (not pushed)'} `{self.image}`\n\n"
             + gha.md_table(["tag"], rows)
+            + f"\nSmoke test: {smoke_line(self.smoke, timings=True)}\n"
             + (self.cache.summary() if self.cache else "")
             + (self.sbom.summary() if self.sbom else "")
         )
@@ -468,6 +470,18 @@ def extract_sbom(client, image_tag: str, image_id: str, context: Path) -> Sbom:
     return Sbom(path, inside, sbom.top_level_packages(bom), len(bom.get("components") or []))
 
 
+def smoke_line(smoke: dict, timings: bool = False) -> str:
+    """The smoke test in one line. The ``smoke`` output (which the pull request's verdict shows)
+    has no timings, so a rerun of the same image proposes the same body; the summary has them."""
+    if not smoke:
+        return "not run (smoke-test: false)"
+    ready = f", ready in {smoke['ping_seconds']} s" if timings else ""
+    if smoke.get("rows") is None:
+        return f"passed: /ping and /version only (no input example){ready}"
+    took = f" in {smoke['predict_ms']} ms" if timings else ""
+    return f"passed: {smoke['rows']} example row(s) predicted{took}{ready}"
+
+
 def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None, timeout: float) -> dict:
     """Start the image, wait for /ping, POST the input example to /invocations, check the answer."""
     info = _model_info(context)
@@ -497,6 +511,7 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
                 "were checked"
             )
             return result
+        asked = time.monotonic()
         preds = invoke(
             base,
             payload_path.read_bytes(),
@@ -506,6 +521,8 @@ def smoke_test(client, image_tag: str, context: Path, payload_path: Path | None,
             "check that the input example matches the model's signature",
         )
         result["predictions"] = preds[:5]
+        result["rows"] = len(preds)
+        result["predict_ms"] = round((time.monotonic() - asked) * 1000)
         return result
     finally:
         with contextlib.suppress(Exception):  # cleanup must not mask the real error
