@@ -246,3 +246,19 @@ def serve_locally(model_dir: Path, info: Path, workers: int = 2, env: dict | Non
             proc.kill()
             raise AssertionError(f"server did not start: {proc.stderr.read().decode()[-3000:]}")
         time.sleep(0.1)
+
+
+def post_invocations(url: str, payload: dict) -> tuple[int, dict]:
+    """POST ``payload`` as JSON to ``url``/invocations: (status, JSON answer), an error status too."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import serve_locally
+from conftest import post_invocations, serve_locally
 from mlops_actions.core.errors import InputError
 from mlops_actions.stages.render_dockerfile import TORCH_CPU_INDEX, render
 
@@ -115,17 +114,6 @@ def branchy_model(tmp_path_factory) -> tuple[Path, np.ndarray]:
     return path, rng.normal(size=(20, 4)).astype("float32")
 
 
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def _served_like_pyfunc(res, model_dir: Path, held: np.ndarray, runtime: str) -> None:
     """The image's server on the rendered context answers held-out rows as mlflow.pyfunc does and
     refuses a wrong shape with 400."""
@@ -138,10 +126,10 @@ def _served_like_pyfunc(res, model_dir: Path, held: np.ndarray, runtime: str) ->
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
         assert health["runtime"] == runtime and health["flavor"] == "pytorch"
         for payload in ({"inputs": held.tolist()}, {"instances": held.tolist()}):
-            status, got = _post(url, payload)
+            status, got = post_invocations(url, payload)
             assert status == 200, got
             np.testing.assert_allclose(np.asarray(got["predictions"]), want, rtol=0, atol=SERVED_ATOL)
-        status, got = _post(url, {"inputs": held[:2, :3].tolist()})  # 3 columns for a [-1, 4] tensor
+        status, got = post_invocations(url, {"inputs": held[:2, :3].tolist()})  # 3 columns for a [-1, 4] tensor
         assert status == 400 and got["error_code"] == "BAD_REQUEST", got
     finally:
         proc.terminate()

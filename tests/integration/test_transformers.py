@@ -14,7 +14,6 @@ Run: ``pip install transformers`` and a CPU torch, then
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import serve_locally
+from conftest import post_invocations, serve_locally
 from mlops_actions.stages.render_dockerfile import render
 
 pytestmark = pytest.mark.transformers
@@ -71,17 +70,6 @@ def text_model(tmp_path_factory) -> Path:
     return path
 
 
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_transformers_model_renders_pyfunc_and_the_server_answers_like_mlflow(text_model, tmp_path):
     import mlflow
     import mlflow.pyfunc
@@ -102,7 +90,7 @@ def test_transformers_model_renders_pyfunc_and_the_server_answers_like_mlflow(te
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
         assert health["runtime"] == "pyfunc" and health["flavor"] == "transformers"
         for payload in ({"inputs": HELD_OUT}, {"instances": HELD_OUT}):
-            status, got = _post(url, payload)
+            status, got = post_invocations(url, payload)
             assert status == 200, got
             rows = got["predictions"]
             assert [r["label"] for r in rows] == want["label"].tolist()

@@ -387,22 +387,14 @@ def _convert_keras(info: ModelInfo, native, onnx_path: Path, check_data: Path | 
     samples = _tensor_samples(example.astype("float32"), check_data, shape)
     x = np.concatenate([s.rows for s in samples])
     want = np.asarray(model.predict(x, verbose=0), dtype="float64")
-    got = np.asarray(_run(sess, {sess.get_inputs()[0].name: x})[0], dtype="float64")
-    if want.shape != got.shape:
-        raise NotConvertible(f"ONNX output shape {got.shape} differs from the native {want.shape}")
-    check = _Check(samples, lambda i: _tensor_values(x[i]), tolerance)
-    if want.ndim == 2 and want.shape[1] > 1:
-        check.labels(want.argmax(axis=1), got.argmax(axis=1), what="top class")
-    check.outputs(want, got, [])
-    name = sess.get_inputs()[0].name
     return Conversion(
         kind="tensor",
-        inputs=[{"name": name, "column": "", "dtype": "float32"}],
+        inputs=[{"name": sess.get_inputs()[0].name, "column": "", "dtype": "float32"}],
         output=sess.get_outputs()[0].name,
         classes=list(native.classes or []),
         checked_rows=len(x),
         check_source=_describe(samples, "seeded noisy copies of it", check_data),
-        **check.result(),
+        **_tensor_check(sess, samples, x, want, tolerance),
     )
 
 
@@ -506,6 +498,21 @@ def _convert_pytorch(info: ModelInfo, onnx_path: Path, check_data: Path | None, 
         raise NotConvertible(
             f"mlflow.pyfunc fails on the check rows ({exc.__class__.__name__}: {' '.join(str(exc).split())[:120]})"
         ) from exc
+    return Conversion(
+        kind="tensor",
+        inputs=[{"name": sess.get_inputs()[0].name, "column": "", "dtype": "float32"}],
+        output=sess.get_outputs()[0].name,
+        checked_rows=len(x),
+        check_source=_describe(samples, "seeded noisy copies of it", check_data) + f"; {how}",
+        **_tensor_check(sess, samples, x, want, tolerance),
+    )
+
+
+def _tensor_check(sess, samples: list, x, want, tolerance: float) -> dict:
+    """The ONNX session's answers on the tensor rows ``x`` against the native ``want``: equal top
+    classes for a probability output, every output within ``tolerance``; the check's result."""
+    import numpy as np
+
     got = np.asarray(_run(sess, {sess.get_inputs()[0].name: x})[0], dtype="float64")
     if want.shape != got.shape:
         raise NotConvertible(f"ONNX output shape {list(got.shape)} differs from the native {list(want.shape)}")
@@ -513,14 +520,7 @@ def _convert_pytorch(info: ModelInfo, onnx_path: Path, check_data: Path | None, 
     if want.ndim == 2 and want.shape[1] > 1:
         check.labels(want.argmax(axis=1), got.argmax(axis=1), what="top class")
     check.outputs(want, got, [])
-    return Conversion(
-        kind="tensor",
-        inputs=[{"name": sess.get_inputs()[0].name, "column": "", "dtype": "float32"}],
-        output=sess.get_outputs()[0].name,
-        checked_rows=len(x),
-        check_source=_describe(samples, "seeded noisy copies of it", check_data) + f"; {how}",
-        **check.result(),
-    )
+    return check.result()
 
 
 def _torch_export(torch, module, example, shape: list):
