@@ -459,8 +459,8 @@ def test_5000_idle_connections_cost_no_thread(image, docker_engine, texts):
                     f"-> {a.get('rss_kb', 0) / 1024:.1f} MB, "
                     f"sockets {b['sockets']} -> {d.get('sockets')}"
                 )
-            assert answer.status == 200 and answer.seconds < 2, answer
-            assert health.status == 200 and health.seconds < 2, health
+            assert answer.status == 200 and answer.seconds < 5, answer
+            assert health.status == 200 and health.seconds < 5, health
             assert still_open == IDLE_CONNECTIONS
             assert set(after["workers"]) == set(before["workers"]), (before, after)  # no worker died
             established = int(during["tcp"].get("01", 0))
@@ -532,7 +532,7 @@ def test_a_prediction_past_predict_timeout_answers_504_and_its_worker_is_replace
         answered = time.monotonic()
         assert late.status == 504, f"{big_rows} rows answered {late.status} in {late.seconds:.2f}s: make it slower"
         assert late.json()["error_code"] == "DEADLINE_EXCEEDED" and "PREDICT_TIMEOUT=2 s" in late.json()["message"]
-        assert late.seconds < 6, f"the client waited {late.seconds:.2f}s (PREDICT_TIMEOUT 2 s, {len(big) >> 20} MB)"
+        assert late.seconds < 10, f"the client waited {late.seconds:.2f}s (PREDICT_TIMEOUT 2 s, {len(big) >> 20} MB)"
         seen: dict = {}
         while time.monotonic() - answered < 15:
             m, pids = metrics(url), worker_pids(box)

