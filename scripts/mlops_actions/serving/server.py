@@ -386,6 +386,10 @@ class Model:
         shape = getattr(self._model, "input_shape", None)
         if isinstance(shape, tuple) and len(shape) == arr.ndim + 1:
             arr = arr[None, ...]  # one instance sent without the batch dimension
+        if isinstance(shape, tuple):  # a shape the model cannot take is the client's fault (400), not a 500
+            want = [d if isinstance(d, int) else -1 for d in shape]
+            if arr.ndim != len(want) or any(w not in (-1, g) for w, g in zip(want, arr.shape, strict=True)):
+                raise BadRequest(f"input: shape {list(arr.shape)} does not match the model's {want}")
         with self._keras_lock:
             # a SavedModel comes through TFSMLayer: a layer, no predict()
             result = self._model.predict(arr, verbose=0) if hasattr(self._model, "predict") else self._model(arr)
@@ -607,9 +611,36 @@ class Model:
         return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out  # one target: 1-D like sklearn
 
     def tensor(self, payload):
-        if not isinstance(payload, dict) or not ("instances" in payload or "inputs" in payload):
-            raise BadRequest("this model takes one tensor: send JSON with instances or inputs")
-        return self._one_tensor(payload.get("instances", payload.get("inputs")))
+        """The one tensor of a tensor model's request, in any of MLflow's formats, as
+        ``mlflow.pyfunc`` reads an unnamed tensor signature: instances/inputs as the (nested) list
+        they are; dataframe_split, dataframe_records and CSV as the frame's rows, or, for one column
+        whose cells are lists (a flattened tensor per row), those cells reshaped to the signature."""
+        fmt, data, _ = split_payload(payload)
+        if fmt in ("instances", "inputs"):
+            return self._one_tensor(data)
+        if fmt == "csv":
+            rows = list(csv.reader(io.StringIO(data)))[1:]
+        elif fmt == "dataframe_split":
+            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                raise BadRequest("dataframe_split needs 'data' (and usually 'columns')")
+            rows = data["data"]
+        else:
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise BadRequest("records must be a list of objects")
+            rows = [list(r.values()) for r in data]
+        rows = [r for r in rows if r != []]
+        if not rows:
+            raise BadRequest(f"{fmt}: no rows")
+        if all(isinstance(r, list) and len(r) == 1 and isinstance(r[0], list) for r in rows):
+            shape = (self.signature.inputs[0].get("tensor-spec") or {}).get("shape") if self.signature.inputs else None
+            arr = self._one_tensor([r[0] for r in rows])
+            if isinstance(shape, list) and len(shape) > 1 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
+                try:
+                    arr = arr.reshape([-1, *shape[1:]])
+                except ValueError as exc:
+                    raise BadRequest(f"{fmt}: the cells cannot take the model's shape {shape}: {exc}") from exc
+            return arr
+        return self._one_tensor(rows)  # CSV's strings too: numpy parses them as float32
 
     def columns_of(self, payload) -> dict:
         """Column name → list of values, without pandas (the ONNX conversion): the same payload
@@ -665,8 +696,8 @@ class Model:
             df = payload
         else:
             fmt, data, _ = split_payload(payload)
-            if fmt in ("instances", "inputs") and self.flavor in ("tensorflow", "keras"):
-                return self._one_tensor(data)
+            if self.flavor in ("tensorflow", "keras") and (fmt in ("instances", "inputs") or self.signature.is_tensor):
+                return self.tensor(payload)
             df = self._request_frame(fmt, data)
         return self.signature.enforce(df) if self.signature.columns else df
 
@@ -1217,8 +1248,7 @@ class Drift(Background):
     def work(self, payload, predictions) -> None:
         try:
             if self.tensor:
-                _, data, _ = split_payload(payload)
-                self.monitor.add(None, self.model._one_tensor(data), jsonable(predictions))
+                self.monitor.add(None, self.model.tensor(payload), jsonable(predictions))
             else:
                 self.monitor.add(self.model.columns_of(payload), None, jsonable(predictions))
         except Exception as exc:  # noqa: BLE001 - monitoring must never touch the answers

@@ -544,3 +544,55 @@ def test_class_counts_take_records_and_dicts_of_outputs():
     text = metrics.render()
     assert 'mlserve_predictions_total{class="yes"} 3' in text and 'mlserve_predictions_total{class="no"} 1' in text
     assert 'class="other"' not in text
+
+
+@pytest.mark.parametrize("runtime", ["native", "onnx"])
+def test_a_keras_tensor_model_takes_every_mlflow_format_as_mlflow_pyfunc_does(tmp_path, runtime):
+    """An unnamed [-1, 4] tensor signature: instances/inputs as the list they are, and
+    dataframe_split, dataframe_records and CSV as the frame's rows, which is how mlflow.pyfunc reads
+    them. The answers equal the pyfunc's on held-out rows, served natively and through the ONNX
+    conversion render-dockerfile checked."""
+    if runtime == "onnx":
+        pytest.importorskip("tf2onnx")
+    keras = pytest.importorskip("keras")
+    import warnings
+
+    import mlflow
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.tensorflow.save_model(
+            model, str(tmp_path / "m"), input_example=rng.normal(size=(2, 4)).astype("float32"), **REQS
+        )
+    held = rng.normal(size=(6, 4)).astype("float32")
+    want = np.asarray(mlflow.pyfunc.load_model(str(tmp_path / "m")).predict(held))
+    frame = pd.DataFrame(held, columns=["a", "b", "c", "d"])
+    assert np.allclose(np.asarray(mlflow.pyfunc.load_model(str(tmp_path / "m")).predict(frame)), want, atol=1e-6)
+    ctx = render(tmp_path / "m", tmp_path / "ctx", runtime=runtime).context
+    env = {"ONNX_MODEL": str(ctx / "model.onnx")} if runtime == "onnx" else {}
+    rows = held.tolist()
+    bodies = [
+        ({"instances": rows}, "application/json"),
+        ({"inputs": rows}, "application/json"),
+        ({"dataframe_split": {"columns": list(frame.columns), "data": rows}}, "application/json"),
+        ({"dataframe_split": {"data": rows}}, "application/json"),
+        ({"dataframe_records": frame.to_dict(orient="records")}, "application/json"),
+        ({"dataframe_split": {"columns": ["pixels"], "data": [[r] for r in rows]}}, "application/json"),
+        (("a,b,c,d\n" + "\n".join(",".join(repr(v) for v in r) for r in rows) + "\n").encode(), "text/csv"),
+    ]
+    proc, url = serve_locally(ctx / "model", ctx / "model-info.json", workers=1, env=env)
+    try:
+        for body, ctype in bodies:
+            status, answer = _post(url, body, ctype)
+            assert status == 200, (body, answer)
+            assert np.allclose(np.asarray(answer["predictions"]), want, atol=1e-5), body
+        status, answer = _post(url, {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0]]}})
+        assert status == 400 and "[1, 2]" in answer["message"] and "4" in answer["message"], answer
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
