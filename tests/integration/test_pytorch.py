@@ -10,10 +10,10 @@ exported (data-dependent control flow) or disagrees falls back to the generic py
 reason. Both are served here by the image's own server (``python -m mlops_actions.serving.server``
 with the rendered model-info.json), compared with ``mlflow.pyfunc`` on held-out rows.
 
-Why no image: PyPI's torch wheel pulls the CUDA libraries (several GB) and PyTorch's CPU index is not
+The ONNX image is built and served too (onnxruntime, numpy, no torch and no mlflow in it). The pyfunc
+image is not: PyPI's torch wheel pulls the CUDA libraries (several GB) and PyTorch's CPU index is not
 reachable from this machine (the pyfunc image's ``torch==…+cpu`` pin resolves from that index, which
-the rendered requirements.txt names); the ONNX image needs no torch, and its build is the Keras/sklearn
-ONNX path that tests/integration/test_flavors.py builds.
+the rendered requirements.txt names).
 
 Run: install a CPU torch wheel (``pip install torch --index-url https://download.pytorch.org/whl/cpu``),
 then ``pytest -m pytorch tests/integration/test_pytorch.py``.
@@ -22,6 +22,8 @@ then ``pytest -m pytorch tests/integration/test_pytorch.py``.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import urllib.request
 from pathlib import Path
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import post_invocations, serve_locally
+from conftest import post_invocations, serve_image, serve_locally
 from mlops_actions.core.errors import InputError
 from mlops_actions.stages.render_dockerfile import TORCH_CPU_INDEX, render
 
@@ -200,3 +202,39 @@ def test_a_model_that_cannot_be_exported_falls_back_to_pyfunc_with_the_reason(
     with pytest.raises(InputError, match="'onnx' is not possible for this model: "):
         render(model_dir, tmp_path / "onnx", runtime="onnx")
     _served_like_pyfunc(res, model_dir, held, "pyfunc")
+
+
+PROBE = (
+    "import importlib.util, json; "
+    "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in ('torch', 'mlflow', 'onnxruntime')}))"
+)
+
+
+def test_the_onnx_image_serves_it_without_torch_or_mlflow(torch_model, docker_engine, tmp_path):
+    """The image render-dockerfile writes for the ONNX conversion, built and run read-only: no torch,
+    no mlflow inside, and its answers on held-out rows equal mlflow.pyfunc's."""
+    import mlflow.pyfunc
+
+    model_dir, held = torch_model
+    ca = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
+    res = render(model_dir, tmp_path / "ctx", runtime="auto", ca_bundle=ca, version="1.0.0")
+    assert res.runtime == "onnx", res.runtime_reason
+    tag = f"mlops-actions-test/pytorch-onnx:{secrets.token_hex(4)}"
+    image, _ = docker_engine.images.build(path=str(res.context), tag=tag, rm=True)
+    try:
+        inside = json.loads(docker_engine.containers.run(tag, entrypoint=["python3", "-c", PROBE], remove=True))
+        assert inside == {"torch": False, "mlflow": False, "onnxruntime": True}, inside
+        print(f"\npytorch ONNX image: {image.attrs['Size'] / 1e6:.0f} MB")
+        want = np.asarray(mlflow.pyfunc.load_model(str(model_dir)).predict(held))
+        with serve_image(docker_engine, tag, read_only=True) as url:
+            health = json.loads(urllib.request.urlopen(url + "/health", timeout=5).read())
+            assert health["runtime"] == "onnx" and health["flavor"] == "pytorch", health
+            for payload in (
+                {"inputs": held.tolist()},
+                {"dataframe_split": {"data": held.tolist()}},
+            ):
+                status, got = post_invocations(url, payload)
+                assert status == 200, got
+                np.testing.assert_allclose(np.asarray(got["predictions"]), want, rtol=0, atol=SERVED_ATOL)
+    finally:
+        docker_engine.images.remove(tag, force=True, noprune=True)
