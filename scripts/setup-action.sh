@@ -47,12 +47,21 @@ if [ ! -f "$venv/.complete" ]; then
     started=$(date +%s.%N)
     printf '%s\n' "$missing" >"$venv/requirements.txt"
     echo "installing (pinned by constraints.txt of this ref): $(tr '\n' ' ' <"$venv/requirements.txt")" >&2
-    "${clean[@]}" "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
-    # uv first (one wheel, from pip's cache when warm), then everything else through uv's cache
-    if ! "${clean[@]}" "$venv/bin/python" -m uv --version >/dev/null 2>&1; then
-      "${clean[@]}" "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -c "$root/constraints.txt" uv >&2
+    # uv first (one wheel, from pip's cache when warm), then everything else through uv's cache. uv
+    # comes from the interpreter's own pip into a folder of the venv: the venv needs no pip of its
+    # own (ensurepip alone costs about 4 s a job); an interpreter without pip gets one in the venv.
+    uv=("$venv/bin/python" -m uv)
+    if ! "${clean[@]}" "${uv[@]}" --version >/dev/null 2>&1; then
+      pip=("$python" -m pip)
+      if ! "${clean[@]}" "${pip[@]}" --version >/dev/null 2>&1; then
+        "${clean[@]}" "$venv/bin/python" -m ensurepip --default-pip >/dev/null 2>&1 || true
+        pip=("$venv/bin/python" -m pip)
+      fi
+      "${clean[@]}" PIP_ROOT_USER_ACTION=ignore "${pip[@]}" install --disable-pip-version-check --quiet --target "$venv/uv-bootstrap" \
+        -c "$root/constraints.txt" uv >&2
+      uv=("$venv/uv-bootstrap/bin/uv")
     fi
-    "${clean[@]}" "$venv/bin/python" -m uv pip install --python "$venv/bin/python" --quiet \
+    "${clean[@]}" "${uv[@]}" pip install --python "$venv/bin/python" --quiet \
       -c "$root/constraints.txt" -r "$venv/requirements.txt" >&2
     echo "setup: installed in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
   fi

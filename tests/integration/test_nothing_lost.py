@@ -1173,8 +1173,13 @@ case "$1" in
   -m)
     case "$2" in
       venv) dir="${@: -1}"; mkdir -p "$dir/bin" "$dir/site"; cp "$0" "$dir/bin/python" ;;
-      uv) [ "$3" = "--version" ] || { env > "$here/../install-env"; echo "$@" > "$here/../install-args"; } ;;
-      pip) env > "$here/../install-env-pip" ;;
+      uv) if [ "$3" = "--version" ]; then [ ! -e "$here/../../no-uv" ] || exit 1
+          else env > "$here/../install-env"; echo "$@" > "$here/../install-args"; fi ;;
+      pip) [ "$3" = "--version" ] && exit 0
+           target="$(sed -n 's/.*--target \([^ ]*\).*/\1/p' <<<"$*")"; venv="$(dirname "$target")"
+           env > "$venv/install-env-pip"; echo "$@" > "$venv/install-args-pip"; mkdir -p "$target/bin"
+           printf '#!/usr/bin/env bash\nenv > "%s/install-env"; echo "$@" > "%s/install-args"\n' "$venv" "$venv" > "$target/bin/uv"
+           chmod +x "$target/bin/uv" ;;
       mlops_actions) echo "mlops stub" ;;
     esac ;;
   -c) case "$2" in *sysconfig*) echo "$here/../site" ;; *) echo "3.11 stub" ;; esac ;;
@@ -1184,10 +1189,14 @@ exit 0
 '''
 
 
-def test_installs_run_pinned_and_without_the_steps_secrets(tmp_path):
+@pytest.mark.parametrize("has_uv", [True, False])
+def test_installs_run_pinned_and_without_the_steps_secrets(tmp_path, has_uv):
     """setup-action.sh installs what the interpreter lacks with constraints.txt, in an environment
     that keeps what an install needs (index, proxy, TLS, cache settings) and none of the step's
-    tokens and passwords: a package's build never sees them."""
+    tokens and passwords: a package's build never sees them. Without uv, the interpreter's own pip
+    brings it into a folder of the venv (no ensurepip), under the same rules."""
+    if not has_uv:
+        (tmp_path / "no-uv").touch()
     stub = tmp_path / "python"
     stub.write_text(STUB_PYTHON)
     stub.chmod(0o755)
@@ -1205,6 +1214,13 @@ def test_installs_run_pinned_and_without_the_steps_secrets(tmp_path):
     assert "UV_INDEX_URL=https://mirror.example/simple" in seen and "HTTPS_PROXY=" in seen and "PATH=" in seen
     leaked = [name for name, value in secrets.items() if name in seen or value in seen]
     assert not leaked, leaked
+    if not has_uv:
+        pip_args = (venv / "install-args-pip").read_text()
+        assert f"--target {venv / 'uv-bootstrap'} -c {root / 'constraints.txt'} uv" in pip_args, pip_args
+        seen = (venv / "install-env-pip").read_text()
+        assert "UV_INDEX_URL=https://mirror.example/simple" in seen and "HTTPS_PROXY=" in seen
+        leaked = [name for name, value in secrets.items() if name in seen or value in seen]
+        assert not leaked, leaked
 
 
 def test_setup_action_error_cannot_forge_a_command(tmp_path):
