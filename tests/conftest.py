@@ -262,3 +262,22 @@ def post_invocations(url: str, payload: dict) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def save_small_keras_model(path: Path, rng, **save_kwargs) -> None:
+    """A seeded 4 → 8 → 3 softmax Keras model saved by ``mlflow.tensorflow`` at ``path``, with two
+    rows drawn from ``rng`` as its input example (a [-1, 4] float32 tensor signature)."""
+    import warnings
+
+    import keras
+    import mlflow
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.tensorflow.save_model(
+            model, str(path), input_example=rng.normal(size=(2, 4)).astype("float32"), **save_kwargs
+        )

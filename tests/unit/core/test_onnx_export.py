@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("skl2onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import save_small_keras_model
 from mlops_actions.core import modelinfo, onnx_export
 from mlops_actions.core.onnx_export import NotConvertible, convert, synthesize_table
 
@@ -267,22 +268,9 @@ def test_the_synthesized_sample_spreads_each_column_by_its_type():
 
 def test_a_keras_model_is_checked_on_500_noisy_copies_of_its_example_and_the_check_data(tmp_path):
     pytest.importorskip("tf2onnx")
-    keras = pytest.importorskip("keras")
-    import mlflow
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
-    )
+    pytest.importorskip("keras")
     rng = np.random.default_rng(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mlflow.tensorflow.save_model(
-            model,
-            str(tmp_path / "m"),
-            input_example=rng.normal(size=(2, 4)).astype("float32"),
-            pip_requirements=["tensorflow"],
-        )
+    save_small_keras_model(tmp_path / "m", rng, pip_requirements=["tensorflow"])
     np.save(tmp_path / "held.npy", rng.normal(size=(30, 4)).astype("float32"))
     conv = convert(modelinfo.read(tmp_path / "m"), tmp_path / "model.onnx", tmp_path / "held.npy")
     assert conv.kind == "tensor" and conv.rows_by_source == {"example": 2, "synthesized": 500, "check data": 30}

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import serve_locally
+from conftest import save_small_keras_model, serve_locally
 from mlops_actions.core.errors import InputError
 from mlops_actions.core.paths import resource
 from mlops_actions.serving.server import Metrics, Model
@@ -554,21 +554,11 @@ def test_a_keras_tensor_model_takes_every_mlflow_format_as_mlflow_pyfunc_does(tm
     conversion render-dockerfile checked."""
     if runtime == "onnx":
         pytest.importorskip("tf2onnx")
-    keras = pytest.importorskip("keras")
-    import warnings
-
+    pytest.importorskip("keras")
     import mlflow
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
-    )
     rng = np.random.default_rng(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mlflow.tensorflow.save_model(
-            model, str(tmp_path / "m"), input_example=rng.normal(size=(2, 4)).astype("float32"), **REQS
-        )
+    save_small_keras_model(tmp_path / "m", rng, **REQS)
     held = rng.normal(size=(6, 4)).astype("float32")
     want = np.asarray(mlflow.pyfunc.load_model(str(tmp_path / "m")).predict(held))
     frame = pd.DataFrame(held, columns=["a", "b", "c", "d"])
