@@ -29,6 +29,14 @@ def whole(name: str, env: Mapping[str, str] | None = None, *, default: int, low:
     return value
 
 
+def flag(name: str, env: Mapping[str, str] | None = None, *, default: bool) -> bool:
+    """``1`` or ``0`` (``default`` when unset or empty)."""
+    text = _text(name, env)
+    if text not in ("", "0", "1"):
+        raise SettingError(f"{name}={text!r} is not 0 or 1; fix: set {name} to 1 (on) or 0 (off)")
+    return default if not text else text == "1"
+
+
 def share(name: str, env: Mapping[str, str] | None = None, *, default: float = 0.0) -> float:
     """A number from 0 to 1 (a ratio of requests, a sample share)."""
     text = _text(name, env)
