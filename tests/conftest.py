@@ -248,6 +248,36 @@ def serve_locally(model_dir: Path, info: Path, workers: int = 2, env: dict | Non
         time.sleep(0.1)
 
 
+def pickled_native_model(root: Path, module: str, source: str, cls: str) -> tuple[Path, Path, str]:
+    """A native sklearn-flavor model written without mlflow under ``root``: an instance of ``cls``
+    from ``source`` (saved as module ``module``), pickled by reference to that module, which the
+    server imports. (model dir, model-info.json, PYTHONPATH holding the module)."""
+    import json
+    import os
+    import pickle
+    import sys
+
+    (root / "code").mkdir()
+    (root / "code" / f"{module}.py").write_text(source)
+    sys.path.insert(0, str(root / "code"))
+    try:
+        model = root / "model"
+        model.mkdir()
+        (model / "model.pkl").write_bytes(pickle.dumps(getattr(__import__(module), cls)()))
+    finally:
+        sys.path.remove(str(root / "code"))
+        sys.modules.pop(module, None)
+    (model / "MLmodel").write_text(
+        "flavors:\n"
+        "  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}\n"
+        "  sklearn: {pickled_model: model.pkl, serialization_format: pickle}\n"
+    )
+    info = root / "model-info.json"
+    info.write_text(json.dumps({"flavor": "sklearn", "runtime": "native"}))
+    path = os.pathsep.join(p for p in (str(root / "code"), os.environ.get("PYTHONPATH", "")) if p)
+    return model, info, path
+
+
 def post_invocations(url: str, payload: dict) -> tuple[int, dict]:
     """POST ``payload`` as JSON to ``url``/invocations: (status, JSON answer), an error status too."""
     import json

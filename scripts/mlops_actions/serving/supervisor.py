@@ -26,7 +26,8 @@ server it replaced (benchmarks/RESULTS.md):
   with the environ gunicorn would build and answered in one send, with gunicorn's limits and the
   same bytes (tests/unit/serving/test_fast_path.py compares them with ``FAST_PATH=0``); anything
   else goes back, unread, to gunicorn's parser. gunicorn's parser, environ and response objects
-  were ~60 % of the interpreter time of a one-row ONNX prediction: one worker's req/s doubles.
+  held about two thirds of the interpreter time of a one-row ONNX prediction (the app 31 %): one
+  worker's req/s doubles.
 
 - **New connections spread evenly over the workers** (:class:`Balance`): a worker holding more
   open connections than another waits 2 ms before accepting, so the less loaded one takes it.
@@ -318,8 +319,8 @@ class Worker(gthread.ThreadWorker):
 
     def fast(self, conn) -> bool | None:
         """Serve a plain ``POST /invocations`` on a connection past its first request without
-        gunicorn's per-request machinery (its parser, WSGI environ and response objects are ~60 % of
-        the interpreter time of a one-row ONNX prediction). True: keep the connection; False: close
+        gunicorn's per-request machinery (its parser, WSGI environ and response objects held about two
+        thirds of the interpreter time of a one-row ONNX prediction). True: keep the connection; False: close
         it; None: not a request for this path, and every byte read is handed back to gunicorn's
         parser, which then serves or refuses it with its own rules and limits.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import serve_locally
+from conftest import pickled_native_model, serve_locally
 from mlops_actions.serving.watchdog import Watchdog
 
 MODULE = "sleepy_model_w18"
@@ -48,29 +47,8 @@ class Sleepy:
 
 @pytest.fixture(scope="module")
 def sleepy(tmp_path_factory):
-    """(model dir, model-info.json, PYTHONPATH holding the model's class): a native sklearn-flavor
-    model pickled by reference to a module the server imports, written without mlflow."""
-    root = tmp_path_factory.mktemp("sleepy")
-    (root / "code").mkdir()
-    (root / "code" / f"{MODULE}.py").write_text(SOURCE)
-    sys.path.insert(0, str(root / "code"))
-    try:
-        module = __import__(MODULE)
-        model = root / "model"
-        model.mkdir()
-        (model / "model.pkl").write_bytes(pickle.dumps(module.Sleepy()))
-    finally:
-        sys.path.remove(str(root / "code"))
-        sys.modules.pop(MODULE, None)
-    (model / "MLmodel").write_text(
-        "flavors:\n"
-        "  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}\n"
-        "  sklearn: {pickled_model: model.pkl, serialization_format: pickle}\n"
-    )
-    info = root / "model-info.json"
-    info.write_text(json.dumps({"flavor": "sklearn", "runtime": "native"}))
-    path = os.pathsep.join(p for p in (str(root / "code"), os.environ.get("PYTHONPATH", "")) if p)
-    return model, info, path
+    """(model dir, model-info.json, PYTHONPATH holding the model's class)."""
+    return pickled_native_model(tmp_path_factory.mktemp("sleepy"), MODULE, SOURCE, "Sleepy")
 
 
 def _post(url: str, text: str, timeout: float = 30) -> tuple[int, dict, float]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import re
 import socket
 import subprocess
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import serve_locally
+from conftest import pickled_native_model, serve_locally
 
 MODULE = "lengths_model_fp"
 SOURCE = '''
@@ -97,28 +96,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """(model dir, model-info.json, PYTHONPATH holding the model's class): a native sklearn-flavor
-    model pickled by reference to a module the server imports, written without mlflow."""
-    root = tmp_path_factory.mktemp("fast-path")
-    (root / "code").mkdir()
-    (root / "code" / f"{MODULE}.py").write_text(SOURCE)
-    sys.path.insert(0, str(root / "code"))
-    try:
-        model = root / "model"
-        model.mkdir()
-        (model / "model.pkl").write_bytes(pickle.dumps(__import__(MODULE).Lengths()))
-    finally:
-        sys.path.remove(str(root / "code"))
-        sys.modules.pop(MODULE, None)
-    (model / "MLmodel").write_text(
-        "flavors:\n"
-        "  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}\n"
-        "  sklearn: {pickled_model: model.pkl, serialization_format: pickle}\n"
-    )
-    info = root / "model-info.json"
-    info.write_text(json.dumps({"flavor": "sklearn", "runtime": "native"}))
-    path = os.pathsep.join(p for p in (str(root / "code"), os.environ.get("PYTHONPATH", "")) if p)
-    return model, info, path
+    """(model dir, model-info.json, PYTHONPATH holding the model's class)."""
+    return pickled_native_model(tmp_path_factory.mktemp("fast-path"), MODULE, SOURCE, "Lengths")
 
 
 @pytest.fixture(scope="module")
