@@ -633,14 +633,14 @@ class Model:
             raise BadRequest(f"{fmt}: no rows")
         if all(isinstance(r, list) and len(r) == 1 and isinstance(r[0], list) for r in rows):
             shape = (self.signature.inputs[0].get("tensor-spec") or {}).get("shape") if self.signature.inputs else None
-            arr = self._one_tensor([r[0] for r in rows])
+            arr = self._one_tensor([r[0] for r in rows], f"{fmt}'s list cells")
             if isinstance(shape, list) and len(shape) > 1 and all(isinstance(d, int) and d > 0 for d in shape[1:]):
                 try:
                     arr = arr.reshape([-1, *shape[1:]])
                 except ValueError as exc:
                     raise BadRequest(f"{fmt}: the cells cannot take the model's shape {shape}: {exc}") from exc
             return arr
-        return self._one_tensor(rows)  # CSV's strings too: numpy parses them as float32
+        return self._one_tensor(rows, f"{fmt}'s rows")  # CSV's strings too: numpy parses them as float32
 
     def columns_of(self, payload) -> dict:
         """Column name → list of values, without pandas (the ONNX conversion): the same payload
@@ -702,8 +702,9 @@ class Model:
         return self.signature.enforce(df) if self.signature.columns else df
 
     @staticmethod
-    def _one_tensor(data):
-        """instances/inputs of a one-tensor model (Keras, ONNX conversions) as float32."""
+    def _one_tensor(data, what: str = "instances/inputs"):
+        """The rows of a one-tensor model's request (Keras, ONNX conversions) as float32; ``what``
+        names them in a refusal (the request's format)."""
         import numpy as np
 
         if isinstance(data, dict) and len(data) == 1:
@@ -713,7 +714,7 @@ class Model:
         try:
             return np.asarray(data, dtype="float32")
         except (TypeError, ValueError) as exc:
-            raise BadRequest(f"instances/inputs is not a numeric (nested) list: {exc}") from exc
+            raise BadRequest(f"{what} must be numbers (the model takes one float32 tensor): {exc}") from exc
 
     def _request_frame(self, fmt: str, data):
         import pandas as pd
