@@ -34,6 +34,7 @@ PRESETS: dict[str, dict[str, object]] = {
             "name": "sentiment",
             "data-path": "model_project/sentiment/data/reviews.csv",
             "metric": "test_accuracy",
+            "shadow-previous-champion": True,
         },
     },
     "rice": {

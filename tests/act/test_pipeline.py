@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.act, pytest.mark.docker, pytest.mark.slow,
 IMAGE_PATH = "acme/pipeline-sentiment"
 PROD_PATH = "acme/prod-sentiment"
 BRANCH = "mlops/sentiment-model"
+BETTER_PARAMS = "ngram_max=3"  # trigrams too: test accuracy 0.9889 against the first run's 0.9852
 
 # What an adopter writes (the ca-bundle line is this machine's TLS proxy; the record job is the test's).
 ADOPTER_WORKFLOW = """\
@@ -47,6 +48,7 @@ jobs:
       version: 1.0.0
       params: ${{ vars.PARAMS }}
       ca-bundle: ${{ vars.CA_BUNDLE }}
+      shadow-previous-champion: true
     secrets: inherit
   record:
     needs: sentiment
@@ -79,8 +81,10 @@ def _experiment_runs(server, experiment: str) -> int:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
-    """Four runs of the adopter's workflow: a first run on valid data, a rerun of the same commit,
-    a run whose params make a worse model (the challenger loses), and a commit of invalid data."""
+    """Five runs of the adopter's workflow: a first run on valid data, a rerun of the same commit,
+    a run whose params make a worse model (the challenger loses), one whose params make a better
+    model (it wins, and its image carries the first champion in shadow), and a commit of invalid
+    data."""
     base = tmp_path_factory.mktemp("act-pipeline")
     actions_dir = snapshot_actions(base / "mlops-actions")
     adopter = make_adopter(base / "repo", project_dir="model_project/sentiment")
@@ -115,6 +119,7 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
         keep_docs(base / name, summary.with_suffix(".md"), github)
         state[name] = run
         state[f"branches_after_{name}"] = adopter.branches()
+        state[f"pulls_after_{name}"] = [(p.head, p.base, p.body) for p in github.pulls.get(SLUG, []) if p.state == "open"]
         state[f"tags_after_{name}"] = sorted(registry_tags(registry, IMAGE_PATH))
         state[f"runs_after_{name}"] = _experiment_runs(mlflow_auth_server, "sentiment")
         return run
@@ -122,6 +127,7 @@ def pipeline(tmp_path_factory, mlflow_auth_server, registry, docker_engine):
     once("first")
     once("second")
     once("losing", PARAMS="C=0.0005\nmax_features=30")
+    once("better", PARAMS=BETTER_PARAMS)
     # invalid data: one class only and empty reviews; validate-data must stop the run before training
     rows = good.splitlines()
     bad = "\n".join([rows[0]] + ['"",5' if i % 5 == 0 else f'"fine app number {i}",5' for i in range(600)]) + "\n"
@@ -148,9 +154,9 @@ def test_training_is_logged_to_the_authenticated_server(pipeline, mlflow_auth_se
 
 def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     out = workflow_outputs(pipeline["first"])
-    adopter, github = pipeline["adopter"], pipeline["github"]
+    adopter = pipeline["adopter"]
     assert out["pr-operation"] == "created" and out["pr-url"] == f"https://github.com/{SLUG}/pull/1"
-    head = adopter.branches()[BRANCH]
+    head = pipeline["branches_after_first"][BRANCH]
     # the committed folder verifies against its own manifest: what was fetched is what is proposed
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -159,25 +165,25 @@ def test_artifacts_fetched_verified_and_proposed_in_one_pr(pipeline, tmp_path):
     listed = manifest.verify(tree / "models" / "sentiment")
     assert "model/MLmodel" in listed and "confusion_matrix.png" in listed and "metric_trend.png" in listed
     assert (tree / "models" / "sentiment" / "metric_trend.png").read_bytes()[:4] == b"\x89PNG"
-    [pull] = [p for p in github.pulls[SLUG] if p.state == "open"]
-    assert (pull.head, pull.base) == (BRANCH, "main") and out["run-id"] in pull.body
+    [(pull_head, pull_base, body)] = pipeline["pulls_after_first"]  # the "better" run updates it later
+    assert (pull_head, pull_base) == (BRANCH, "main") and out["run-id"] in body
     # the verdict block first: the gate against the champion with the run link, the data checks, the scan
-    assert pull.body.index("### Verdict") < pull.body.index("### Metrics")
-    assert "| 🏆 | gate | **first champion**: no champion yet · [challenger run](http://127.0.0.1:" in pull.body
-    assert "| ✅ | data | valid" in pull.body and "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in pull.body
+    assert body.index("### Verdict") < body.index("### Metrics")
+    assert "| 🏆 | gate | **first champion**: no champion yet · [challenger run](http://127.0.0.1:" in body
+    assert "| ✅ | data | valid" in body and "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in body
     # the propose job waited for the image: the pushed digest, its smoke test and the health check
     image_row = re.search(r"^\| ✅ \| image \| `([^`]+)`; smoke test passed: (\d+) example row\(s\) predicted; "
-                          r"health check passed \|$", pull.body, re.M)
-    assert image_row and image_row[1] == out["image"] and int(image_row[2]) >= 1, pull.body[:3000]
+                          r"health check passed \|$", body, re.M)
+    assert image_row and image_row[1] == out["image"] and int(image_row[2]) >= 1, body[:3000]
     # then the deciding metric's trend, then the metrics with it first and autologging's folded away
-    trend = pull.body.index("models/sentiment/metric_trend.png?raw=true)")
-    assert pull.body.index("### Verdict") < trend < pull.body.index("### Metrics")
-    metrics = pull.body[pull.body.index("### Metrics"):pull.body.index("### Parameters")]
+    trend = body.index("models/sentiment/metric_trend.png?raw=true)")
+    assert body.index("### Verdict") < trend < body.index("### Metrics")
+    metrics = body[body.index("### Metrics"):body.index("### Parameters")]
     assert metrics.split("\n")[3].startswith("| test_accuracy |"), metrics
     assert "more metrics logged by autologging" in metrics and metrics.index("| training_score |") > metrics.index("<details>")
     # the propose job scanned what it committed, and its report is a section of the body
-    assert "### 🔎 Model scan\n✅ **passed**: no unsafe operator in 1 model file(s)" in pull.body
-    assert "| `model/model.pkl` | pickle globals |" in pull.body
+    assert "### 🔎 Model scan\n✅ **passed**: no unsafe operator in 1 model file(s)" in body
+    assert "| `model/model.pkl` | pickle globals |" in body
 
 
 def test_image_pushed_with_auth_pulls_by_digest_and_predicts(pipeline, registry, docker_engine):
@@ -251,14 +257,46 @@ def test_losing_challenger_opens_no_pr_and_builds_no_image(pipeline):
     assert stages["health"]["result"] == "skipped" and stages["health"]["reason"]
 
 
+def test_a_better_model_ships_with_the_previous_champion_beside_it_in_shadow(pipeline, registry, docker_engine):
+    """shadow-previous-champion: the winner's image carries the model it replaces (the first run's,
+    v1) as its challenger; the health check scores its probes with both and the updated pull
+    request says how often they agreed."""
+    first, better = workflow_outputs(pipeline["first"]), workflow_outputs(pipeline["better"])
+    assert better["promoted"] == "true" and better["model-version"] == "3", better  # v2 lost
+    assert float(json.loads(better["metrics"])["test_accuracy"]) > float(json.loads(first["metrics"])["test_accuracy"])
+    assert better["healthy"] == "true" and better["digest"] != first["digest"]
+    agreement = float(better["challenger-agreement"])
+    assert 0.5 <= agreement <= 1.0, better  # two good models of the same reviews mostly agree
+    # one pull request, updated: its image row names the previous champion and the agreement
+    [pull] = [p for p in pipeline["github"].pulls[SLUG] if p.state == "open"]
+    assert better["pr-operation"] == "updated" and better["run-id"] in pull.body
+    share = f"{agreement * 100:.1f} %"
+    assert (f"health check passed; the previous champion (v1) beside it in shadow agreed on {share} of the probe "
+            "rows |") in pull.body, pull.body[:3000]
+    # the image serves the new model and reports the old one beside it
+    image = docker_engine.images.pull(better["image"], auth_config={"username": registry.username,
+                                                                    "password": registry.password})
+    assert image.labels["dev.mlflow.run-id"] == better["run-id"]
+    assert image.labels["io.github.mlops-actions.challenger.run-id"] == first["run-id"]
+    with serve_image(docker_engine, better["image"], environment={"SHADOW_RATIO": "1"}) as url:
+        version = json.loads(urllib.request.urlopen(f"{url}/version", timeout=10).read())
+        assert version["challenger"]["run_id"] == first["run-id"], version
+        body = {"dataframe_records": [{"review_text": "love it, great and reliable"}]}
+        req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        assert json.loads(urllib.request.urlopen(req, timeout=10).read()) == {"predictions": [1]}
+        monitoring = json.loads(urllib.request.urlopen(f"{url}/monitoring", timeout=10).read())
+    assert monitoring["challenger"]["run_id"] == first["run-id"] and monitoring["champion"]["run_id"] == better["run-id"]
+
+
 def test_invalid_data_stops_before_training(pipeline):
     run = pipeline["invalid"]
     # act stops the caller's other jobs once a called workflow failed (GitHub would still run the
     # adopter's `if: always()` record job), so the outcome is read from act and the summary JSON
     assert run.returncode != 0 and run.steps.get("result") in (None, "failure"), run.describe()
-    assert pipeline["runs_after_invalid"] == pipeline["runs_after_losing"]  # no MLflow run was started
-    assert pipeline["branches_after_invalid"].get(BRANCH) == pipeline["branches_after_losing"].get(BRANCH)
-    assert pipeline["tags_after_invalid"] == pipeline["tags_after_losing"]
+    assert pipeline["runs_after_invalid"] == pipeline["runs_after_better"]  # no MLflow run was started
+    assert pipeline["branches_after_invalid"].get(BRANCH) == pipeline["branches_after_better"].get(BRANCH)
+    assert pipeline["tags_after_invalid"] == pipeline["tags_after_better"]
     assert any("data invalid" in line for line in run.error_lines()), run.error_lines()
     summary = run.summary
     assert summary["status"] == "failure"
@@ -277,7 +315,7 @@ def test_no_secret_in_logs_workspace_or_image(pipeline, docker_engine, tmp_path)
     workspace, and the pushed image: its saved layers, history, labels and environment."""
     secrets = pipeline["secrets"]
     haystacks: list[tuple[str, bytes]] = []
-    for name in ("first", "second", "losing", "invalid"):
+    for name in ("first", "second", "losing", "better", "invalid"):
         haystacks.append((f"act log {name}", pipeline[name].log.encode()))
     workdir = pipeline["adopter"].workdir
     files = [p for p in workdir.rglob("*") if p.is_file()]

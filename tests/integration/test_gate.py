@@ -71,7 +71,7 @@ def test_champion_challenger_sequence(make_run, mlflow_server, tmp_path):
     run_url = out.pop("run-url")
     assert out == {"promoted": "true", "challenger-value": "0.9", "champion-value": "", "model-version": "1",
                    "champion-version": "", "reason": "no champion yet", "metric": "accuracy", "delta": "",
-                   "champion-run-url": ""}
+                   "champion-run-url": "", "champion-run-id": ""}
     assert run_url.endswith(f"/runs/{first}") and run_url.startswith(mlflow_server.url), run_url
     assert alias(mlflow_server, model, "champion") == "1" and alias(mlflow_server, model, "challenger") is None
 
@@ -95,6 +95,7 @@ def test_champion_challenger_sequence(make_run, mlflow_server, tmp_path):
     assert out["promoted"] == "true" and out["champion-value"] == "0.9" and out["challenger-value"] == "0.93", proc.stdout
     assert out["reason"] == "accuracy 0.93 > champion 0.9 (v1) + 0.01" and out["model-version"] == "4"
     assert out["delta"] == "+0.03" and out["champion-run-url"].endswith(f"/runs/{first}"), out
+    assert out["champion-run-id"] == first  # what the pipeline fetches to put it beside the new one in shadow
     assert alias(mlflow_server, model, "champion") == "4"
     tags = client(mlflow_server).get_model_version(model, "4").tags
     assert tags["mlops.gate.decision"] == "promoted" and tags["mlops.gate.champion-version"] == "1"

@@ -311,7 +311,7 @@ def test_verdict_block_heads_the_body(gh, git_remote, artifacts):
         "scan": {"result": "passed", "findings": "0", "scanned": "1", "highest": ""},
         "image": {"image": "ghcr.io/acme/sentiment@sha256:" + "ab" * 32, "digest": "sha256:" + "ab" * 32,
                   "smoke": "passed: 2 example row(s) predicted"},
-        "health": {"healthy": "true", "latency-ms": "12", "challenger-agreement": ""},
+        "health": {"healthy": "true", "latency-ms": "12", "challenger-agreement": "0.975"},
     })
     open_pr(request(gh, git_remote, artifacts, verdict=verdict))
     body = open_pulls(gh)[0].body
@@ -322,8 +322,10 @@ def test_verdict_block_heads_the_body(gh, git_remote, artifacts):
     assert "| ⚠️ | data | valid; drift detected |" in body
     assert "| ✅ | scan | passed: 1 model file(s), 0 finding(s) |" in body
     # the image by digest, its smoke test and the health check of the pushed image, on one row
+    # and, the image carrying the model it replaces in shadow (the gate's champion-version), their agreement
     assert (f"| ✅ | image | `ghcr.io/acme/sentiment@sha256:{'ab' * 32}`; smoke test passed: 2 example row(s) "
-            "predicted; health check passed |") in body
+            "predicted; health check passed; the previous champion (v3) beside it in shadow agreed on 97.5 % of "
+            "the probe rows |") in body
     rows = body[body.index("### Verdict"):body.index("### Metrics")]
     assert [line.split(" | ")[1] for line in rows.splitlines() if line.startswith("| ") and " | " in line][1:] == \
         ["gate", "data", "scan", "image"]

@@ -51,6 +51,7 @@ class GateResult:
     rerun: bool = False
     run_url: str = ""  # the challenger's run in the MLflow UI
     champion_run_url: str = ""
+    champion_run_id: str = ""
 
     def outputs(self) -> dict[str, object]:
         diff = None if self.champion_value is None else self.challenger_value - self.champion_value
@@ -66,6 +67,7 @@ class GateResult:
             "delta": delta,
             "run-url": self.run_url,
             "champion-run-url": self.champion_run_url,
+            "champion-run-id": self.champion_run_id,
         }
 
     def summary(self) -> str:
@@ -184,7 +186,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         return _recorded(req, version, value, tracking.run_url(run.info.experiment_id, run_id))
 
     champion_value: float | None = None
-    champion_version = champion_url = ""
+    champion_version = champion_url = champion_run_id = ""
     run_url = tracking.run_url(run.info.experiment_id, run_id)
     try:
         holder = trk.call(
@@ -201,6 +203,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
                 f"champion v{champion_version} of {req.model_name} has no run",
                 "move the champion alias to a version registered from a run",
             )
+        champion_run_id = str(holder.run_id)
         champ_run = champion_run(holder.run_id)
         if req.metric not in champ_run.data.metrics:
             raise InputError(
@@ -236,6 +239,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         "champion-value": "" if champion_value is None else fmt(champion_value),
         "champion-version": champion_version,
         "champion-run-url": champion_url,
+        "champion-run-id": champion_run_id,
         "reason": reason,
         "promoted": "true" if promoted else "false",
     }
@@ -260,6 +264,7 @@ def gate(req: GateRequest, tracking: trk.Tracking) -> GateResult:
         model_name=name,
         run_url=run_url,
         champion_run_url=champion_url,
+        champion_run_id=champion_run_id,
     )
 
 
@@ -284,6 +289,7 @@ def _recorded(req: GateRequest, version, value: float, run_url: str = "") -> Gat
         rerun=True,
         run_url=run_url,
         champion_run_url=tags.get(TAG + "champion-run-url", ""),
+        champion_run_id=tags.get(TAG + "champion-run-id", ""),
     )
 
 

@@ -547,7 +547,13 @@ def verdict_rows(text: str) -> list[dict[str, str]]:
         if image.get("healthy"):  # no latency: a rerun of the same image must propose the same body
             text += f"; health check {'passed' if image['healthy'] == 'true' else '**failed**'}"
         if image.get("challenger-agreement"):
-            text += f"; challenger agreement {image['challenger-agreement']}"
+            try:
+                share = f"{float(image['challenger-agreement']) * 100:.1f} %"
+            except ValueError:
+                share = image["challenger-agreement"]
+            previous = _cells(given, "gate").get("champion-version")
+            who = f"the previous champion (v{previous}) beside it in shadow" if previous else "its challenger"
+            text += f"; {who} agreed on {share} of the probe rows"
         good = image.get("healthy", "true") == "true" and not smoke.startswith("failed")
         rows.append({"icon": "✅" if good else "❌", "check": "image", "text": text})
     return rows
