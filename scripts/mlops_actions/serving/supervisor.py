@@ -24,7 +24,7 @@ server it replaced (benchmarks/RESULTS.md):
   after a connection's first request, a plain one (exact request line, token header names, one
   Content-Length up to 1 MiB, no Transfer-Encoding, Expect or Upgrade) is read, handed to the app
   with the environ gunicorn would build and answered in one send, with gunicorn's limits and the
-  same bytes (tests/unit/serving/test_fast_path.py compares them with ``FAST_PATH=0``); anything
+  same bytes (tests/unit/serving/test_worker.py compares them with ``FAST_PATH=0``); anything
   else goes back, unread, to gunicorn's parser. gunicorn's parser, environ and response objects
   held about two thirds of the interpreter time of a one-row ONNX prediction (the app 31 %): one
   worker's req/s doubles.
@@ -189,7 +189,7 @@ class Balance:
     accepting). All workers share one listening socket and the kernel wakes them all for a new
     connection, so whichever is first takes it: with a few kept-alive clients (a load balancer's
     pool, wrk -c8 on 2 workers) one worker often held 7 of 8 connections while the other CPU idled
-    (1-row req/s varied 1.4× between runs). A worker holding more connections than another waits
+    (100-row req/s of one server varied 1.4× between runs). A worker holding more connections than another waits
     ``BALANCE_WAIT`` before accepting, so the less loaded one takes the connection; the wait is only
     in the accepting loop of the busier worker, never in a request."""
 
@@ -207,6 +207,10 @@ class Balance:
     def busier(self, slot: int, connections: int) -> bool:
         """Whether another accepting worker holds fewer connections than ``connections``."""
         return any(0 <= self.counts[i] < connections for i in range(self.workers) if i != slot)
+
+
+def _no_write(data: bytes) -> None:
+    raise NotImplementedError("the fast path sends the body the app returns; WSGI write() is not supported")
 
 
 class _Failing:
@@ -233,6 +237,13 @@ class Worker(gthread.ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.stuck: set[socket.socket] = set()  # connections whose prediction the watchdog gave up on
+        # the settings the fast path reads per request, read once (gunicorn's Config looks each one up);
+        # 0: gunicorn's defaults
+        cfg = self.cfg
+        self.field_limit = cfg.limit_request_field_size or 8190
+        self.fields_limit = cfg.limit_request_fields or 32768
+        self.keepalive_on = bool(cfg.keepalive)
+        self.multiprocess = cfg.workers > 1
 
     def init_process(self):
         # in this worker process only: every response through OneWriteResponse, and the Date
@@ -335,8 +346,7 @@ class Worker(gthread.ThreadWorker):
         sock.setblocking(True)
         data = unreader.buf.getvalue()
         unreader.buf = io.BytesIO()
-        cfg = self.cfg
-        field_limit = cfg.limit_request_field_size or 8190  # 0: gunicorn's default
+        field_limit = self.field_limit
         try:
             while True:
                 end = data.find(b"\r\n\r\n")
@@ -349,7 +359,7 @@ class Worker(gthread.ThreadWorker):
                     return False  # the client closed (a half-sent head is no request)
                 data += chunk
             lines = data[:end].split(b"\r\n")
-            if lines[0] != FAST_HEAD[:-2] or len(lines) > (cfg.limit_request_fields or 32768):
+            if lines[0] != FAST_HEAD[:-2] or len(lines) > self.fields_limit:
                 raise LookupError
             environ = {
                 "REQUEST_METHOD": "POST",
@@ -363,7 +373,7 @@ class Worker(gthread.ThreadWorker):
                 "wsgi.url_scheme": "http",
                 "wsgi.errors": sys.stderr,
                 "wsgi.multithread": True,
-                "wsgi.multiprocess": cfg.workers > 1,
+                "wsgi.multiprocess": self.multiprocess,
                 "wsgi.run_once": False,
                 "wsgi.input_terminated": True,
                 "gunicorn.socket": sock,
@@ -428,14 +438,15 @@ class Worker(gthread.ThreadWorker):
             if self.nr >= self.max_requests and self.alive:
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
-            close = close or not self.alive or not cfg.keepalive or len(self.keepalived_conns) >= self.max_keepalived
+            full = len(self.keepalived_conns) >= self.max_keepalived
+            close = close or not self.alive or not self.keepalive_on or full
             started: list = []
 
             def start_response(status, headers, exc_info=None):
                 if exc_info and started:
                     raise exc_info[1].with_traceback(exc_info[2])
                 started[:] = [status, headers]
-                return sock.sendall  # WSGI's write(): the scoring app never calls it
+                return _no_write  # the scoring app returns its body; raw bytes here would precede the headers
 
             result = self.wsgi(environ, start_response)
             try:

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -225,6 +226,12 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(model):
     proc, url = serve_locally(model, info, workers=2, env={"PYTHONPATH": path, "ACCESS_LOG": "0"})
     parts = urlsplit(url)
     try:
+        # /ping answers once one worker serves: wait for both (mlserve_workers counts those accepting)
+        deadline = time.monotonic() + 60
+        while "\nmlserve_workers 2" not in urllib.request.urlopen(url + "/metrics", timeout=5).read().decode():
+            assert time.monotonic() < deadline, "the second worker never started"
+            time.sleep(0.1)
+        time.sleep(0.2)
         workers = _children(proc.pid)
         assert len(workers) == 2, workers
         shared = _sockets(workers[0]) & _sockets(workers[1])  # the inherited listening socket
